@@ -358,11 +358,57 @@ def test_an_exchange_credit_is_not_refundable_from_the_original_order(platform: 
     assert (card["refunded"]["amount"], card["credited"]["amount"]) == (owed + left, credit)
 
 
+def test_a_return_paid_by_a_gift_card_deactivated_since_is_refunded_to_its_ledger(
+    platform: Running,
+) -> None:
+    """Two tees, 10.00 paid by a gift card deactivated since (reported lost) and the rest by
+    card. Their return completes: the card's share goes back to the card, the gift card's to
+    the gift card, which stays deactivated and records the refund on its ledger (its balance
+    is what it was given back, for the merchant to reissue), as a refund to a closed bank card
+    is the issuer's to settle. Until 2026-12-05 the gift card's refund was declined and the
+    return was a 409 `refund_partly_failed`, waiting for a person."""
+    http = platform.http
+    store, (tee,) = _products(http, 2500)
+    card = _ok(_post(http, "/v1/gift-cards", {"amount": {"amount": 5000, "currency": "USD"}}), 201)
+    gift_card = card["gift_card"]["id"]
+    order = _ok(_post(http, "/v1/orders", {"location_id": store,
+                "lines": [{"sku": tee, "quantity": 2}]}), 201)  # fmt: skip
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    _ok(_post(http, tenders, {"tender_type": "gift_card", "gift_card_code": card["code"],
+                              "amount": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+    _ok(_post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    _ok(_post(http, f"/v1/gift-cards/{gift_card}/deactivate", {"reason": "reported lost"}))
+    payments = _ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]
+    by_tender = {p["tender_type"]: p["id"] for p in payments}
+
+    returned = _ok(_post(http, f"/v1/orders/{order['id']}/returns", _ask("L1", 2)), 201)
+    assert returned["status"] == "completed" and returned["amount"] == order["total"]
+    assert sorted((r["payment_id"], r["status"], r["amount"]["amount"])
+                  for r in returned["refunds"]) == sorted([
+        (by_tender["gift_card"], "succeeded", 1000),
+        (by_tender["card"], "succeeded", order["total"]["amount"] - 1000),
+    ])  # fmt: skip
+    gift = _ok(http.get(f"/v1/payments/{by_tender['gift_card']}"))
+    assert gift["refunded"]["amount"] == 1000
+    after = _ok(http.get(f"/v1/gift-cards/{gift_card}"))
+    assert (after["status"], after["balance"]["amount"]) == ("deactivated", 1000)
+    ledger = _ok(http.get(f"/v1/gift-cards/{gift_card}/activities"))["data"]
+    assert [(a["kind"], a["amount"]["amount"]) for a in ledger] == [
+        ("activate", 5000), ("redeem", -1000), ("deactivate", -4000), ("refund", 1000),
+    ]  # fmt: skip
+    # Still deactivated: nothing is spent from it.
+    spent = _post(http, "/v1/gift-cards/redeem", {"code": card["code"],
+                  "amount": {"amount": 100, "currency": "USD"}})  # fmt: skip
+    assert (spent.status_code, spent.json()["code"]) == (409, "gift_card_inactive"), spent.text
+
+
 def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> None:
-    """Paid with a gift card deactivated since: the exchange's difference cannot go back to
-    it. The exchange is made (the cheaper mug sold), its return waits with `refusal_code`, and
-    the 409 names it. A person settles it through the API (cash from the till): once, replayed
-    with the same Idempotency-Key, in the audit log with who and why."""
+    """Paid with a gift card whose spend its own refund gave back since: the exchange's
+    difference cannot go back to it (the processor declines it). The exchange is made (the
+    cheaper mug sold), its return waits with `refusal_code`, and the 409 names it. A person
+    settles it through the API (cash from the till): once, replayed with the same
+    Idempotency-Key, in the audit log with who and why."""
     http = platform.http
     store, (tee, mug) = _products(http, 2500, 1000)
     card = _ok(
@@ -374,7 +420,7 @@ def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> 
     _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
     order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
     gift = card["gift_card"]["id"]
-    _ok(_post(http, f"/v1/gift-cards/{gift}/deactivate", {"reason": "reported lost"}))
+    _ok(_post(http, f"/v1/gift-cards/{gift}/refunds", {"amount": order["total"]}), 201)
 
     exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
                 "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
@@ -422,8 +468,9 @@ def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> 
 def test_a_refund_settled_as_paid_in_cash_at_a_register_is_not_refunded_again(
     platform: Running,
 ) -> None:
-    """Two tees paid by card, then 10.00 by a gift card deactivated since: a return of one tee
-    gives its card part back and waits for a person (the gift card's refund was refused). A
+    """Two tees paid by card, then 10.00 by a gift card whose spend its own refund gave back
+    since: a return of one tee gives its card part back and waits for a person (the gift
+    card's refund was refused). A
     manager settles it at a register with a shift open: the 10.00 in cash is that drawer's
     pay-out, and it is recorded on the gift card's payment, which no refund can then give back
     again; retried, nothing is recorded twice. The other tee is then refunded to the card."""
@@ -459,7 +506,8 @@ def test_a_refund_settled_as_paid_in_cash_at_a_register_is_not_refunded_again(
                                       "gift_card_code": gift_card["code"]}), 201)  # fmt: skip
             order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
             gift_card_id = gift_card["gift_card"]["id"]
-            _ok(_post(http, f"/v1/gift-cards/{gift_card_id}/deactivate", {"reason": "lost"}))
+            given_back = {"amount": {"amount": 1000, "currency": "USD"}}
+            _ok(_post(http, f"/v1/gift-cards/{gift_card_id}/refunds", given_back), 201)
             payments = _ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]
             by_tender = {p["tender_type"]: p["id"] for p in payments}
             gift = by_tender["gift_card"]

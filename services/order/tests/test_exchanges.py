@@ -485,11 +485,11 @@ async def test_a_refund_of_the_original_cannot_take_the_money_of_an_exchange_cre
 
 
 async def test_an_exchange_whose_refund_is_refused_waits_for_a_person(shop: Shop) -> None:
-    """Paid by a gift card deactivated since: the mug is sold, but the difference owed cannot go
-    back to the card. The return stays pending with its refusal (the request's 409 names it),
-    nothing retries it, and a person closes it: here the difference is refused (the store
-    would not refund a lost card). It is then completed with that settlement and the tee is
-    restocked once."""
+    """Paid by a gift card whose spend its own refund gave back since: the mug is sold, but the
+    difference owed cannot go back to the card (the processor declines it). The return stays
+    pending with its refusal (the request's 409 names it), nothing retries it, and a person
+    closes it: here the difference is refused (the card was given it back already). It is
+    then completed with that settlement and the tee is restocked once."""
     issued = await shop.cards.IssueGiftCard(
         G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
         metadata=MERCHANT,
@@ -522,9 +522,9 @@ async def test_an_exchange_whose_refund_is_refused_waits_for_a_person(shop: Shop
             timeout=10,
         )
     ).order
-    await shop.cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(
-            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+    await shop.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, amount=usd(order.total.amount)
         ),
         metadata=MERCHANT,
         timeout=10,

@@ -265,10 +265,11 @@ async def _when(read: Awaitable[Any], ok: Callable[[Any], bool]) -> Any:
 
 
 async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: Stack) -> None:
-    """Part of the refund refused at the processor (a gift card deactivated since): the
-    return waits for a person, and the resumer leaves it alone, while it does retry a return
-    that failed for a passing reason (the payment service away) and was left pending after it.
-    A person's settlement then completes it."""
+    """Part of the refund refused at the processor (a gift card whose spend its own refund
+    gave back since: `gift_card_refund_exceeds_spent`): the return waits for a person, and
+    the resumer leaves it alone, while it does retry a return that failed for a passing
+    reason (the payment service away) and was left pending after it. A person's settlement
+    then completes it."""
     md = MERCHANT
     stack.relay.refunds = max(stack.relay.refunds, 1)  # no answer of this test's is lost
     issued = await stack.cards.IssueGiftCard(
@@ -308,9 +309,11 @@ async def test_a_return_whose_refund_was_refused_for_good_is_not_retried(stack: 
         metadata=md,
         timeout=10,
     )
-    await stack.cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(
-            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+    await stack.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=str(uuid.uuid4()),
+            id=issued.gift_card.id,
+            amount=money_pb2.Money(amount=1000, currency="USD"),
         ),
         metadata=md,
         timeout=10,

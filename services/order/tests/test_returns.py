@@ -576,7 +576,8 @@ async def test_a_refund_made_outside_a_return_counts_once_on_the_order(shop: Sho
 
 
 async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Shop) -> None:
-    """Paid by a gift card deactivated since: the refund to it fails at the processor. The
+    """Paid by a gift card whose spend its own refund gave back since (`RefundToGiftCard`):
+    the payment's refund to it fails at the processor (`gift_card_refund_exceeds_spent`). The
     return is refused (409 `refund_failed`) and dropped: nothing restocked, the order still
     paid, no return left to hold the unit."""
     issued = await shop.cards.IssueGiftCard(
@@ -589,9 +590,9 @@ async def test_a_return_whose_refund_the_processor_refuses_is_not_done(shop: Sho
         order.id, tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD, gift_card_code=issued.code
     )
     sold = await shop.confirm(order.id)
-    await shop.cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(
-            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+    await shop.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, amount=usd(sold.total.amount)
         ),
         metadata=MERCHANT,
         timeout=10,
@@ -639,7 +640,8 @@ async def test_a_tender_voided_through_the_payments_api_pays_for_nothing(shop: S
 
 
 async def test_a_return_refunded_in_part_waits_for_a_person_who_settles_it(shop: Shop) -> None:
-    """Paid 10.00 by a gift card deactivated since and the rest by card: the card's refund goes
+    """Paid 10.00 by a gift card whose spend its own refund gave back since, and the rest by
+    card: the card's refund goes
     through, the gift card's is refused at the processor. The return is not dropped (money went
     back) nor retried: it waits, pending with its refusal, until a person settles it (here: the
     10.00 paid in cash from the till). Then it is completed with who, why, how much and how,
@@ -659,9 +661,9 @@ async def test_a_return_refunded_in_part_waits_for_a_person_who_settles_it(shop:
     await shop.tender(order.id, tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_visa")
     sold = await shop.confirm(order.id)
     gift, card = sold.payment_ids
-    await shop.cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(
-            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+    await shop.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, amount=usd(1000)
         ),
         metadata=MERCHANT,
         timeout=10,
@@ -797,7 +799,8 @@ async def test_a_return_refunded_in_part_waits_for_a_person_who_settles_it(shop:
 async def test_a_refund_paid_out_of_band_is_not_refunded_again_nor_settled_while_pending(
     shop: Shop,
 ) -> None:
-    """Three tees paid by card, then 10.00 by a gift card deactivated since. A return of one
+    """Three tees paid by card, then 10.00 by a gift card whose spend its own refund gave back
+    since (the processor then declines the payment's refund). A return of one
     tee refunds the gift card first (refused) and the card (through): it waits for a person.
     While the gift card's refund is pending at the processor the return is not settled (409
     `refund_pending`, nothing written): what is unpaid is not known. Once it failed, the 10.00
@@ -820,9 +823,9 @@ async def test_a_refund_paid_out_of_band_is_not_refunded_again_nor_settled_while
     await shop.tender(order.id, tender_type=gift_type, gift_card_code=issued.code)
     sold = await shop.confirm(order.id)
     card, gift = sold.payment_ids
-    await shop.cards.DeactivateGiftCard(
-        G.DeactivateGiftCardRequest(
-            request_id=str(uuid.uuid4()), id=issued.gift_card.id, reason="lost"
+    await shop.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(
+            request_id=str(uuid.uuid4()), id=issued.gift_card.id, amount=usd(1000)
         ),
         metadata=MERCHANT,
         timeout=10,

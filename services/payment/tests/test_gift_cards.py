@@ -953,3 +953,87 @@ async def test_a_card_in_another_currency_than_the_payment_is_a_field_error_not_
     euros = (await tender(rid(), "EUR", issued.code)).payment
     assert euros.status == P.PAYMENT_STATUS_CAPTURED
     assert balance(running, m, card_id) == 4000
+
+
+async def test_a_payments_refund_to_a_card_deactivated_since_is_on_its_ledger(
+    running: Running,
+) -> None:
+    """3,000 paid by a card, then the card deactivated (reported lost): the payment's refund
+    still goes back to it, so a return paid with it completes. The card stays deactivated,
+    its ledger records the refund and its balance is what it was given back; nothing is
+    spent from it, nothing is loaded or refunded to it directly, and a refund never gives
+    back more than the card spent."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    card_id = issued.gift_card.id
+
+    async def pay(order_id: str, amount: int) -> Any:
+        request = P.CreatePaymentRequest(
+            request_id=rid(),
+            order_id=order_id,
+            tender_type=P.TENDER_TYPE_GIFT_CARD,
+            amount=usd(amount),
+            gift_card_code=issued.code,
+            capture=True,
+        )
+        return (await running.payments.CreatePayment(request, metadata=md(m), timeout=30)).payment
+
+    sale = await pay("ord_lost", 3000)
+    await running.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=rid(), id=card_id, reason="lost"),
+        metadata=md(m),
+        timeout=30,
+    )
+
+    async def refund(amount: int) -> Any:
+        answer = await running.payments.CreateRefund(
+            P.CreateRefundRequest(request_id=rid(), payment_id=sale.id, amount=usd(amount)),
+            metadata=md(m),
+            timeout=30,
+        )
+        return answer.refunds[0]
+
+    first = await refund(1000)
+    assert (first.status, first.failure_code) == (P.REFUND_STATUS_SUCCEEDED, "")
+    card = (
+        await running.cards.GetGiftCard(
+            G.GetGiftCardRequest(id=card_id), metadata=md(m), timeout=30
+        )
+    ).gift_card
+    assert (card.status, card.balance.amount) == (G.GIFT_CARD_STATUS_DEACTIVATED, 1000)
+    kinds = running.sql(
+        "SELECT kind, amount FROM gift_card_activities WHERE merchant_id = %s "
+        "AND gift_card_id = %s ORDER BY id",
+        m,
+        card_id,
+    )
+    assert kinds == [("activate", 5000), ("redeem", -3000), ("deactivate", -2000), ("refund", 1000)]
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 1000
+
+    # Deactivated all the same: nothing taken from or put on it by any other way.
+    for call, reason in (
+        (
+            running.cards.RedeemGiftCard(
+                G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(100)),
+                metadata=md(m),
+                timeout=30,
+            ),
+            "gift_card_inactive",
+        ),
+        (
+            running.cards.RefundToGiftCard(
+                G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(100)),
+                metadata=md(m),
+                timeout=30,
+            ),
+            "gift_card_inactive",
+        ),
+    ):
+        assert (await refused(call))[1] == reason
+    spent = await pay("ord_lost_2", 100)
+    assert (spent.status, spent.decline_code) == (P.PAYMENT_STATUS_FAILED, "gift_card_inactive")
+
+    rest = await refund(2000)
+    assert rest.status == P.REFUND_STATUS_SUCCEEDED
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 3000
+    assert (await refused(refund(1)))[1] == "amount_exceeds_refundable"

@@ -524,8 +524,10 @@ _NO_REASON = DeactivateIn(reason="")
 async def deactivate_gift_card(
     gift_card_id: PathId, request: Request, svc: Svc, body: DeactivateIn = _NO_REASON
 ) -> GiftCardMoved:
-    """Its balance goes to zero (a `deactivate` activity) and it takes nothing more: the
-    order saga does this when an order with a gift-card line is cancelled or the line returned.
+    """Its balance goes to zero (a `deactivate` activity) and it takes nothing more but the
+    refunds of payments it made (a return paid with it: a `refund` activity, the card still
+    deactivated, its balance what it was given back, for you to reissue): the order saga
+    does this when an order with a gift-card line is cancelled or the line returned.
     A card already deactivated is a 409 `gift_card_inactive`. It takes the value away: at a
     register it takes the `refund` permission or a manager's override (403
     `permission_required`), and it is in the audit log (`gift_card.deactivated`, with the

@@ -469,16 +469,16 @@ class GiftCardTender:
             if known is not None:
                 return known
             decline = ""
-            if card.status is not GiftCardStatus.ACTIVE:
-                # The card was ended since: the value cannot go back to it. A refund to
-                # another tender is the caller's choice.
-                decline = "gift_card_inactive"
-            elif amount.amount > await uow.cards.refundable(card.id):
+            if amount.amount > await uow.cards.refundable(card.id):
                 # Given back already by the card's own refund (POST /v1/gift-cards/{id}/
                 # refunds): the same spend is not given back twice.
                 decline = "gift_card_refund_exceeds_spent"
             else:
-                activity = card.refund(new_id("gca"), amount.amount, amount.currency, key, "")
+                # A card deactivated since takes it too, and stays deactivated: the refund is
+                # on its ledger, never lost (domain.gift_cards.GiftCard.refund).
+                activity = card.refund(
+                    new_id("gca"), amount.amount, amount.currency, key, "", of_a_payment=True
+                )
                 await _apply(uow, card, activity)
             answer = ProcessorAnswer(not decline, reference, decline_code=decline)
             await _remember(uow, key, "refund", card.id, amount.amount, answer)

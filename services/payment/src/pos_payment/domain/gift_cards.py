@@ -3,7 +3,8 @@
 The invariants every rule here keeps, whatever the order of requests:
   balance >= 0, and balance <= the merchant's maximum after any load
   balance == the sum of the card's activities (each signed: value in positive, out negative)
-  a deactivated card takes no value in or out, ever again.
+  a deactivated card gives no value out, ever again, and takes none in but a payment's
+  refund (the customer's money going back where it was taken from, on the card's ledger).
 A code is a bearer secret: the domain sees it only long enough to normalise it; storage keeps a
 keyed hash and the last four characters (`CodeHasher` in the adapters), and no message or error
 here ever repeats it.
@@ -189,13 +190,22 @@ class GiftCard:
         ref: str,
         loc: str,
         max_balance: int | None = None,
+        *,
+        of_a_payment: bool = False,
     ) -> Activity:
         """Value given back to the card it was taken from. A payment's refund is not held to
         the maximum (it only returns what the card held before, and never more than the
         payment took); one asked directly of the card (`max_balance` given) is, as a load is:
-        nothing bounds what it returns but the maximum."""
+        nothing bounds what it returns but the maximum.
+
+        A payment's refund (`of_a_payment`) goes back to a card deactivated since too: the
+        card stays deactivated and its ledger records the refund, its balance then what it
+        was given back (for the merchant to reissue), as a refund to a closed bank card is
+        the issuer's to settle. Declining it lost the customer's refund: a return paid with
+        the card could not complete. Nothing else moves value on a deactivated card."""
         self._same_currency(currency)
-        self._open()
+        if not of_a_payment:
+            self._open()
         if max_balance is not None and self.balance + amount > max_balance:
             raise _above_maximum(max_balance)
         return self._move(new_id, ActivityKind.REFUND, amount, ref, loc)
