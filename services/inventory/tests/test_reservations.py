@@ -290,6 +290,47 @@ async def test_bad_holds_are_refused_field_by_field_and_hold_nothing(
     assert _invariants(svc, "BAD", loc) == (5, 0)
 
 
+async def test_a_hold_or_sourcing_naming_a_missing_sku_or_store_names_its_field(
+    svc: InProcessService,
+) -> None:
+    """An unknown SKU or store in a hold or a sourcing is a NOT_FOUND naming the request's
+    field, in the order the lines were sent (`lines[1].sku`, `location_id`,
+    `pickup_location_id`), as an adjustment's, a count's and a transfer's are; nothing is
+    held. Before, the refusal named no field, and the caller could not tell which line."""
+    loc = await _setup(svc, {"ZZ-NAMED": 5}, "named")
+    _db(svc, "UPDATE locations SET pickup_enabled = true WHERE id = %s RETURNING id", loc)
+    stub = stock_stub(svc.channel)
+    # The unknown SKU sorts before the known one: the field is the line as sent.
+    lines = [("ZZ-NAMED", 1), ("AA-NOPE", 1)]
+    holds = [
+        (_hold("named-1", loc, lines), ["lines[1].sku"]),
+        (_hold("named-2", "loc_nope", [("ZZ-NAMED", 1)]), ["location_id"]),
+    ]
+    for request, fields in holds:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CreateReservation(request, metadata=MD, timeout=5)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert [v.field for v in read_error(err.value).violations] == fields
+    for dry_run in (True, False):
+        asks = [
+            (st.ProposeSourcingRequest(
+                request_id=f"named-s-{dry_run}",
+                lines=[st.StockLine(sku=s, quantity=q) for s, q in lines],
+                pickup_location_id=loc, dry_run=dry_run,
+            ), ["lines[1].sku"]),
+            (st.ProposeSourcingRequest(
+                request_id=f"named-p-{dry_run}", lines=[st.StockLine(sku="ZZ-NAMED", quantity=1)],
+                pickup_location_id="loc_nope", dry_run=dry_run,
+            ), ["pickup_location_id"]),
+        ]  # fmt: skip
+        for ask, fields in asks:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.ProposeSourcing(ask, metadata=MD, timeout=5)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert [v.field for v in read_error(err.value).violations] == fields
+    assert _invariants(svc, "ZZ-NAMED", loc) == (5, 0)
+
+
 async def test_an_expired_hold_gives_its_units_back_and_cannot_be_committed(
     svc: InProcessService,
 ) -> None:

@@ -45,12 +45,15 @@ class Reservation:
 @dataclass(frozen=True)
 class Hold:
     """A validated request to hold lines: SKUs unique and sorted, so that every transaction
-    locks stock rows in the same order and two multi-line holds can never deadlock."""
+    locks stock rows in the same order and two multi-line holds can never deadlock.
+    `asked`: the SKUs in the order the request sent its lines, so a refusal names the line
+    as sent (`lines[1].sku`); empty for a hold the service makes itself (a sourcing's)."""
 
     location_id: str
     lines: list[Line]
     ttl_seconds: int
     reference: str
+    asked: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,13 @@ def validate_hold(location_id: str, lines: list[Line], ttl_seconds: int, referen
         len(reference) <= MAX_REFERENCE, "reference", f"must be at most {MAX_REFERENCE} characters"
     )
     raise_if(violations)
-    return Hold(location_id, sorted(lines), ttl_seconds or DEFAULT_TTL_SECONDS, reference)
+    return Hold(
+        location_id,
+        sorted(lines),
+        ttl_seconds or DEFAULT_TTL_SECONDS,
+        reference,
+        tuple(sku for sku, _ in lines),
+    )
 
 
 class HoldDue(Conflict):

@@ -188,14 +188,19 @@ async def propose_sourcing(
         len(reference) <= MAX_REFERENCE, "reference", f"must be at most {MAX_REFERENCE} characters"
     )
     raise_if(violations)
+    await require_items(
+        uow,
+        [sku for sku, _ in lines],
+        [],
+        sku_fields=[f"lines[{i}].sku" for i in range(len(lines))],
+    )
     lines = sorted(lines)
-    await require_items(uow, [sku for sku, _ in lines], [])
     # Before any proposal, so a dry run answers what the real call would, whatever the stock.
     await refuse_archived(uow, [sku for sku, _ in lines])
     if pickup_location_id:
         at = await uow.locations.get(pickup_location_id)
         if at is None:
-            raise NotFound("location", pickup_location_id)
+            raise NotFound("location", pickup_location_id, ["pickup_location_id"])
         at.refuse_if_inactive("pickup_location_id")
         (candidate,), _ = await _candidates(uow, lines, [at], None)
         proposal = propose_pickup(lines, candidate)

@@ -75,8 +75,16 @@ async def refuse_archived(uow: InventoryUnitOfWork, skus: list[str]) -> None:
 
 
 async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
-    """Why a hold failed: an unknown location or SKU (404), else the lines that are short."""
-    await require_items(uow, [sku for sku, _ in hold.lines], [hold.location_id])
+    """Why a hold failed: an unknown location or SKU (404, naming the request's field), else
+    the lines that are short."""
+    skus = list(hold.asked) or [sku for sku, _ in hold.lines]
+    await require_items(
+        uow,
+        skus,
+        [hold.location_id],
+        sku_fields=[f"lines[{i}].sku" for i in range(len(hold.asked))],
+        location_fields=["location_id"],
+    )
     # Lines before the short one are held by this (doomed) transaction; the short one and the
     # rest are untouched, so their levels are the truth.
     rest = [(sku, q) for sku, q in hold.lines if sku >= short_sku]
