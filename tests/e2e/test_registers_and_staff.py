@@ -1354,6 +1354,13 @@ def test_staff_and_role_names_are_read_by_people(platform: Running) -> None:
     assert [e["field"] for e in answer.json()["errors"]] == ["location_ids[1]"]
     moved = http.patch(f"/v1/staff/{member}", json={"location_ids": ["loc_nowhere"]})
     assert [e["field"] for e in moved.json()["errors"]] == ["location_ids[0]"]
+    # A store named twice before the unknown one: the entry named is the one as sent, not
+    # its place in the list without the repeat (which is the known store's).
+    twice = [here, here, "loc_nowhere"]
+    answer = _post(http, "/v1/staff", {**unknown, "location_ids": twice})
+    assert [e["field"] for e in answer.json()["errors"]] == ["location_ids[2]"], answer.text
+    moved = http.patch(f"/v1/staff/{member}", json={"location_ids": twice})
+    assert [e["field"] for e in moved.json()["errors"]] == ["location_ids[2]"], moved.text
 
 
 def test_a_registers_idempotency_key_replays_to_that_register_only(platform: Running) -> None:

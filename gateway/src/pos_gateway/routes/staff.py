@@ -103,8 +103,10 @@ async def create_staff(body: StaffIn, request: Request, svc: Svc) -> StaffMember
     """The PIN is stored only as a slow keyed hash and never shown again. An unknown role or
     location is a 404."""
     actor = _manager(request)
+    # Checked as sent, so a refusal names the entry the client wrote (`location_ids[2]`), not
+    # its place in the list without repeats; stored without them.
+    await locations_of(svc, body.location_ids, "location_ids")
     locations = list(dict.fromkeys(body.location_ids))
-    await locations_of(svc, locations, "location_ids")
     state = request.app.state
     fields = {"name": body.name, "role": body.role, "location_ids": locations}
     try:
@@ -208,8 +210,8 @@ async def update_staff(
     if body.role is not None:
         fields["role"] = body.role
     if body.location_ids is not None:
+        await locations_of(svc, body.location_ids, "location_ids")
         fields["location_ids"] = list(dict.fromkeys(body.location_ids))
-        await locations_of(svc, fields["location_ids"], "location_ids")
     state = request.app.state
     try:
         changed = await staff.update_member(
