@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -332,3 +333,17 @@ def test_a_route_that_forgets_a_possible_problem_still_documents_it() -> None:
         "200": {"description": "Success"},
         **{s: {"$ref": f"#/components/responses/{n}"} for s, n in names.items()},
     }
+
+
+def test_a_parameter_that_names_its_default_names_the_one_it_has() -> None:
+    """A description saying "default N" says the default the schema has (and the route
+    applies): the nearby stock's `limit` read "default 50" while 10 was taken."""
+    document = _tool().current()
+    wrong = []
+    for name, operation in _operations(document):
+        for parameter in operation.get("parameters", []):
+            said = re.search(r"default (\d+)", parameter.get("description", ""))
+            default = parameter.get("schema", {}).get("default")
+            if said and default is not None and int(said.group(1)) != default:
+                wrong.append(f"{name} {parameter['name']}: says {said.group(1)}, is {default}")
+    assert not wrong, wrong

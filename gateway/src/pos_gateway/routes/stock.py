@@ -351,9 +351,25 @@ async def nearby(
     # at most 90 (and an infinite one the same), not that it is no finite number.
     latitude: Annotated[float, Query(ge=-90, le=90, allow_inf_nan=False)],
     longitude: Annotated[float, Query(ge=-180, le=180, allow_inf_nan=False)],
-    radius_km: Annotated[float, Query(ge=0, le=20_000, allow_inf_nan=False)] = 0,
+    radius_km: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=20_000,
+            allow_inf_nan=False,
+            description="Only locations this close, in km; 0 (the default): any distance",
+        ),
+    ] = 0,
     pickup_only: bool = False,
-    limit: Limit = 10,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=200,
+            description="How many of the nearest to answer (default 10, max 200); the "
+            "answer is those alone, with no further page (`next_cursor` is always null)",
+        ),
+    ] = 10,
 ) -> NearbyLocationList:
     """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400.
     An archived product is not for sale: its SKU is a 409 `product_archived` naming `skus`,
