@@ -573,3 +573,45 @@ async def test_nearby_stock_of_an_archived_product_is_refused(svc: InProcessServ
     live = st.FindNearbyStockRequest(lines=[st.StockLine(sku="LIVE-N", quantity=1)], near=near)
     listed = await stub.FindNearbyStock(live, metadata=MD, timeout=5)
     assert loc in [x.location.id for x in listed.locations]
+
+
+async def test_nearby_stock_answers_as_many_of_the_nearest_as_asked_up_to_a_page(
+    svc: InProcessService,
+) -> None:
+    """`page_size` (REST `limit`, at most 200) is how many of the nearest come back: 150
+    stocked stores asked for 150 are 150, nearest first. Before, the service stopped at 100
+    whatever was asked, and the answer, with no further page, read as all there was."""
+    md = (("x-merchant-id", "mer_near"),)
+    catalog = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    await catalog.CreateProduct(
+        inv.CreateProductRequest(
+            request_id="near-p", sku="NEAR", name="n", price={"amount": 1, "currency": "USD"}
+        ),
+        metadata=md,
+        timeout=5,
+    )
+    stores = 150
+    for i in range(stores):
+        made = await catalog.CreateLocation(
+            inv.CreateLocationRequest(
+                request_id=f"near-l{i}", name=f"Store {i}", currency="USD",
+                geo=inv.GeoPoint(latitude=50 + i / 100, longitude=4.0),
+            ),
+            metadata=md,
+            timeout=5,
+        )  # fmt: skip
+        await catalog.AdjustStock(
+            inv.AdjustStockRequest(
+                request_id=f"near-a{i}", sku="NEAR", location_id=made.location.id, delta=1,
+                reason=inv.ADJUSTMENT_REASON_RECEIVED,
+            ),
+            metadata=md,
+            timeout=5,
+        )  # fmt: skip
+    ask = st.FindNearbyStockRequest(
+        lines=[st.StockLine(sku="NEAR", quantity=1)],
+        near=inv.GeoPoint(latitude=50, longitude=4.0),
+        page_size=stores,
+    )
+    found = await stock_stub(svc.channel).FindNearbyStock(ask, metadata=md, timeout=10)
+    assert [x.location.name for x in found.locations] == [f"Store {i}" for i in range(stores)]

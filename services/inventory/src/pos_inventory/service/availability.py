@@ -32,9 +32,12 @@ from pos_inventory.service.handlers import require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_inventory.service.reservations import create_reservation, refuse_archived
 from pos_kit.errors import FieldViolation, NotFound, raise_if, require
+from pos_kit.paging import MAX_PAGE_SIZE
 
 MAX_LOCATIONS_PER_CALL = 500
-MAX_NEARBY = 100
+# As many of the nearest as a page holds (REST `limit`, at most 200); before, 100 whatever
+# was asked, and an answer with no further page read as all there was.
+MAX_NEARBY = MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)
