@@ -56,3 +56,25 @@ def test_a_field_is_named_one_way_whichever_layer_refused_it() -> None:
     assert field_path(["location_id", 0]) == "location_id[0]"
     assert field_path(["metadata", "colour"]) == "metadata.colour"
     assert field_path([]) == "body"
+
+
+def test_a_bad_key_of_a_map_is_named_as_the_services_name_it() -> None:
+    """pydantic puts a `[key]` marker after a map key it refuses; the field is the key
+    (`tax_rates_bps.FOOD`, as the inventory service names it), not `tax_rates_bps.FOOD.[key]`,
+    nor `tax_rates_bps..[key]` for an empty one."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, StringConstraints, ValidationError
+
+    from pos_gateway.problems import field_path
+
+    class Rates(BaseModel):
+        tax_rates_bps: dict[Annotated[str, StringConstraints(pattern="^[a-z]+$")], int]
+
+    for key, named in (("FOOD", "tax_rates_bps.FOOD"), ("", "tax_rates_bps.")):
+        try:
+            Rates.model_validate({"tax_rates_bps": {key: 5}})
+        except ValidationError as exc:
+            assert [field_path(e["loc"]) for e in exc.errors()] == [named]
+        else:
+            raise AssertionError("the key was taken")

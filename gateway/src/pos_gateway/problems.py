@@ -208,6 +208,10 @@ def field_path(loc: Sequence[int | str]) -> str:
     whichever layer refused the request."""
     path = ""
     for part in loc:
+        if part == "[key]":
+            # pydantic's marker after a map key it refused: the field is that key, as the
+            # services name it (`tax_rates_bps.FOOD`, not `tax_rates_bps.FOOD.[key]`).
+            continue
         path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + str(part)
     return path or "body"
 
