@@ -132,3 +132,13 @@ async def test_a_terminal_checkout_reference_of_spaces_only_is_a_400(
         refused = await http.post("/v1/terminal-checkouts", json=body)
         assert _fields(refused) == ["reference"]
         assert "spaces" in refused.json()["errors"][0]["reason"]
+
+
+async def test_a_blank_sku_or_barcode_search_is_a_400_naming_it(http: httpx.AsyncClient) -> None:
+    # An exact SKU or barcode of nothing finds nothing: `sku=` was refused naming `query`
+    # (a parameter not sent), and `barcode=` of spaces answered an empty list as if searched.
+    for name in ("sku", "barcode"):
+        for blank in ("", "   "):
+            answer = await http.get("/v1/products", params={name: blank})
+            assert answer.status_code == 400, (name, blank, answer.text)
+            assert _fields(answer) == [name], (name, blank)

@@ -228,7 +228,8 @@ async def list_products(
     """Without a search parameter: every product by id (of one `status`, if given), or with
     `updated_since` the change feed (oldest change first; every status: a feed of one would
     never tell you a product left it, so `status` with `updated_since` is a 400). With `query`,
-    `sku` or `barcode` (combinable, not with `updated_since`): the matching products by id."""
+    `sku` or `barcode` (combinable, not with `updated_since`): the matching products by id; a
+    blank `sku` or `barcode` is a 400 naming it."""
     if query is None and sku is None and barcode is None:
         if status is not None and updated_since is not None:
             raise _bad("status", "cannot be combined with updated_since")
@@ -241,6 +242,10 @@ async def list_products(
         return to_page(ProductList, answer.products, answer.next_page_token)
     if updated_since is not None:
         raise _bad("updated_since", "cannot be combined with query, sku or barcode")
+    for name, exact in (("sku", sku), ("barcode", barcode)):
+        # An exact SKU or barcode of nothing matches nothing: a blank one is a mistake, named.
+        if exact is not None and not exact.strip():
+            raise _bad(name, "must not be blank")
     search = inventory_pb2.SearchProductsRequest(
         query=query or "",
         sku=sku or "",
