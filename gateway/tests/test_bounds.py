@@ -142,3 +142,29 @@ async def test_a_blank_sku_or_barcode_search_is_a_400_naming_it(http: httpx.Asyn
             answer = await http.get("/v1/products", params={name: blank})
             assert answer.status_code == 400, (name, blank, answer.text)
             assert _fields(answer) == [name], (name, blank)
+
+
+async def test_a_body_that_is_no_json_is_malformed_json_naming_the_body(
+    http: httpx.AsyncClient,
+) -> None:
+    """Whatever makes a body unreadable as JSON (bad syntax, bytes that are not UTF-8, a number
+    past Python's 4,300 digits, nesting past the parser's depth) is one problem:
+    `malformed_json` with `errors[]` naming `body`. Before, bad syntax named a field `[0]` (the
+    character where parsing stopped, written as a list index), and the others were a bare 400
+    `http_error` naming nothing."""
+    bodies = [
+        b"not json",
+        b'{"name": "caf\xe9", "permissions": []}',
+        b'{"name": "n", "permissions": [], "discount_limit_bps": 1' + b"0" * 5000 + b"}",
+        b'{"name": "n", "permissions": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    ]
+    for body in bodies:
+        answer = await http.post(
+            "/v1/roles",
+            content=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert answer.status_code == 400, answer.text
+        problem = answer.json()
+        assert problem["code"] == "malformed_json", (body[:40], problem)
+        assert [e["field"] for e in problem["errors"]] == ["body"], (body[:40], problem)

@@ -290,6 +290,16 @@ def allowed_methods(request: Request) -> str:
 _HTTP_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"})
 
 
+# What FastAPI's JSON reading raises, other than a syntax error, for a body it cannot read
+# (UnicodeDecodeError is a ValueError, as is "Exceeds the limit (4300 digits)").
+_UNREADABLE = (ValueError, RecursionError)
+_UNREADABLE_REASONS = {
+    UnicodeDecodeError: "is not JSON: not UTF-8",
+    RecursionError: "is not JSON we read: nested too deeply",
+}
+_TOO_MANY_DIGITS = "is not JSON we read: a number has too many digits"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
@@ -306,6 +316,13 @@ def install(app: FastAPI) -> None:
             # Only the first part says where the field came from: a field may itself be
             # named `query` (the catalog's text search), which is still its name.
             loc = list(err.get("loc", ()))
+            if err.get("type") == "json_invalid":
+                # The second part is the character where parsing stopped, not a field: the
+                # body as a whole is what is not JSON (it was named `[0]`).
+                at = loc[1] if len(loc) > 1 else 0
+                why = (err.get("ctx") or {}).get("error", "JSON decode error")
+                errors.append({"field": "body", "reason": f"is not JSON: {why} at character {at}"})
+                continue
             if loc and loc[0] in ("body", "query", "path"):
                 loc = loc[1:]
             field = field_path(loc)
@@ -325,6 +342,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, _UNREADABLE):
+            # FastAPI reads a body that fails other than by JSON syntax (bytes that are not
+            # UTF-8, a number past Python's 4,300 digits, nesting past the parser's depth) as
+            # a bare 400: the same problem as bad syntax, naming the body.
+            reason = _UNREADABLE_REASONS.get(type(exc.__cause__), _TOO_MANY_DIGITS)
+            unreadable = [{"field": "body", "reason": reason}]
+            detail = "the request body is not valid JSON"
+            return problem_response(Problem(400, "malformed_json", detail, unreadable))
         codes = {404: "route_not_found", 405: "method_not_allowed", 413: "body_too_large"}
         code = codes.get(exc.status_code, "http_error")
         detail = str(exc.detail) if exc.status_code != 404 else "no such route"
