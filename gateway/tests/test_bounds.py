@@ -168,3 +168,11 @@ async def test_a_body_that_is_no_json_is_malformed_json_naming_the_body(
         problem = answer.json()
         assert problem["code"] == "malformed_json", (body[:40], problem)
         assert [e["field"] for e in problem["errors"]] == ["body"], (body[:40], problem)
+
+
+async def test_a_nul_in_a_query_parameter_is_a_400_naming_it(http: httpx.AsyncClient) -> None:
+    """As a NUL in a body's string names its field, one in a query parameter's value names
+    the parameter; before, the 400 named nothing."""
+    answer = await http.get("/v1/products?limit=5&query=a%00b&sku=c%00")
+    assert (answer.status_code, answer.json()["code"]) == (400, "invalid_request"), answer.text
+    assert _fields(answer) == ["query", "sku"]

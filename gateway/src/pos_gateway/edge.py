@@ -159,7 +159,12 @@ class EdgeMiddleware:
             await problem_response(problem)(scope, receive, send)
             return
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
-            problem = Problem(400, "invalid_request", "URLs must not contain the NUL character")
+            problem = Problem(
+                400,
+                "invalid_request",
+                "URLs must not contain the NUL character",
+                _nul_in_query(scope.get("query_string", b"")),
+            )
             await problem_response(problem)(scope, receive, send)
             return
         carded = _card_numbers_in_query(scope.get("query_string", b""))
@@ -459,6 +464,19 @@ def _location_missing(location_id: str, field: str) -> Problem:
     errors = [{"field": field, "reason": "no such location"}] if field else None
     return Problem(404, "resource_missing", f"location {location_id!r} was not found", errors,
                    extra={"resource": "location"})  # fmt: skip
+
+
+def _nul_in_query(query_string: bytes) -> list[dict[str, str]]:
+    """A field error per query parameter whose value holds a NUL, as a body's string is named
+    (a NUL in the path or in a parameter's name has no field to name)."""
+    if b"%00" not in query_string:
+        return []
+    names = dict.fromkeys(
+        name
+        for name, value in QueryParams(query_string).multi_items()
+        if "\x00" in value and "\x00" not in name
+    )
+    return [{"field": name, "reason": "must not contain the NUL character"} for name in names]
 
 
 def _card_numbers_in_query(query_string: bytes) -> list[dict[str, str]]:
