@@ -1585,6 +1585,30 @@ def test_a_register_at_an_unknown_location_names_the_field(platform: Running) ->
     assert http.get("/v1/registers", params={"limit": 200}).json()["data"] == before
 
 
+def test_a_member_with_an_unknown_role_names_the_field_as_every_reference_does(
+    platform: Running,
+) -> None:
+    """A member's role the merchant does not have is a 404 naming `role` with the reason
+    every missing reference gives, `no such role` (it repeated the detail), and another
+    merchant's role reads the same as a made-up one; nothing is made or changed."""
+    http = platform.http
+    here = _locations(http)[0]
+    with platform.new_merchant("Roles Elsewhere") as other:
+        made = _post(other, "/v1/roles", {"name": "Theirs", "permissions": []})
+        assert made.status_code == 201, made.text
+        theirs = made.json()["id"]
+    member = _member(http, "Keeps Role", "cashier", here, "1234")
+    before = http.get("/v1/staff", params={"limit": 200}).json()["data"]
+    for role in ("role_made_up", theirs):
+        body = {"name": "No Role", "role": role, "location_ids": [here], "pin": "1234"}
+        for answer in (_post(http, "/v1/staff", body),
+                       http.patch(f"/v1/staff/{member}", json={"role": role})):  # fmt: skip
+            assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing")
+            assert answer.json()["errors"] == [{"field": "role", "reason": "no such role"}]
+            assert answer.json()["detail"] == f"role {role!r} was not found"
+    assert http.get("/v1/staff", params={"limit": 200}).json()["data"] == before
+
+
 def test_roles_are_listed_in_pages_however_many_there_are(platform: Running) -> None:
     """A merchant may make many roles: the list pages them (`limit`, `cursor`), the built-in
     ones first. It used to answer them all in one page, and past the page's 200 a 500."""

@@ -392,7 +392,10 @@ def refusal(exc: staff.Refused) -> Problem:
               "version_mismatch": 412}.get(exc.reason, 403)  # fmt: skip
     extra = {k: (ts(v) if isinstance(v, datetime) else v) for k, v in exc.extra.items()
              if k != "field"}  # fmt: skip
-    errors = [{"field": exc.extra["field"], "reason": exc.detail}] if "field" in exc.extra else []
+    # A missing reference the body names reads as every one does: `no such <resource>`.
+    missing = exc.reason == "resource_missing" and "resource" in exc.extra
+    reason = f"no such {exc.extra['resource']}" if missing else exc.detail
+    errors = [{"field": exc.extra["field"], "reason": reason}] if "field" in exc.extra else []
     if status == 409 and errors:
         status = 400 if exc.reason != "role_name_taken" else 409
     return Problem(status, exc.reason, exc.detail, errors, extra=extra)
