@@ -577,18 +577,9 @@ async def record_taken(
     (`RECORD_REFUSED_FOR_GOOD`) holds the tender for a person, shown on the order with the
     refusal: it is no longer asked (the resumer asked it on every pass, for ever)."""
     for t in order.tenders_to_record_now:
-        cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
         try:
             with at_register_of(order):
-                payment = await ports.payments.charge(
-                    t.request_id,
-                    order.id,
-                    order.location_id,
-                    t.tender,
-                    Money(t.amount, order.currency),
-                    cash,
-                    "",
-                )
+                payment = await _record_taken(ports, order, t)
         except DomainError as exc:
             if exc.code in RECORD_REFUSED_FOR_GOOD:
                 log.warning("cash of order %s held for a person: %s", order.id, exc.code)
@@ -610,6 +601,16 @@ async def record_taken(
     return order
 
 
+async def _record_taken(ports: CheckoutPorts, order: Order, t: TenderRecord) -> PaymentResult:
+    """The payment service told of a tender taken in hand, under the sale's own request id (a
+    record made before is answered again, never doubled)."""
+    cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
+    return await ports.payments.charge(
+        t.request_id, order.id, order.location_id, t.tender, Money(t.amount, order.currency),
+        cash, "",
+    )  # fmt: skip
+
+
 async def record_held(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Order:
     """A person settles the tenders held for a person (`record_refused`): each recorded now as
     taken from the back office (no register: the payment counts in no shift, the shift it was
@@ -617,18 +618,9 @@ async def record_held(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Or
     own request id, so one recorded meanwhile is answered again, never doubled. A refusal
     passes through and writes nothing."""
     for t in [t for t in order.tenders_to_record if t.record_refused]:
-        cash = None if t.cash_tendered is None else Money(t.cash_tendered, order.currency)
         registered, member = register_var.set(None), staff_var.set(None)
         try:
-            payment = await ports.payments.charge(
-                t.request_id,
-                order.id,
-                order.location_id,
-                t.tender,
-                Money(t.amount, order.currency),
-                cash,
-                "",
-            )
+            payment = await _record_taken(ports, order, t)
         finally:
             staff_var.reset(member)
             register_var.reset(registered)
