@@ -48,6 +48,31 @@ def test_every_problem_of_a_product_is_named_by_its_path() -> None:
     }
 
 
+def test_variants_are_told_apart_by_their_options_and_an_option_has_a_value() -> None:
+    """Options are what a till or a shop chooses a variant by: two variants with the same ones
+    (after trimming) are refused on the later one, naming the first, and an option of nothing
+    (or of spaces) is refused. Until 2026-12-05 both were accepted. Variants without options
+    (told apart by name) stay allowed."""
+    fields = ProductFields(
+        "TEE",
+        "Tee",
+        Money(2000, "USD"),
+        variants=[
+            Variant("", "TEE-M", "M", {"size": "M", "colour": "black"}),
+            Variant("", "TEE-L", "L", {"size": "L", "colour": "black"}),
+            Variant("", "TEE-M2", "M again", {"colour": "black ", "size": " M"}),
+            Variant("", "TEE-B", "Blank", {"size": "  "}),
+            Variant("", "TEE-X", "Plain"),
+            Variant("", "TEE-Y", "Plainer"),
+        ],
+    )
+    problems = {v.field: v.description for v in product_violations(normalized(fields))}
+    assert problems == {
+        "variants[2].options": "must differ from the options of variants[0]",
+        "variants[3].options.size": "must be 1 to 100 characters",
+    }
+
+
 def test_a_variant_is_sold_under_its_sku_name_and_price() -> None:
     fields = ProductFields(
         "TEE",

@@ -195,7 +195,7 @@ def _variant(v: Variant, currency: str, path: str) -> list[FieldViolation]:
     for key, value in v.options.items():
         found += require(0 < len(key) <= 50, f"{path}.options", "names must be 1 to 50 characters")
         found += require(
-            len(value) <= 100, f"{path}.options.{key}", "must be at most 100 characters"
+            0 < len(value) <= 100, f"{path}.options.{key}", "must be 1 to 100 characters"
         )
     if v.price is not None:
         found += require(v.price.amount >= 0, f"{path}.price.amount", "must not be negative")
@@ -225,8 +225,20 @@ def product_violations(fields: ProductFields) -> list[FieldViolation]:
     found += require(len(f.external_id) <= 255, "external_id", "must be at most 255 characters")
     found += _barcodes(f.barcodes, "barcodes")
     found += require(len(f.variants) <= MAX_VARIANTS, "variants", f"must be at most {MAX_VARIANTS}")
+    first_with: dict[frozenset[tuple[str, str]], int] = {}
     for i, v in enumerate(f.variants):
         found += _variant(v, f.price.currency, f"variants[{i}]")
+        # Options are what a till or a shop shows to choose a variant by: two with the same
+        # ones could not be told apart. Variants without options are told apart by name.
+        chosen_by = frozenset(v.options.items())
+        if chosen_by and chosen_by in first_with:
+            found.append(
+                FieldViolation(
+                    f"variants[{i}].options",
+                    f"must differ from the options of variants[{first_with[chosen_by]}]",
+                )
+            )
+        first_with.setdefault(chosen_by, i)
     skus = [f.sku, *(v.sku for v in f.variants)]
     found += require(
         len(set(skus)) == len(skus), "variants", "every SKU must differ from the others"
