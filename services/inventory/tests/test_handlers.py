@@ -8,7 +8,14 @@ from __future__ import annotations
 import pytest
 
 from pos_inventory.domain.catalog import Product, ProductStatus
-from pos_inventory.domain.model import Address, Adjustment, GeoPoint, Location, ProductCreated
+from pos_inventory.domain.model import (
+    Address,
+    Adjustment,
+    GeoPoint,
+    Location,
+    LocationTax,
+    ProductCreated,
+)
 from pos_inventory.service import catalog, handlers
 from pos_kit.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 from pos_kit.money import Money
@@ -176,6 +183,24 @@ async def test_a_location_changes_its_name_address_and_taxes() -> None:
         )
     assert {v.field for v in err.value.violations} == {"name", "time_zone", "tax_rate_bps"}
     assert await uow.locations.get(location.id) == cleared
+
+
+async def test_a_locations_taxes_are_named_once_in_any_case() -> None:
+    """Taxes print by name on a receipt: "VAT" and " vat" are one name twice (refused as the
+    same name twice is); until 2026-12-05 only an exact repeat was refused."""
+    uow = FakeUow()
+    location = await _shop(uow)
+    for names in (["VAT", "VAT"], ["VAT", " vat"], ["City", "CITY"]):
+        taxes = [LocationTax(name, 500) for name in names]
+        with pytest.raises(InvalidArgument) as err:
+            await handlers.update_location(uow, location.id, {"taxes": taxes}, 1)
+        assert [(v.field, v.description) for v in err.value.violations] == [
+            ("taxes", "must name each tax once")
+        ], names
+    kept = await handlers.update_location(
+        uow, location.id, {"taxes": [LocationTax("State", 500), LocationTax("City", 100)]}, 1
+    )
+    assert [t.name for t in kept.taxes] == ["State", "City"]
 
 
 async def test_a_bad_location_is_refused_field_by_field_and_not_stored() -> None:

@@ -203,7 +203,8 @@ def validate_location(location: Location) -> None:
     violations += require(
         len(location.taxes) <= MAX_TAXES, "taxes", f"must list at most {MAX_TAXES} taxes"
     )
-    names = [t.name.strip() for t in location.taxes]
+    # In any case, as role and tier names: "VAT" and "vat" would print as two taxes alike.
+    names = [t.name.strip().casefold() for t in location.taxes]
     violations += require(len(set(names)) == len(names), "taxes", "must name each tax once")
     for i, tax in enumerate(location.taxes[:MAX_TAXES]):
         violations += require(
