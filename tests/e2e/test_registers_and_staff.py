@@ -1841,3 +1841,29 @@ def test_a_register_with_no_one_signed_in_sells_nothing_through_orders(
     assert http.get(f"/v1/orders/{draft['id']}").json()["notes"] == ""
     assert http.get(f"/v1/orders/{paid['id']}").json()["fulfillments"][0]["status"] == "reserved"
     assert http.get(f"/v1/gift-cards/{card['gift_card']['id']}").json()["balance"] == usd
+
+
+def test_names_are_kept_without_their_leading_and_trailing_spaces(platform: Running) -> None:
+    """A register's, a member's, a role's, an API key's and an OAuth client's name is trimmed
+    on create and on rename, as a location's and a product's are: `" Supervisor "` is the
+    role `Supervisor` clashes with, and reads as it."""
+    http = platform.http
+    here = _locations(http)[0]
+    suffix = uuid.uuid4().hex[:6]
+    register = _post(http, "/v1/registers", {"location_id": here, "name": "  Till T  "})
+    assert (register.status_code, register.json()["name"]) == (201, "Till T"), register.text
+    renamed = http.patch(f"/v1/registers/{register.json()['id']}", json={"name": "\tTill U "})
+    assert (renamed.status_code, renamed.json()["name"]) == (200, "Till U"), renamed.text
+    body = {"name": " Trim Me ", "role": "cashier", "location_ids": [here], "pin": "1234"}
+    member = _post(http, "/v1/staff", body)
+    assert (member.status_code, member.json()["name"]) == (201, "Trim Me"), member.text
+    moved = http.patch(f"/v1/staff/{member.json()['id']}", json={"name": " Trimmed "})
+    assert (moved.status_code, moved.json()["name"]) == (200, "Trimmed"), moved.text
+    assert http.get(f"/v1/staff/{member.json()['id']}").json()["name"] == "Trimmed"
+    role = _post(http, "/v1/roles", {"name": f" Lead {suffix} ", "permissions": []})
+    assert (role.status_code, role.json()["name"]) == (201, f"Lead {suffix}"), role.text
+    changed = http.patch(f"/v1/roles/{role.json()['id']}", json={"name": f"  Head {suffix}"})
+    assert (changed.status_code, changed.json()["name"]) == (200, f"Head {suffix}"), changed.text
+    for path in ("/v1/api-keys", "/v1/oauth-clients"):
+        made = _post(http, path, {"name": f"  partner {suffix}  ", "scopes": ["catalog:read"]})
+        assert (made.status_code, made.json()["name"]) == (201, f"partner {suffix}"), made.text

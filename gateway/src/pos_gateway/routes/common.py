@@ -192,8 +192,12 @@ def _not_blank(value: str) -> str:
 
 # A text a field requires: not spaces only (the 400 names the field).
 NotBlank = AfterValidator(_not_blank)
-# A name a person reads on a receipt, in a list or in the audit log: not spaces only.
-Name = Annotated[str, Field(min_length=1, max_length=100), NotBlank]
+# Kept without its leading and trailing spaces, as the inventory service keeps a location's
+# and a product's name: `" Supervisor "` is the name `Supervisor` and reads as it.
+Trimmed = AfterValidator(str.strip)
+# A name a person reads on a receipt, in a list or in the audit log: not spaces only, and
+# trimmed on create and on rename.
+Name = Annotated[str, Field(min_length=1, max_length=100), NotBlank, Trimmed]
 
 # Said of every filter that names a location: another merchant's id is one you do not have.
 UNKNOWN_LOCATION = (
