@@ -1867,3 +1867,15 @@ def test_names_are_kept_without_their_leading_and_trailing_spaces(platform: Runn
     for path in ("/v1/api-keys", "/v1/oauth-clients"):
         made = _post(http, path, {"name": f"  partner {suffix}  ", "scopes": ["catalog:read"]})
         assert (made.status_code, made.json()["name"]) == (201, f"partner {suffix}"), made.text
+
+
+def test_an_unknown_location_filter_names_location_id(platform: Running) -> None:
+    """As on `GET /v1/shifts`: a `location_id` filter the merchant does not have is a 404
+    whose `errors[]` names `location_id`."""
+    http = platform.http
+    for path in ("/v1/shifts", "/v1/staff", "/v1/registers"):
+        answer = http.get(path, params={"location_id": "loc_nowhere"})
+        assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing"), path
+        assert answer.json()["errors"] == [
+            {"field": "location_id", "reason": "no such location"}
+        ], (path, answer.text)

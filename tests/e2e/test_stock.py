@@ -445,3 +445,20 @@ def test_a_hold_referencing_one_of_the_merchants_orders_is_refused_not_stranded(
         released = _post(http, f"/v1/reservations/{own.json()['id']}/release", {})
         assert (released.status_code, released.json()["status"]) == (200, "released")
         assert available() == 4
+
+
+def test_an_unknown_location_filter_on_stock_lists_names_location_id(platform: Running) -> None:
+    """As on `GET /v1/shifts`: a `location_id` filter the merchant does not have is a 404
+    whose `errors[]` names `location_id`, on the stock levels (with and without SKUs) and
+    the stock ledger."""
+    http = platform.http
+    for path, params in (
+        ("/v1/inventory", {"location_id": "loc_nowhere"}),
+        ("/v1/inventory", {"sku": "TEE-BLK-M", "location_id": "loc_nowhere"}),
+        ("/v1/inventory/history", {"location_id": "loc_nowhere"}),
+    ):
+        answer = http.get(path, params=params)
+        assert (answer.status_code, answer.json()["code"]) == (404, "resource_missing"), path
+        assert answer.json()["errors"] == [
+            {"field": "location_id", "reason": "no such location"}
+        ], (path, params, answer.text)

@@ -154,7 +154,7 @@ async def list_registers(
     register's own credential sees its location's registers only."""
     principal = principal_of(request)
     if location_id and principal.register_id is None:
-        await location_of(svc, location_id)
+        await location_of(svc, location_id, "location_id")
     location_id = principal.location_id or location_id
     scope = bound(LIST_SCOPE, location_id, updated_since)
     if updated_since is not None:

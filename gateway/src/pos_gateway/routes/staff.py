@@ -134,7 +134,7 @@ async def list_staff(
     deactivated members too; never a PIN."""
     _manager(request)
     if location_id:
-        await location_of(svc, location_id)
+        await location_of(svc, location_id, "location_id")
     scope = bound(LIST_SCOPE, location_id, updated_since)
     if updated_since is not None:
         changed = await staff.changed(

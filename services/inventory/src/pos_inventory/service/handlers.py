@@ -128,7 +128,8 @@ async def require_items(
 
     `sku_fields` and `location_fields`, beside `skus` and `location_ids`: the request fields
     that named each (`lines[1].sku`, `to_location_id`), so the refusal tells the caller which
-    reference to fix (`errors[]` at the gateway); none for references in a path or a filter.
+    reference to fix (`errors[]` at the gateway), a list filter's too (`location_id`, as the
+    gateway names its own filters' on `GET /v1/shifts`); none for references in a path.
 
     A SKU is known when the catalog sells under it: a product's own or one of its variants'
     (stock is kept per SKU, and a variant is sold like any product). An archived product's SKUs
@@ -279,7 +280,7 @@ async def stock_at(
     """Every level at a location, by SKU, a page at a time (a store's whole stock, as Square
     counts inventory by location), and the token of the next page ("" at the end)."""
     raise_if(require(bool(location_id), "skus", "give SKUs, or a location_id to list its stock"))
-    await require_items(uow, [], [location_id])
+    await require_items(uow, [], [location_id], location_fields=["location_id"])
     found = await uow.stock.levels_at(location_id, page.after, page.fetch)
     levels = found[: page.limit]
     if len(found) <= page.limit:
@@ -293,7 +294,7 @@ async def stock_levels(
     validate_sku_list(skus)
     if location_id:
         # A level of zero is an answer about a location we have; an id we do not is no location.
-        await require_items(uow, [], [location_id])
+        await require_items(uow, [], [location_id], location_fields=["location_id"])
     found = await uow.stock.levels(skus, [location_id] if location_id else None)
     if location_id:
         # Nothing ever received is a level of zero, not an absence.

@@ -156,7 +156,7 @@ async def stock_history(
     )
     if f.location_id:
         # Filtering by a location the merchant does not have is a 404, as everywhere else.
-        await require_items(uow, [], [f.location_id])
+        await require_items(uow, [], [f.location_id], location_fields=["location_id"])
     return await uow.stock.history(f, page)
 
 
