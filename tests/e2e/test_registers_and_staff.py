@@ -1879,3 +1879,28 @@ def test_an_unknown_location_filter_names_location_id(platform: Running) -> None
         assert answer.json()["errors"] == [
             {"field": "location_id", "reason": "no such location"}
         ], (path, answer.text)
+
+
+def test_a_lock_that_ran_out_reads_as_none(platform: Running) -> None:
+    """`locked_until` is null once the lock is over, on the member, in the staff list and in
+    the till's sign-in picker, and the member signs in with the right PIN."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Lock Ran Out", "cashier", here, "3579")
+    _, device = _paired_register(platform, here)
+    for _ in range(5):
+        wrong = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "0000"})
+        assert wrong.json()["code"] == "pin_incorrect"
+    assert http.get(f"/v1/staff/{cashier}").json()["locked_until"] is not None
+    with psycopg.connect(_gateway_db(platform)) as conn:
+        conn.execute(
+            "UPDATE staff_members SET locked_until = now() - interval '1 minute' WHERE id = %s",
+            (cashier,),
+        )
+    assert http.get(f"/v1/staff/{cashier}").json()["locked_until"] is None
+    listed = http.get("/v1/staff", params={"location_id": here, "limit": 200}).json()["data"]
+    assert [m["locked_until"] for m in listed if m["id"] == cashier] == [None]
+    picker = device.get("/v1/register-sessions/members", params={"limit": 200}).json()["data"]
+    assert [m["locked_until"] for m in picker if m["id"] == cashier] == [None]
+    signed = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "3579"})
+    assert signed.status_code == 201, signed.text

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, true, update
+from sqlalchemy import case, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -87,7 +87,10 @@ class Member:
 
 
 _T = staff_members
-_COLUMNS = (_T.c.id, _T.c.name, _T.c.role, _T.c.location_ids, _T.c.status, _T.c.locked_until,
+# A lock that ran out is no lock: read as none (the column keeps the time until a new lock or
+# PIN replaces it), so the member, the lists, the till's picker and the events say so.
+_LOCKED_UNTIL = case((_T.c.locked_until > func.now(), _T.c.locked_until)).label("locked_until")
+_COLUMNS = (_T.c.id, _T.c.name, _T.c.role, _T.c.location_ids, _T.c.status, _LOCKED_UNTIL,
             _T.c.version, _T.c.created_at, _T.c.updated_at)  # fmt: skip
 
 
