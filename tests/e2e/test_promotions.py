@@ -190,6 +190,10 @@ def test_an_offer_naming_ids_not_of_this_merchant_is_a_404_naming_the_field(
     offer = {"name": "Targeted", "percent_off_bps": 500}
     offer["conditions"] = {"location_ids": [store["id"], "loc_missing"]}
     assert missing(_post(shop, "/v1/promotions", offer)) == ["conditions.location_ids[1]"]
+    # A store listed twice before the unknown one: named as sent, not by its place in the
+    # list without the repeat (which would be the known store's).
+    offer["conditions"] = {"location_ids": [store["id"], store["id"], "loc_missing"]}
+    assert missing(_post(shop, "/v1/promotions", offer)) == ["conditions.location_ids[2]"]
     offer["conditions"] = {"location_ids": [store["id"]], "customer_groups": ["grp_nope"]}
     assert missing(_post(shop, "/v1/promotions", offer)) == ["conditions.customer_groups[0]"]
     offer["conditions"] = {"location_ids": [store["id"]], "customer_groups": [group["id"]]}
@@ -198,6 +202,9 @@ def test_an_offer_naming_ids_not_of_this_merchant_is_a_404_naming_the_field(
     items = {"kind": "percent_off", "percent_bps": 500, "items": {"product_ids": ["prod_nope"]}}
     patched = shop.patch(f"/v1/promotions/{made.json()['id']}", json={"rule": items})
     assert missing(patched) == ["rule.items.product_ids[0]"]
+    twice = {"location_ids": [store["id"], store["id"], "loc_missing"]}
+    patched = shop.patch(f"/v1/promotions/{made.json()['id']}", json={"conditions": twice})
+    assert missing(patched) == ["conditions.location_ids[2]"]
 
 
 def test_a_percent_off_without_a_rule_keeps_its_conditions(shop: httpx.Client) -> None:
