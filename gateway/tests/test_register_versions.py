@@ -214,3 +214,31 @@ def test_registers_made_before_versions_start_at_one(infra: Infra) -> None:
     kit_migrate.upgrade(path, url)
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version FROM registers").fetchall() == [(1,)]
+
+
+async def test_if_match_with_a_list_holds_when_any_listed_version_is_current(
+    gateway: Gateway,
+) -> None:
+    """RFC 9110 (13.1.1) lets If-Match list entity tags (`"3", "4"`): the change goes ahead
+    when any of them is the current version, and is the 412 when none is. A list that is not
+    one of versions is the 400 a malformed single value is."""
+    register = await gateway.register("Listed")
+    one = f"/v1/registers/{register}"
+    renamed = await gateway.http.patch(one, json={"name": "Listed 2"})
+    assert renamed.json()["version"] == 2
+    for listed, name, version in (
+        ('"1", "2"', "Listed 3", 3),  # the current one last
+        ('"3", "1"', "Listed 4", 4),  # first
+        ('W/"9", 4,', "Listed 5", 5),  # weak, bare, an empty element
+    ):
+        changed = await gateway.http.patch(one, json={"name": name}, headers={"If-Match": listed})
+        assert (changed.status_code, changed.json()["version"]) == (200, version), changed.text
+        assert changed.headers["ETag"] == f'"{version}"'
+    stale = await gateway.http.patch(one, json={"name": "Lost"}, headers={"If-Match": '"1", "4"'})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 5), stale.text
+    for bad in ('"5", "abc"', '*, "5"', '"5" "6"'):
+        refused = await gateway.http.patch(one, json={"name": "x"}, headers={"If-Match": bad})
+        assert (refused.status_code, refused.json()["code"]) == (400, "invalid_if_match"), bad
+    assert (await gateway.http.get(one)).json()["name"] == "Listed 5"
+    retired = await gateway.post(f"{one}/retire", **{"If-Match": '"4", "5"'})
+    assert (retired.status_code, retired.json()["version"]) == (200, 6), retired.text

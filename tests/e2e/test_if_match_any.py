@@ -66,3 +66,28 @@ def test_an_upsert_under_if_match_star_changes_but_never_creates(platform: Runni
         f"/v1/customers/{customer['id']}", json={"family_name": "Lovelace"}, headers=ANY
     )
     assert _ok(patched)["version"] == 4
+
+
+def test_a_list_of_versions_holds_when_any_one_is_current(platform: Running) -> None:
+    """`If-Match: "1", "2"` (RFC 9110 lists entity tags): the change goes ahead when any
+    listed version is current, through a service's check as through the gateway's own; when
+    none is, the 412 names the current one and nothing changes."""
+    http = platform.new_merchant("If-Match list e2e")
+    tee = {"sku": "LIST-TEE", "name": "Tee", "price": {"amount": 2000, "currency": "USD"}}
+    made = _ok(http.post("/v1/products", headers=_key(), json=tee), 201)
+    path = f"/v1/products/{made['id']}"
+    _ok(http.patch(path, json={"name": "Tee II"}))
+    listed = http.patch(path, json={"name": "Tee III"}, headers={"If-Match": '"1", "2"'})
+    assert (_ok(listed)["version"], listed.headers["ETag"]) == (3, '"3"')
+    stale = http.patch(path, json={"name": "Lost"}, headers={"If-Match": '"1", W/"2"'})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 3), stale.text
+    assert _ok(http.get(path))["name"] == "Tee III"
+    bad = http.patch(path, json={"name": "x"}, headers={"If-Match": '"3", *'})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_if_match"), bad.text
+
+    offer = {"name": "Listed", "percent_off_bps": 500}
+    promo = _ok(http.post("/v1/promotions", headers=_key(), json=offer), 201)
+    paused = http.post(
+        f"/v1/promotions/{promo['id']}/pause", headers={**_key(), "If-Match": '"7", "1"'}
+    )
+    assert (_ok(paused)["status"], paused.json()["version"]) == ("paused", 2)

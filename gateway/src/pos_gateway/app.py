@@ -30,6 +30,7 @@ from pos_gateway.idempotency import (
     declared,
     fingerprint_key,
 )
+from pos_gateway.if_match import ListedVersions
 from pos_gateway.messaging import JetStreamLink
 from pos_gateway.query_declared import only_declared
 from pos_gateway.query_once import one_value_each
@@ -204,6 +205,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     client_auth = rate_limiter(settings, CLIENT_AUTH_RATE, CLIENT_AUTH_BURST)
     address_auth = rate_limiter(settings, ADDRESS_AUTH_RATE, ADDRESS_AUTH_BURST)
 
+    # Inside the edge: a request's Idempotency-Key sees one answer however many versions are
+    # tried.
+    app.add_middleware(ListedVersions)
     app.add_middleware(
         EdgeMiddleware,
         limits=limits,

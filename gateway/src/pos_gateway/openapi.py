@@ -19,6 +19,7 @@ from pos_gateway.idempotency import MAX_KEY_LENGTH, SHOWN_ONCE
 from pos_gateway.keys import ALL_SCOPES
 from pos_gateway.routes.common import (
     IF_MATCH,
+    IF_MATCH_MAX,
     INT64_MAX,
     INT64_MIN,
     NO_NUL,
@@ -213,11 +214,12 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "name": "If-Match",
         "in": "header",
         "required": False,
-        "description": 'The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a '
+        "description": 'The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3), or a list '
+        'of them (`"3", "4"`: true when any one is the current version); stale is a '
         "412 carrying `current_version`. `*` matches whatever version is current (RFC 9110): "
         "the change goes ahead, and a resource that does not exist is still a 404 (or on an "
         "upsert a 412 with `current_version` 0)",
-        "schema": {"type": "string", "maxLength": 22, "pattern": IF_MATCH},
+        "schema": {"type": "string", "maxLength": IF_MATCH_MAX, "pattern": IF_MATCH},
         "example": '"3"',
     },
 }

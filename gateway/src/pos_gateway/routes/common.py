@@ -601,13 +601,18 @@ def conflict_shown(operation: dict[str, Any], description: str, example: Any) ->
     return operation
 
 
-# An entity tag holding a version: `"3"`, `W/"3"` or a bare 3; or `*`, any version (RFC 9110).
-IF_MATCH = r'^(\*|(W/)?"?[1-9][0-9]{0,17}"?)$'
+# An entity tag holding a version: `"3"`, `W/"3"` or a bare 3; a list of them (`"3", "4"`,
+# `if_match.ListedVersions`: true if any is current); or `*`, any version (RFC 9110).
+_TAG = r'(W/)?"?[1-9][0-9]{0,17}"?'
+# A list is bounded as every header value the document names: past it, the 400 of a malformed one.
+IF_MATCH_MAX = 256
+IF_MATCH = rf"^(\*|[ ,]*{_TAG}([ ]*,[ ,]*{_TAG})*[ ,]*)$"
 IfMatch = Annotated[
     str | None,
     Header(
-        description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3); stale is a '
-        "412. `*` matches whatever version is current",
+        description='The version you saw, as its ETag: `"3"` (or `W/"3"`, or 3), or a list of '
+        'them (`"3", "4"`: any one current will do); stale is a 412. `*` matches whatever '
+        "version is current",
         json_schema_extra={"pattern": IF_MATCH},
     ),
 ]
