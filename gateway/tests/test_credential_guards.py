@@ -299,6 +299,23 @@ async def test_the_platform_takes_a_merchant_live_with_a_key_of_every_scope(
     assert gateway.scalar(count, merchant) == 2
 
 
+async def test_the_platform_keeps_names_trimmed_and_refuses_blank_ones(gateway: Gateway) -> None:
+    """A merchant's and a live key's names made by the platform read as every other name
+    does (`routes.common.Name`): without their leading and trailing spaces, and one of spaces
+    only is a 400 naming `name` (until 2026-12-05 both were kept as sent)."""
+    made = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "  Corner Shop  "}, headers=_bearer(ADMIN)
+    )
+    assert made.status_code == 201 and made.json()["name"] == "Corner Shop", made.text
+    path = f"/v1/admin/merchants/{made.json()['id']}/api-keys"
+    issued = await gateway.http.post(path, json={"name": " live "}, headers=_bearer(ADMIN))
+    assert issued.status_code == 201 and issued.json()["name"] == "live", issued.text
+    for where, body in (("/v1/admin/merchants", {"name": "   "}), (path, {"name": " \t "})):
+        blank = await gateway.http.post(where, json=body, headers=_bearer(ADMIN))
+        assert blank.status_code == 400, blank.text
+        assert [e["field"] for e in blank.json()["errors"]] == ["name"]
+
+
 # --- rate-limit and cache headers ----------------------------------------------------------
 
 

@@ -26,7 +26,10 @@ from pos_gateway.routes.common import (
     Body,
     Cursor,
     Limit,
+    Name,
+    NotBlank,
     PathId,
+    Trimmed,
     cursor_after,
     example,
     problems,
@@ -47,7 +50,7 @@ LIST_SCOPE = "gateway.admin/dead-letters"
 class MerchantIn(Body):
     model_config = example({"name": "Corner Coffee"})
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Field(min_length=1, max_length=200), NotBlank, Trimmed]
 
 
 def _check(request: Request) -> None:
@@ -95,7 +98,7 @@ async def create_merchant(body: MerchantIn, request: Request) -> Merchant:
 class MerchantKeyIn(Body):
     model_config = example({"name": "live", "mode": "live"})
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     mode: Literal["test", "live"] = Field(
         "live", description="`live` to take the merchant live: no merchant credential makes one"
     )
