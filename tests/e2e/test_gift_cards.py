@@ -131,6 +131,7 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
         assert "NOPE" not in unknown.text
         too_much = _post(http, f"/v1/gift-cards/{card['id']}/loads", {"amount": _usd(10**6)})
         assert (too_much.status_code, too_much.json()["code"]) == (409, "gift_card_balance_limit")
+        assert [e["field"] for e in too_much.json()["errors"]] == ["amount.amount"]
         euros = _post(http, f"/v1/gift-cards/{card['id']}/loads", {"amount": {"amount": 5,
                       "currency": "EUR"}})  # fmt: skip
         assert (euros.status_code, euros.json()["code"]) == (400, "currency_mismatch")

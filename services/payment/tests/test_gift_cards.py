@@ -1037,3 +1037,60 @@ async def test_a_payments_refund_to_a_card_deactivated_since_is_on_its_ledger(
     assert rest.status == P.REFUND_STATUS_SUCCEEDED
     assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 3000
     assert (await refused(refund(1)))[1] == "amount_exceeds_refundable"
+
+
+async def test_a_refusal_for_the_balance_or_the_maximum_names_the_amount(
+    running: Running,
+) -> None:
+    """A card that cannot hold, or does not hold, the amount asked is refused naming the field
+    at fault (`amount.amount`), as a refund beyond what the card spent is: a partner's form
+    shows the reason by the amount, not only a code."""
+    m = merchant()
+    await running.cards.UpdateGiftCardSettings(
+        G.UpdateGiftCardSettingsRequest(request_id=rid(), max_balance=5000),
+        metadata=md(m),
+        timeout=30,
+    )
+    issued = await issue(running, m, 1000)
+    card_id = issued.gift_card.id
+    cases: list[tuple[Any, Any, str, str]] = [
+        (
+            running.cards.IssueGiftCard,
+            G.IssueGiftCardRequest(request_id=rid(), amount=usd(6000)),
+            "gift_card_balance_limit",
+            "must be at most 5000",
+        ),
+        (
+            running.cards.LoadGiftCard,
+            G.LoadGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001)),
+            "gift_card_balance_limit",
+            "must be at most 4000",
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(4001), reason="x"),
+            "gift_card_balance_limit",
+            "must be at most 4000",
+        ),
+        (
+            running.cards.RedeemGiftCard,
+            G.RedeemGiftCardRequest(request_id=rid(), code=issued.code, amount=usd(1001)),
+            "insufficient_funds",
+            "must be at most 1000",
+        ),
+        (
+            running.cards.AdjustGiftCard,
+            G.AdjustGiftCardRequest(request_id=rid(), id=card_id, amount=usd(-1001), reason="x"),
+            "insufficient_funds",
+            "must be at least -1000",
+        ),
+    ]
+    for method, request, reason, description in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await method(request, metadata=md(m), timeout=30)
+        error = read_error(err.value)
+        assert error.reason == reason, request
+        assert [(v.field, v.description) for v in error.violations] == [
+            ("amount.amount", description)
+        ], request
+    assert balance(running, m, card_id) == 1000

@@ -807,19 +807,25 @@ class GiftCardIssuer(_Client):
         location_id: str,
         reason: str = "sale",
     ) -> IssuedCard:
-        answer = await self._call(
-            self._stub.IssueGiftCard,
-            gift_cards_pb2.IssueGiftCardRequest(
-                request_id=request_id,
-                amount=to_proto(amount),
-                code=code,
-                customer_id=customer_id,
-                order_id=order_id,
-                order_line_id=line_id,
-                reason=reason,
-                location_id=location_id,
-            ),
-        )
+        try:
+            answer = await self._call(
+                self._stub.IssueGiftCard,
+                gift_cards_pb2.IssueGiftCardRequest(
+                    request_id=request_id,
+                    amount=to_proto(amount),
+                    code=code,
+                    customer_id=customer_id,
+                    order_id=order_id,
+                    order_line_id=line_id,
+                    reason=reason,
+                    location_id=location_id,
+                ),
+            )
+        except DomainError as exc:
+            # Its field errors name the payment service's request (`amount.amount`), which
+            # this service's caller never sent: the caller names its own field, if any.
+            exc.violations = []
+            raise
         card = answer.gift_card
         return IssuedCard(card.id, card.code_last4, answer.code)
 

@@ -159,7 +159,7 @@ class GiftCard:
 
     def activate(self, new_id: str, amount: int, max_balance: int) -> Activity:
         if amount > max_balance:
-            raise _above_maximum(max_balance)
+            raise _above_maximum(max_balance, max_balance)
         return self._move(new_id, ActivityKind.ACTIVATE, amount, self.order_id, self.location_id)
 
     def load(
@@ -168,7 +168,7 @@ class GiftCard:
         self._same_currency(currency)
         self._open()
         if self.balance + amount > max_balance:
-            raise _above_maximum(max_balance)
+            raise _above_maximum(max_balance, max_balance - self.balance)
         return self._move(new_id, ActivityKind.LOAD, amount, ref, loc)
 
     def redeem(
@@ -179,7 +179,11 @@ class GiftCard:
         self._open()
         taken = min(amount, self.balance) if partial else amount
         if taken > self.balance or taken == 0:
-            raise Conflict("the gift card's balance does not cover it", "insufficient_funds")
+            refused = Conflict("the gift card's balance does not cover it", "insufficient_funds")
+            refused.violations = [
+                FieldViolation("amount.amount", f"must be at most {self.balance}")
+            ]
+            raise refused
         return self._move(new_id, ActivityKind.REDEEM, -taken, ref, loc)
 
     def refund(
@@ -207,7 +211,7 @@ class GiftCard:
         if not of_a_payment:
             self._open()
         if max_balance is not None and self.balance + amount > max_balance:
-            raise _above_maximum(max_balance)
+            raise _above_maximum(max_balance, max_balance - self.balance)
         return self._move(new_id, ActivityKind.REFUND, amount, ref, loc)
 
     def adjust(
@@ -216,11 +220,15 @@ class GiftCard:
         self._same_currency(currency)
         self._open()
         if self.balance + amount < 0:
-            raise Conflict(
+            refused = Conflict(
                 "an adjustment may not take the balance below zero", "insufficient_funds"
             )
+            refused.violations = [
+                FieldViolation("amount.amount", f"must be at least {-self.balance}")
+            ]
+            raise refused
         if amount > 0 and self.balance + amount > max_balance:
-            raise _above_maximum(max_balance)
+            raise _above_maximum(max_balance, max_balance - self.balance)
         return self._move(new_id, ActivityKind.ADJUST, amount, why, "")
 
     def deactivate(self, new_id: str, why: str) -> Activity:
@@ -229,12 +237,16 @@ class GiftCard:
         return self._move(new_id, ActivityKind.DEACTIVATE, -self.balance, why, "")
 
 
-def _above_maximum(max_balance: int) -> Conflict:
-    return Conflict(
+def _above_maximum(max_balance: int, room: int) -> Conflict:
+    """The card would hold more than the merchant's maximum: the amount asked is at fault,
+    named with what the card has room for (`room`), as a refund beyond what it spent is."""
+    refused = Conflict(
         f"a gift card may hold at most {max_balance} minor units",
         "gift_card_balance_limit",
         {"max_balance": str(max_balance)},
     )
+    refused.violations = [FieldViolation("amount.amount", f"must be at most {max(room, 0)}")]
+    return refused
 
 
 @dataclass(frozen=True)
