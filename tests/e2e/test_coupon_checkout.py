@@ -131,6 +131,7 @@ def test_a_coupon_that_cannot_apply_is_a_409_naming_it_and_nothing_is_sold(
     problem = answer.json()
     assert problem["code"] == "coupon_unknown"
     assert problem["code_index"] == 1
+    assert [e["field"] for e in problem["errors"]] == ["coupon_codes[1]"]
     # The web order too: refused before it is saved or announced.
     order = {
         "location_id": store,
@@ -159,6 +160,8 @@ def test_a_web_order_with_a_coupon_is_reserved_then_redeemed_or_given_back(
     second = _post(http, "/v1/orders", body)
     assert second.status_code == 409 and second.json()["code"] == "coupon_exhausted"
     assert second.json()["detail"].startswith("coupon_codes[0]: "), second.json()
+    # Refused by the reservation (the promotion service's `codes[0]`): named as it was sent.
+    assert [e["field"] for e in second.json()["errors"]] == ["coupon_codes[0]"]
     cancelled = _ok(_post(http, f"/v1/orders/{first['id']}/cancel", {}), 200)
     assert cancelled["coupons"][0]["status"] == "released"
     # Given back: the next order gets it, and its confirmation redeems it.

@@ -134,6 +134,9 @@ async def test_a_coupon_that_does_not_apply_is_a_conflict_and_nothing_is_sold() 
         await _checkout(shop, _cmd(coupon_codes=("SAVE10", "NOPE-1")))
     assert err.value.code == "coupon_unknown"
     assert err.value.metadata == {"code_index": "1"}
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("coupon_codes[1]", "no such coupon")
+    ]
     assert shop.saved == {} and shop.payments.charges == [] and shop.coupons.requests == []
 
 

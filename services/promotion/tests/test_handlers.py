@@ -207,6 +207,10 @@ def test_reserving_is_all_or_nothing_and_a_used_promotion_cannot_be_deleted() ->
     with pytest.raises(CouponRefused) as err:
         run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5", "nope-1"], "cus_1", None, NOW))
     assert (err.value.code, err.value.metadata) == ("coupon_unknown", {"code_index": "1"})
+    # The code at fault is a field error of the request, as any other refusal names its field.
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("codes[1]", "no such coupon code")
+    ]
     assert uow.coupons.held == [] and not uow.promotions.rows["promo_2"].used
     run(handlers.reserve_coupons(uow, HASH, "ord_1", ["save5"], "cus_1", None, NOW))
     with pytest.raises(CouponRefused) as err:

@@ -233,11 +233,13 @@ def refuse_rejected(quote: DiscountQuote) -> None:
     the till can ask them: never a silent sale at full price."""
     if quote.rejected:
         first = min(quote.rejected, key=lambda r: r.index)
-        raise Conflict(
+        refused = Conflict(
             f"coupon_codes[{first.index}]: {first.message}",
             first.reason,
             {"code_index": str(first.index)},
         )
+        refused.violations = [FieldViolation(f"coupon_codes[{first.index}]", first.message)]
+        raise refused
 
 
 async def _reserve_or_drop(

@@ -76,10 +76,14 @@ MESSAGES = {
 
 
 class CouponRefused(Conflict):
+    """A code that cannot be used: the code says why, `code_index` and the field error
+    (`codes[i]`, which the order service tells its caller as `coupon_codes[i]`) which."""
+
     def __init__(self, index: int, refusal: Refusal) -> None:
         super().__init__(
             f"codes[{index}]: {MESSAGES[refusal]}", refusal.value, {"code_index": str(index)}
         )
+        self.violations = [FieldViolation(f"codes[{index}]", MESSAGES[refusal])]
 
 
 @dataclass
