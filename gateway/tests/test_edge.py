@@ -35,6 +35,7 @@ class Harness:
         self.busy_key = ""  # a credential of its own (its own rate limit) for /v1/busy
         self.strict_key = ""  # and two for /v1/strict
         self.strict_key_2 = ""
+        self.bad_key_key = ""  # a credential of its own for the malformed Idempotency-Keys
         self.busy_calls = 0
         self.person_calls = 0
         self.person_keys: list[str] = []  # three credentials for /v1/person
@@ -103,6 +104,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         state["h"].busy_key = (await issue_key(engine, SECRET, merchant, "edge-busy")).key
         state["h"].strict_key = (await issue_key(engine, SECRET, merchant, "edge-strict")).key
         state["h"].strict_key_2 = (await issue_key(engine, SECRET, merchant, "edge-strict2")).key
+        state["h"].bad_key_key = (await issue_key(engine, SECRET, merchant, "edge-badkey")).key
         yield state["h"]
     await engine.dispose()
 
@@ -303,3 +305,20 @@ async def test_a_refused_requests_key_is_let_go_before_its_answer_leaves(
         assert held_as_it_left == [False]
         fixed = await client.post("/v1/strict", json={"sku": "TEE"}, headers=headers)
     assert fixed.status_code == 201 and held_as_it_left == [False, True]
+
+
+async def test_a_malformed_idempotency_key_is_a_field_error_naming_the_header(
+    harness: Harness,
+) -> None:
+    """An empty, too long or unprintable key is refused as a bad field is: `errors[]` names
+    the header, as a bad If-Match or a card number in the key does, and the route never runs."""
+    h = harness
+    calls = h.calls
+    for key in ("", "k" * 256):
+        headers = {"Authorization": f"Bearer {h.bad_key_key}", "Idempotency-Key": key}
+        answer = await h.client.post("/v1/thing", json={"a": 1}, headers=headers)
+        assert answer.status_code == 400, answer.text
+        problem = answer.json()
+        assert problem["code"] == "invalid_idempotency_key"
+        assert [e["field"] for e in problem["errors"]] == ["Idempotency-Key"], problem
+    assert h.calls == calls

@@ -278,6 +278,12 @@ class EdgeMiddleware:
                 400,
                 "invalid_idempotency_key",
                 f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable characters",
+                [
+                    {
+                        "field": "Idempotency-Key",
+                        "reason": f"must be 1 to {MAX_KEY_LENGTH} printable characters",
+                    }
+                ],
             )
             await problem_response(problem)(scope, receive, send)
             return
