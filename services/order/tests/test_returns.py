@@ -503,7 +503,11 @@ async def test_a_return_without_a_receipt_is_store_credit_at_the_lowest_recent_p
         too_much.request_id = str(uuid.uuid4())
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await shop.orders.CreateReceiptlessReturn(too_much, metadata=MERCHANT, timeout=20)
-        assert read_error(err.value).reason == "gift_card_balance_limit"
+        refusal = read_error(err.value)
+        assert refusal.reason == "gift_card_balance_limit"
+        # Named by this request's field (the lines the credit is for), never by the payment
+        # service's own request's (`amount.amount`), which the caller did not send.
+        assert [v.field for v in refusal.violations] == ["lines"], refusal.violations
         assert pending() == before
     finally:
         await limit(was.settings.max_balance)

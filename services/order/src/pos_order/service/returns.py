@@ -33,6 +33,7 @@ from pos_kit.errors import (
     Conflict,
     DomainError,
     ErrorKind,
+    FieldViolation,
     NotFound,
     Unavailable,
     raise_if,
@@ -876,6 +877,15 @@ async def credit_or_drop(
             await uow.returns.discard(ret.id)
             await uow.commit()
         log.warning("return %s dropped: its store credit was refused (%s)", ret.id, exc.code)
+        if exc.code == "gift_card_balance_limit":
+            # The credit is what the lines are worth: they are what the caller can change.
+            most = exc.metadata.get("max_balance", "")
+            exc.violations = [
+                FieldViolation(
+                    "lines",
+                    f"are worth {ret.amount}, more than a gift card may hold ({most})",
+                )
+            ]
         raise
 
 
