@@ -171,6 +171,7 @@ def test_a_customer_buys_earns_points_and_is_found_and_erased(platform: Running)
         headers=_key(),
     )
     assert (over.status_code, over.json()["code"]) == (409, "insufficient_points")
+    assert [e["field"] for e in over.json()["errors"]] == ["points"], over.text
 
     # Her export gathers what every service holds: the order service's orders and the payment
     # service's gift cards issued to her (never a code), beside the customer service's records.

@@ -203,6 +203,10 @@ async def test_adjustments_need_a_reason_and_never_overdraw(merchant: Caller) ->
     c = await merchant.create(given_name="J")
     err = await asyncio.gather(_adjust(merchant, c.id, -1), return_exceptions=True)
     assert read_error(err[0]).reason == "insufficient_points"  # type: ignore[arg-type]
+    # The debit asked is the field at fault, named with what it may be at most.
+    assert [(v.field, v.description) for v in read_error(err[0]).violations] == [  # type: ignore[arg-type]
+        ("points", "must take at most 0 points, what the customer has available")
+    ]
     err = await asyncio.gather(
         merchant("AdjustPoints", loyalty_pb2.AdjustPointsRequest(customer_id=c.id, points=5)),
         return_exceptions=True,

@@ -22,7 +22,7 @@ from pos_customer.domain.model import MERGED, Customer, CustomerUpdated
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_customer.service.tiers import moves_tiers, retier, tier_now
-from pos_kit.errors import Conflict, NotFound, raise_if, require
+from pos_kit.errors import Conflict, FieldViolation, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
 
@@ -202,7 +202,16 @@ async def adjust(
     raise_if(require(0 < len(reason.strip()) <= MAX_REASON, "reason", "1 to 500 characters"))
     customer = await active_customer(uow, customer_id, for_update=True)
     if points < 0 and -points > customer.available_points:
-        raise _insufficient(customer)
+        refused = _insufficient(customer)
+        # The debit asked is at fault (a hold's caller names its own field: the order's
+        # `redeem_points`, when this names none).
+        most = max(customer.available_points, 0)
+        refused.violations = [
+            FieldViolation(
+                "points", f"must take at most {most} points, what the customer has available"
+            )
+        ]
+        raise refused
     entry = await _append(uow, customer, loyalty.ADJUSTED, points, reason=reason.strip())
     uow.publish(loyalty.PointsAdjusted(entry))
     await _announce(uow, customer.id)
