@@ -404,6 +404,7 @@ def test_concurrent_web_orders_never_oversell(platform: Running) -> None:
     assert len(confirmed) == 12
     assert len(refused) == 108
     assert all(r["code"] == "insufficient_stock" for r in refused)
+    assert all([e["field"] for e in r["errors"]] == ["lines[0].quantity"] for r in refused)
     assert available(http, sku, store) == 0
 
 

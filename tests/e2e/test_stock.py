@@ -82,6 +82,7 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
         [lamp],
         [0],
     )
+    assert [e["field"] for e in short.json()["errors"]] == ["lines[0].quantity"]
     rid = held.json()["id"]
     assert platform.new_merchant(f"other-{tag}").get(f"/v1/reservations/{rid}").status_code == 404
     committed = _post(http, f"/v1/reservations/{rid}/commit", {})
@@ -107,6 +108,7 @@ def test_holds_counts_transfers_and_sourcing_over_rest(platform: Running) -> Non
     assert (over.json()["code"], over.json()["skus"], over.json()["available"]) == (
         "insufficient_stock", [lamp], [4],
     )  # fmt: skip
+    assert [e["field"] for e in over.json()["errors"]] == ["delta"]
     # A "received" that takes units away is a contradiction: refused, naming the delta.
     taken = {"sku": lamp, "location_id": far, "delta": -1, "reason": "received"}
     backwards = _post(http, "/v1/inventory/adjustments", taken)

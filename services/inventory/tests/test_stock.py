@@ -638,3 +638,30 @@ async def test_a_reservations_updated_at_moves_forward_when_it_ends(db: Db) -> N
         async with db.uow() as uow:
             stored = await reservations.get_reservation(uow, made.id)
         assert stored.updated_at == ended.updated_at
+
+
+async def test_a_refusal_for_short_stock_names_the_quantity_at_fault(db: Db) -> None:
+    """A hold short on a line names that line's quantity as sent (the request's order, not
+    the SKU order the hold locks in), and a decrease beyond what is on hand names `delta`,
+    as every other refusal of a request's value names its field."""
+    mug, cap = unique("mug"), unique("cap")
+    here = (await db.shop(mug, cap)).id
+    await adjust(db, mug, here, 5)
+    await adjust(db, cap, here, 1)
+    # The cap sorts first; sent second, it is `lines[1]`.
+    with pytest.raises(OutOfStock) as err:
+        async with db.tx() as uow:
+            await reservations.create_reservation(
+                uow, validate_hold(here, [(mug, 2), (cap, 3)], 60, "")
+            )
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("lines[1].quantity", "must be at most 1, what is available")
+    ]
+    with pytest.raises(Conflict) as short:
+        async with db.tx() as uow:
+            await handlers.adjust_stock(uow, Adjustment(mug, here, -6, Reason.DAMAGED))
+    assert short.value.code == "insufficient_stock"
+    assert [(v.field, v.description) for v in short.value.violations] == [
+        ("delta", "must take at most 5, what is on hand")
+    ]
+    assert (await on_hand(db, mug, here), await on_hand(db, cap, here)) == (5, 1)

@@ -576,9 +576,16 @@ class FakeStock:
             return str(self.requests[request_id])
         short = [(s, q) for s, q in lines if self.available(s) < q]
         if short:
-            raise Conflict(
+            refused = Conflict(
                 "not enough stock", "insufficient_stock", {"short": ",".join(s for s, _ in short)}
             )
+            # As the inventory service names them: each short line of this hold's request.
+            refused.violations = [
+                FieldViolation(f"lines[{i}].quantity", f"must be at most {self.available(s)}")
+                for i, (s, q) in enumerate(lines)
+                if self.available(s) < q
+            ]
+            raise refused
         rid = f"res_{len(self.reservations) + 1}"
         self.reservations[rid] = Reservation(rid, location_id, list(lines))
         for s, q in lines:

@@ -615,6 +615,7 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     refused = await shop.refused(short)
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert read_error(refused).reason == "insufficient_stock"
+    assert [v.field for v in read_error(refused).violations] == ["new_lines[0].quantity"]
     await unchanged()
     assert read_error(await shop.refused(short)).reason == "insufficient_stock"
     assert shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", order.id) == []

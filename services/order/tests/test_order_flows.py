@@ -216,6 +216,8 @@ def test_a_refusal_after_another_fulfilment_was_held_releases_it_and_a_retry_is_
     m.store.clock = lambda: datetime(2026, 12, 4, 12, 0, 0, 123456, tzinfo=UTC)
     refused = _create(m, cmd)  # no mugs at all
     assert isinstance(refused, DomainError) and refused.code == "insufficient_stock"
+    # Named as the order's line (the shipment's hold asked for it as its first line).
+    assert [v.field for v in refused.violations] == ["lines[1].quantity"]
     assert m.store.orders == {} and m.store.published == []
     (tee,) = m.stock.reservations.values()
     assert tee.status == "released" and m.stock.available("TEE") == UNITS

@@ -29,7 +29,7 @@ from pos_inventory.domain.model import (
     validate_sku_list,
 )
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_kit.errors import Conflict, InvalidArgument, NotFound, raise_if, require
+from pos_kit.errors import Conflict, FieldViolation, InvalidArgument, NotFound, raise_if, require
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest, encode_token
 
@@ -198,7 +198,7 @@ async def adjust_stock(
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
     if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:
-        raise Conflict(
+        refused = Conflict(
             f"not enough {adjustment.sku!r} on hand to remove {-adjustment.delta} "
             f"(on hand: {state.on_hand})",
             "insufficient_stock",
@@ -211,6 +211,10 @@ async def adjust_stock(
                 "available": str(state.on_hand),
             },
         )
+        refused.violations = [
+            FieldViolation("delta", f"must take at most {max(state.on_hand, 0)}, what is on hand")
+        ]
+        raise refused
     level, entry, threshold = await uow.stock.record(
         adjustment.sku,
         adjustment.location_id,

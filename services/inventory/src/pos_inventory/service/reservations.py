@@ -26,7 +26,7 @@ from pos_inventory.domain.reservations import (
 )
 from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
-from pos_kit.errors import Conflict, NotFound
+from pos_kit.errors import Conflict, FieldViolation, NotFound
 from pos_kit.ids import new_id
 
 # A short hold ends at most this many due holds of its SKUs before it is tried again; the
@@ -98,7 +98,17 @@ async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
     # a read leaves due holds out, so a line short only by one reads as covered, and was left
     # for a refusal (and a retry) of its own.
     due = await due_holds_in_the_way(uow, hold.location_id, [sku for sku, _ in rest])
-    raise OutOfStock(short, due_holds=due)
+    refused = OutOfStock(short, due_holds=due)
+    # Each short line's quantity, as the request sent it (`asked` keeps its order).
+    refused.violations = [
+        FieldViolation(
+            f"lines[{hold.asked.index(s.sku)}].quantity",
+            f"must be at most {max(s.available, 0)}, what is available",
+        )
+        for s in short
+        if s.sku in hold.asked
+    ]
+    raise refused
 
 
 async def get_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> Reservation:

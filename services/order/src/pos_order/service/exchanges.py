@@ -491,6 +491,9 @@ class CreateExchange(Generic[R]):
                     # The saga cancelled the new order (releasing its hold, refunding a
                     # difference taken): the returned units are free again.
                     await _drop(self.new_uow, self.return_ports, ret)
+                if exc.code == "insufficient_stock":
+                    # The new order's lines are the exchange's `new_lines`, in their order.
+                    exc.violations = _renamed(exc.violations, "lines", "new_lines")
                 raise
         try:
             done = await move_money_and_stock(self.return_ports, ret)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pos_kit.context import register_var, staff_var
-from pos_kit.errors import Conflict, DomainError, ErrorKind, NotFound, Unavailable
+from pos_kit.errors import Conflict, DomainError, ErrorKind, FieldViolation, NotFound, Unavailable
 from pos_kit.money import Money
 from pos_order.domain.coupons import CouponStep
 from pos_order.domain.model import (
@@ -254,6 +255,7 @@ async def hold_stock(
             if exc.kind in TRANSIENT:
                 raise  # inventory down: the order stays; the client retries or it expires
             await _short(new_uow, ports, order, policy, withdraw)
+            exc.violations = _as_order_lines(exc.violations, order, f)
             raise exc from None
         await boundary(policy, "after_hold")
 
@@ -265,6 +267,24 @@ async def hold_stock(
 
         order, _ = await change(new_uow, order.id, held)
     return order
+
+
+def _as_order_lines(
+    violations: list[FieldViolation], order: Order, f: Fulfillment
+) -> list[FieldViolation]:
+    """The inventory service names a short line by its place in the fulfilment's hold
+    (`lines[0].quantity`); the caller sent it as the order's line (`lines[2].quantity`).
+    Anything else the hold's request named is no field of the caller's: left out."""
+    held = order.lines_of(f)
+    out: list[FieldViolation] = []
+    for v in violations:
+        found = re.fullmatch(r"lines\[(\d+)\]\.quantity", v.field)
+        if found is None or int(found.group(1)) >= len(held):
+            continue
+        line = held[int(found.group(1))]
+        index = next(i for i, ln in enumerate(order.lines) if ln is line)
+        out.append(FieldViolation(f"lines[{index}].quantity", v.description))
+    return out
 
 
 async def _short(
