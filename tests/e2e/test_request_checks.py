@@ -58,3 +58,32 @@ def test_a_location_with_many_bad_fields_names_every_one(platform: Running) -> N
         headers={"Idempotency-Key": "bad-location-zone"},
     )
     assert [e["field"] for e in alone.json()["errors"]] == ["time_zone"]
+
+
+def test_a_filter_naming_what_does_not_exist_is_a_404_naming_the_parameter(
+    platform: Running,
+) -> None:
+    """A list filtered by an id the merchant does not have (never made, or another
+    merchant's) is the 404 it always was, with `errors[]` naming the query parameter, as a
+    body field naming such an id is named; a path's id needs none."""
+    http = platform.http
+    other = platform.new_merchant("filter-owner")
+    theirs = other.post(
+        "/v1/customers", json={"given_name": "Theirs"}, headers={"Idempotency-Key": "f-1"}
+    ).json()["id"]
+    for path, name, value, resource in [
+        ("/v1/orders", "customer_id", "cus_01j9x6q7r8s9t0v1w2x3y4z5ab", "customer"),
+        ("/v1/orders", "customer_id", theirs, "customer"),
+        ("/v1/payments", "location_id", "loc_01j9x6q7r8s9t0v1w2x3y4z5ab", "location"),
+        ("/v1/gift-cards", "customer_id", theirs, "customer"),
+        ("/v1/customers", "group_id", "cgrp_01j9x6q7r8s9t0v1w2x3y4z5ab", "group"),
+        ("/v1/orders", "register_id", "reg_01j9x6q7r8s9t0v1w2x3y4z5ab", "register"),
+    ]:
+        answer = http.get(path, params={name: value})
+        assert answer.status_code == 404, (path, answer.text)
+        problem = answer.json()
+        assert problem["code"] == "resource_missing"
+        assert problem["errors"] == [{"field": name, "reason": f"no such {resource}"}], path
+    # A resource named by the path is not a parameter's fault: nothing more is named.
+    missing = http.get("/v1/orders/ord_01j9x6q7r8s9t0v1w2x3y4z5ab")
+    assert missing.status_code == 404 and "errors" not in missing.json()

@@ -300,14 +300,35 @@ _UNREADABLE_REASONS = {
 _TOO_MANY_DIGITS = "is not JSON we read: a number has too many digits"
 
 
+_NOT_FOUND_ID = re.compile(r"'([^']+)' was not found")
+
+
+def filter_named(request: Request, problem: Problem) -> Problem:
+    """A read's 404 for an id one of its query parameters gave (a list's `customer_id`
+    filter naming a customer the merchant does not have) names that parameter in `errors[]`,
+    as a body field naming such an id is named (`pos_kit.errors.NotFound`). An id in the
+    path, or a 404 that names its fields already, is left as it is."""
+    if problem.status != 404 or problem.errors or request.method not in ("GET", "HEAD"):
+        return problem
+    found = _NOT_FOUND_ID.search(problem.detail)
+    if found is None:
+        return problem
+    resource = problem.extra.get("resource", "resource")
+    named = [k for k, v in request.query_params.multi_items() if v == found.group(1)]
+    problem.errors = [
+        {"field": name, "reason": f"no such {resource}"} for name in dict.fromkeys(named)
+    ]
+    return problem
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc)
+        return problem_response(filter_named(request, exc))
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        return problem_response(from_rpc_error(exc))
+        return problem_response(filter_named(request, from_rpc_error(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
