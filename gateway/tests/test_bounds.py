@@ -176,3 +176,15 @@ async def test_a_nul_in_a_query_parameter_is_a_400_naming_it(http: httpx.AsyncCl
     answer = await http.get("/v1/products?limit=5&query=a%00b&sku=c%00")
     assert (answer.status_code, answer.json()["code"]) == (400, "invalid_request"), answer.text
     assert _fields(answer) == ["query", "sku"]
+
+
+async def test_a_blank_customer_search_filter_or_duplicate_is_a_400_naming_it(
+    http: httpx.AsyncClient,
+) -> None:
+    # Sent but of spaces only, a filter finds nothing by any rule (an empty page answered it as
+    # if searched), and a duplicate of spaces is no customer (a 404 `customer '   '` answered).
+    for name in ("email", "phone", "external_id", "q"):
+        answer = await http.get("/v1/customers/search", params={name: "   "})
+        assert _fields(answer) == [name], (name, answer.text)
+    merged = await http.post("/v1/customers/cus_1/merge", json={"duplicate_id": " \t "})
+    assert _fields(merged) == ["duplicate_id"]

@@ -37,6 +37,7 @@ from pos_gateway.routes.common import (
     Cursor,
     IfMatch,
     Limit,
+    NotBlank,
     Patch,
     PathId,
     QueryId,
@@ -201,11 +202,15 @@ class CustomerBatch(Body):
 class MergeIn(Body):
     model_config = example({"duplicate_id": "cus_01j9x6q7r8s9t0v1w2x3y4z5zz"})
 
-    duplicate_id: str = Field(
-        min_length=1,
-        max_length=64,
-        description="The customer merged away: its points, purchases and groups move here",
-    )
+    duplicate_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The customer merged away: its points, purchases and groups move here",
+        ),
+        NotBlank,
+    ]
 
 
 class PointsAdjustmentIn(Body):
@@ -291,7 +296,14 @@ async def search_customers(
 ) -> CustomerList:
     """The filters that are given must all match; one of them is required. Pages follow
     `next_cursor`, good for the same filters only: by id for the exact ones, in the order of
-    the word that matched for `q`."""
+    the word that matched for `q`. A filter of spaces only is a 400 naming it."""
+    for name, given in (("email", email), ("phone", phone), ("external_id", external_id),
+                        ("q", q)):  # fmt: skip
+        # Sent but blank finds nothing by any rule: a mistake, named (it answered an empty
+        # page as if searched until 2026-12-05).
+        if given and not given.strip():
+            why = {"field": name, "reason": "must not be blank"}
+            raise Problem(400, "invalid_request", f"{name} must not be blank", [why])
     answer = await svc.customer.SearchCustomers(
         customer_pb2.SearchCustomersRequest(
             email=email,
