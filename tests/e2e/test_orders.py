@@ -107,6 +107,9 @@ def _pickup_flow(http: httpx.Client) -> None:
     assert wrong.status_code == 409 and wrong.json()["code"] == "invalid_transition"
     early = post(http, step, {"status": "picked_up"})  # not ready yet: one step at a time
     assert early.status_code == 409 and early.json()["code"] == "invalid_transition"
+    assert early.json()["errors"] == [
+        {"field": "status", "reason": "must be one of ready_for_pickup"}
+    ]
     assert ok(http.get(f"/v1/orders/{order['id']}"))["fulfillments"][0]["status"] == "reserved"
     ready = ok(post(http, step, {"status": "ready_for_pickup"}))
     assert ready["fulfillments"][0]["status"] == "ready_for_pickup"

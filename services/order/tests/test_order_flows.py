@@ -1071,6 +1071,10 @@ def test_a_step_that_skips_a_state_is_refused_and_writes_nothing(
         asyncio.run(_read(m, _step(m, order_id, f.id, to)))
     assert err.value.code == "invalid_transition"
     assert first.value in err.value.message
+    # The step asked for is the field at fault (none was named until 2026-12-05).
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("status", f"must be one of {first.value}")
+    ]
     after = m.order(order_id)
     assert after.version == version and not after.saga.captures and not after.saga.stepping
     assert after.fulfillments[0].status is FulfillmentStatus.RESERVED

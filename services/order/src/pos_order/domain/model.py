@@ -1236,14 +1236,19 @@ class Order:
                 "fulfillment_cancelled",
             )
         if to not in STEPS[f.type].get(f.status, set()):
-            raise Conflict(
+            nexts = ", ".join(sorted(s.value for s in STEPS[f.type].get(f.status, set())))
+            refused = Conflict(
                 f"a {f.type.value} fulfilment goes from {f.status.value} to "
-                + (
-                    ", ".join(sorted(s.value for s in STEPS[f.type].get(f.status, set())))
-                    or "nothing more"
-                ),
+                + (nexts or "nothing more"),
                 "invalid_transition",
             )
+            # The step asked for is the field at fault: `errors[]` names `status` and what may
+            # come next (none until 2026-12-05).
+            reason = (
+                f"must be one of {nexts}" if nexts else "nothing comes after " + (f.status.value)
+            )
+            refused.violations = [FieldViolation("status", reason)]
+            raise refused
         if to is F.SHIPPED:
             raise_if(
                 [
