@@ -875,9 +875,11 @@ async def test_a_spend_given_back_once_is_not_given_back_again(running: Running)
 async def test_an_authorisation_on_a_card_deactivated_since_is_still_voided(
     running: Running,
 ) -> None:
-    """1,000 held by an authorisation, then the card deactivated (reported stolen): its value
-    is gone, the held part with it, but the authorisation must still end (a cancelled order's
-    payment voided, never `authorized` for ever)."""
+    """1,000 held by an authorisation, then the card deactivated (reported stolen): its
+    balance is written off, but the held part was never spent, so the void gives it back to
+    the card's ledger (the card stays deactivated, for the merchant to reissue), as a
+    payment's refund to it does; the authorisation ends (a cancelled order's payment voided,
+    never `authorized` for ever). Until 2026-12-05 the held part was dropped."""
     m = merchant()
     issued = await issue(running, m, 5000)
     card_id = issued.gift_card.id
@@ -904,7 +906,11 @@ async def test_an_authorisation_on_a_card_deactivated_since_is_still_voided(
         P.VoidPaymentRequest(request_id=rid(), payment_id=held.id), metadata=md(m), timeout=30
     )
     assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
-    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 0
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 1000
+    card = await running.cards.GetGiftCard(
+        G.GetGiftCardRequest(id=card_id), metadata=md(m), timeout=30
+    )
+    assert card.gift_card.status == G.GIFT_CARD_STATUS_DEACTIVATED
 
 
 async def test_a_card_in_another_currency_than_the_payment_is_a_field_error_not_a_decline(

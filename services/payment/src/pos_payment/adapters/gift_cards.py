@@ -450,12 +450,14 @@ class GiftCardTender:
                 return known
             captured = await _sum_of(uow, reference, "capture")
             back = held - captured
-            if card.status is not GiftCardStatus.ACTIVE:
-                # Deactivated since (lost, stolen): its value is gone, the held part with the
-                # rest; the authorisation is still released, so the payment ends voided.
-                back = 0
             if back > 0:
-                activity = card.refund(new_id("gca"), back, card.currency, key, "")
+                # A card deactivated since (lost, stolen) takes the held part back too, and
+                # stays deactivated, as a payment's refund to it does: the customer never spent
+                # it, so it is on the card's ledger for the merchant to reissue. Until
+                # 2026-12-05 it was dropped (`back = 0`): the held value was in no balance.
+                activity = card.refund(
+                    new_id("gca"), back, card.currency, key, "", of_a_payment=True
+                )
                 await _apply(uow, card, activity)
             answer = ProcessorAnswer(True, reference)
             await _remember(uow, key, "void", card.id, back, answer)

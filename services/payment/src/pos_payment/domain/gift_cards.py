@@ -4,7 +4,8 @@ The invariants every rule here keeps, whatever the order of requests:
   balance >= 0, and balance <= the merchant's maximum after any load
   balance == the sum of the card's activities (each signed: value in positive, out negative)
   a deactivated card gives no value out, ever again, and takes none in but a payment's
-  refund (the customer's money going back where it was taken from, on the card's ledger).
+  refund or a void's release (the customer's money going back where it was taken from, on
+  the card's ledger).
 A code is a bearer secret: the domain sees it only long enough to normalise it; storage keeps a
 keyed hash and the last four characters (`CodeHasher` in the adapters), and no message or error
 here ever repeats it.
