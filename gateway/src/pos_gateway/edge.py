@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway import confinement, metrics
 from pos_gateway.auth import authenticate, insufficient_scope
+from pos_gateway.bodies import read_body, replay
 from pos_gateway.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
@@ -297,7 +298,7 @@ class EdgeMiddleware:
             )
             await problem_response(problem)(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
         prints = fingerprints("POST", scope["path"], body, store.fingerprint_key, register_id)
         claim = await store.claim(merchant_id, key, prints)
@@ -332,7 +333,7 @@ class EdgeMiddleware:
                 },
             )
         if answer is not None:
-            await answer(scope, _replay(body), send)
+            await answer(scope, replay(body), send)
             return
 
         request_id_var.set(service_request_id(key))
@@ -383,7 +384,7 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, _replay(body), capture)
+            await self.app(scope, replay(body), capture)
         except BaseException:
             await let_go()
             raise
@@ -410,8 +411,8 @@ async def _confined(scope: Scope, receive: Receive, own: str) -> tuple[Receive, 
         return receive, None
     body = b""
     if scope["method"] in ("POST", "PUT", "PATCH"):
-        body = await _read_body(receive)
-        receive = _replay(body)
+        body = await read_body(receive)
+        receive = replay(body)
     try:
         refused = await confinement.elsewhere(scope["app"].state.services, scope["path"], body, own)
     except grpc.aio.AioRpcError as exc:
@@ -453,8 +454,8 @@ async def _other_location(
     query = QueryParams(scope.get("query_string", b""))
     named += [(v, "") for k, v in query.multi_items() if k.endswith("location_id")]
     if scope["method"] in ("POST", "PUT", "PATCH"):
-        body = await _read_body(receive)
-        receive = _replay(body)
+        body = await read_body(receive)
+        receive = replay(body)
         try:
             parsed = json.loads(body) if body else None
         except (ValueError, RecursionError):
@@ -517,28 +518,3 @@ def _kept_nothing(status: int, body: bytes) -> bool:
         return bool(json.loads(body).get("code") == _NOT_KEPT[status])
     except (ValueError, AttributeError):
         return False
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes) -> Receive:
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive

@@ -20,7 +20,7 @@ import re
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pos_gateway.edge import _read_body, _replay
+from pos_gateway.bodies import read_body, replay
 from pos_gateway.routes.common import IF_MATCH_MAX
 
 # One tag of a list, as `routes.common.IF_MATCH` takes one alone: `"3"`, `W/"3"` or 3.
@@ -77,16 +77,16 @@ class ListedVersions:
         if not versions:
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         held: list[Message] = []
 
         async def hold(message: Message) -> None:
             held.append(message)
 
-        await self.app(_as_if_match(scope, versions[0]), _replay(body), hold)
+        await self.app(_as_if_match(scope, versions[0]), replay(body), hold)
         current = _current_version(held)
         if current is not None and current != versions[0] and current in versions:
-            await self.app(_as_if_match(scope, current), _replay(body), send)
+            await self.app(_as_if_match(scope, current), replay(body), send)
             return
         for message in held:
             await send(message)

@@ -1,0 +1,33 @@
+"""A request body read whole once, and handed on to the app as if it were still arriving: for
+the middleware that must look at a body before the route does (the Idempotency-Key's
+fingerprint, a register's confinement, an If-Match list tried at more than one version)."""
+
+from __future__ import annotations
+
+from starlette.types import Message, Receive
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes) -> Receive:
+    """A `receive` that gives `body` once, then says the client left."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
