@@ -76,6 +76,75 @@ def test_several_taxes_and_rates_are_shown_per_rate() -> None:
     assert receipt.discounts == []
 
 
+def test_the_taxable_amount_is_what_each_rate_was_applied_to() -> None:
+    """Inclusive prices (VAT): the taxable amount is the net, without the tax it contains; a
+    compound tax's is the net plus the taxes listed before it. Each rate times its taxable
+    amount gives back the tax, as an accountant reads a receipt."""
+
+    def eur(amount: int) -> dict[str, object]:
+        return {"amount": amount, "currency": "EUR"}
+
+    vat_line = {
+        **ex.ORDER["lines"][0],
+        "discounts": [],
+        "discount_total": eur(0),  # type: ignore[index]
+        "line_total": eur(2997),
+        "tax_category": "standard",
+        "taxes": [{"name": "tax", "amount": eur(499), "rate_bps": 2000}],
+    }
+    vat = {
+        **ex.ORDER,
+        "lines": [vat_line],
+        "discount_total": eur(0),
+        "tax_total": eur(499),
+        "subtotal": eur(2997),
+        "total": eur(2997),
+        "tax_inclusive": True,
+    }
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 2000}
+    (tax,) = Receipt.model_validate(receipts.build(vat, [], [], shop, 30)).taxes
+    assert (tax.rate_bps, tax.taxable.amount, tax.amount.amount) == (2000, 2498, 499)
+    # The same sale from before lines kept their taxes: the net from the order's total.
+    older = {**vat, "lines": [{**vat_line, "taxes": []}]}
+    (tax,) = Receipt.model_validate(receipts.build(older, [], [], shop, 30)).taxes
+    assert (tax.taxable.amount, tax.amount.amount) == (2498, 499)
+
+    def cad(amount: int) -> dict[str, object]:
+        return {"amount": amount, "currency": "CAD"}
+
+    line = {
+        **ex.ORDER["lines"][0],
+        "discounts": [],
+        "discount_total": cad(0),  # type: ignore[index]
+        "line_total": cad(5997),
+        "tax_category": "standard",
+        "taxes": [
+            {"name": "gst", "amount": cad(300), "rate_bps": 500},
+            {"name": "qst", "amount": cad(628), "rate_bps": 997},
+        ],
+    }
+    order = {
+        **ex.ORDER,
+        "lines": [line],
+        "discount_total": cad(0),
+        "tax_total": cad(928),
+        "tax_inclusive": False,
+    }
+    shop = {
+        "id": ex.LOCATION_ID,
+        "time_zone": "UTC",
+        "taxes": [
+            {"name": "gst", "rate_bps": 500},
+            {"name": "qst", "rate_bps": 997, "compound": True},
+        ],
+    }
+    receipt = Receipt.model_validate(receipts.build(order, [], [], shop, 30))
+    assert [(t.name, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("gst 5%", 5997, 300),
+        ("qst 9.97%", 5997 + 300, 628),
+    ]  # fmt: skip
+
+
 def test_a_line_taxed_at_another_store_shows_the_rate_it_was_taxed_at() -> None:
     """A shipment from a store at 7 % on an order sold at one at 8.25 %: the line's own rate
     (kept at the sale), not the selling store's; a line priced before rates were kept still

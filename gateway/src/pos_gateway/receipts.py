@@ -85,31 +85,43 @@ def _discount_name(d: dict[str, Any]) -> str:
     return str(d.get("reason") or d.get("promotion_id") or "Discount")
 
 
-def _line_taxes(line: dict[str, Any], location: dict[str, Any]) -> list[tuple[str, int, int, int]]:
-    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount)."""
-    taxable = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
+def _compound(location: dict[str, Any], name: str) -> bool:
+    return any(t.get("name") == name and t.get("compound") for t in location.get("taxes") or [])
+
+
+def _line_taxes(
+    line: dict[str, Any], location: dict[str, Any], inclusive: bool = False
+) -> list[tuple[str, int, int, int]]:
+    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount). The
+    taxable amount is what the rate was applied to: what the customer pays for the line (less
+    the tax it contains, where prices include it), plus the taxes before it for a compound
+    tax."""
+    stored = line.get("taxes") or []
+    paid = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
+    net = paid - sum(int(t["amount"]["amount"]) for t in stored) if inclusive else paid
     category = line.get("tax_category", "")
-    # The rate the line was taxed at (the store its goods left from, at the sale); a line
-    # priced before rates were kept: the selling store's rate now.
-    return [
-        (
-            t["name"],
-            int(t.get("rate_bps") or 0) or _rate(location, t["name"], category),
-            taxable,
-            int(t["amount"]["amount"]),
-        )
-        for t in line.get("taxes") or []
-        if int(t["amount"]["amount"])
-    ]
+    found: list[tuple[str, int, int, int]] = []
+    before = 0
+    for t in stored:
+        amount = int(t["amount"]["amount"])
+        taxable = net + (before if _compound(location, t["name"]) else 0)
+        before += amount
+        if amount:
+            # The rate the line was taxed at (the store its goods left from, at the sale); a
+            # line priced before rates were kept: the selling store's rate now.
+            rate = int(t.get("rate_bps") or 0) or _rate(location, t["name"], category)
+            found.append((t["name"], rate, taxable, amount))
+    return found
 
 
 def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, Any]]:
     """Tax per rate: the lines' own taxes summed per tax and rate. An order sold before lines
     kept their taxes has only its total: at the location's single rate."""
     currency = order["total"]["currency"]
+    inclusive = bool(order.get("tax_inclusive"))
     per: dict[tuple[str, int], list[int]] = {}
     for line in order["lines"]:
-        for name, rate, taxable, amount in _line_taxes(line, location):
+        for name, rate, taxable, amount in _line_taxes(line, location, inclusive):
             found = per.setdefault((name, rate), [0, 0])
             found[0] += taxable
             found[1] += amount
@@ -131,7 +143,12 @@ def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, An
         {
             "name": _tax_label("", rate),
             "rate_bps": rate,
-            "taxable": _money(goods - order["discount_total"]["amount"], currency),
+            "taxable": _money(
+                goods
+                - order["discount_total"]["amount"]
+                - (order["tax_total"]["amount"] if inclusive else 0),
+                currency,
+            ),
             "amount": order["tax_total"],
         }
     ]
