@@ -185,6 +185,22 @@ def test_captures_in_flight_count_against_what_is_left() -> None:
     assert err.value.code == "capture_in_progress"
 
 
+def test_a_capture_beyond_what_is_left_names_the_amount() -> None:
+    payment = authorized(1000)
+    with pytest.raises(Conflict) as err:
+        payment.reserve_capture(1001, NOW)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("amount", "must be at most 1000, what is left of the authorisation")
+    ]
+    payment.settle_capture(payment.reserve_capture(None, NOW), APPROVED)
+    with pytest.raises(Conflict) as err:
+        payment.reserve_capture(None, NOW)  # all that is left: nothing
+    assert (err.value.code, [v.field for v in err.value.violations]) == (
+        "amount_exceeds_authorization",
+        ["amount"],
+    )
+
+
 def test_a_capture_past_the_window_is_refused() -> None:
     payment = authorized()
     payment.expires_at = NOW

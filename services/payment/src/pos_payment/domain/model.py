@@ -205,11 +205,17 @@ class Payment:
         left = self.capturable
         wanted = left if amount is None else amount
         if wanted <= 0 or wanted > left:
-            raise Conflict(
+            # The amount asked (absent: all that is left) is at fault, named as a refund's is.
+            refused = Conflict(
                 f"the capture asks for {wanted} but {left} is left of the authorisation",
                 "amount_exceeds_authorization",
                 {"capturable": str(left)},
             )
+            refused.violations = [
+                FieldViolation("amount", f"must be at most {left}, what is left of the "
+                               "authorisation")
+            ]  # fmt: skip
+            raise refused
         self.capturing += wanted
         return wanted
 
