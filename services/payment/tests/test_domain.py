@@ -251,8 +251,9 @@ def test_named_amounts_go_to_their_tender_each_up_to_what_it_has() -> None:
     assert [(p.payment.id, p.amount) for p in plans] == [("pay_cash", 1500)]
     with pytest.raises(Conflict):
         plan_refund([cash, visa], None, {"pay_cash": 1501})
-    with pytest.raises(InvalidArgument):
-        plan_refund([cash, visa], None, {"pay_other": 1})
+    with pytest.raises(InvalidArgument) as err:
+        plan_refund([cash, visa], None, {"pay_cash": 1, "pay_other": 1})
+    assert [v.field for v in err.value.violations] == ["amounts[1].payment_id"]
 
 
 def test_a_voided_payment_has_nothing_to_refund() -> None:

@@ -898,7 +898,7 @@ def plan_refund(
             if payment is None:
                 raise InvalidArgument(
                     "a named tender is not one of the refunded payments",
-                    [FieldViolation("amounts.payment_id", "is not a payment of this order")],
+                    [FieldViolation(f"amounts[{i}].payment_id", "is not a payment of this order")],
                 )
             if credit is None:
                 _refundable_or_conflict(payment, wanted, f"amounts[{i}].amount")
