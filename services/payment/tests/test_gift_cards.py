@@ -833,6 +833,32 @@ async def test_a_refund_to_a_card_gives_back_at_most_what_it_spent(running: Runn
     assert read_error(err.value).metadata["refundable"] == "0"
 
 
+async def test_a_refund_to_a_card_in_another_currency_is_a_currency_mismatch(
+    running: Running,
+) -> None:
+    """A refund to a USD card in euros is the request's mistake whatever the card spent: a
+    400 `currency_mismatch` naming amount.currency, as a load or a redemption in euros is,
+    not a 409 saying the card spent nothing to give back. Nothing is written."""
+    m = merchant()
+    issued = await issue(running, m, 1000)
+    before = footprint(running, m)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.cards.RefundToGiftCard(
+            G.RefundToGiftCardRequest(
+                request_id=rid(), id=issued.gift_card.id, amount=usd(100, "EUR")
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    problem = read_error(err.value)
+    assert (err.value.code(), problem.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "currency_mismatch",
+    )
+    assert [v.field for v in problem.violations] == ["amount.currency"]
+    assert footprint(running, m) == before
+
+
 async def test_a_spend_given_back_once_is_not_given_back_again(running: Running) -> None:
     """1,299 spent as a payment tender, then given back to the card by the gift card's own
     refund: a refund of the payment would give the same 1,299 back a second time, so the card

@@ -145,6 +145,11 @@ class GiftCard:
         if self.status is not GiftCardStatus.ACTIVE:
             raise Conflict("the gift card is deactivated", "gift_card_inactive")
 
+    def in_its_currency(self, currency: str) -> None:
+        """`currency` is the card's, or a 400 `currency_mismatch` naming amount.currency: asked
+        first, so a refusal for the state of the card never hides the request's mistake."""
+        self._same_currency(currency)
+
     def _same_currency(self, currency: str, field_name: str = "amount") -> None:
         if currency != self.currency:
             raise InvalidArgument(

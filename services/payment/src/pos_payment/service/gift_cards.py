@@ -388,6 +388,7 @@ async def refund_to(
     validate_money("amount", *amount)
     _texts(reference, location_id)
     card = await _card(uow, card_id, lock=True)
+    card.in_its_currency(amount[1])
     # Value back to the card it was spent from: never more than it spent and was not given
     # back (read under the card's lock), or a refund would make money from nothing.
     left = await uow.cards.refundable(card.id)
