@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from pos.common.v1 import money_pb2
-from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc
+from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
 from pos_devstack.testing import TEST_CARD_NUMBERS, Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
@@ -40,6 +40,7 @@ class Running:
     database_url: str
     runtime: Any
     settings: bootstrap.Settings
+    shifts: shifts_pb2_grpc.ShiftServiceStub
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
@@ -81,6 +82,7 @@ async def _serve(infra: Infra, reader_delay: float) -> AsyncIterator[Running]:
             svc.database_url,
             svc.runtime,
             settings,
+            shifts_pb2_grpc.ShiftServiceStub(svc.channel),
         )
 
 
@@ -1025,6 +1027,57 @@ async def test_a_terminal_checkout_stays_pending_until_the_reader_answers(
     assert payment.payment.status == payment_status
     assert payment.payment.total.amount == 1700  # the tip rides on top
     assert payment.payment.location_id == "loc_front"
+
+
+async def test_a_card_reader_sale_at_a_register_counts_in_the_shift_open_there(
+    running: Running,
+) -> None:
+    """A register sends a sale to its card reader; the reader's answer is recorded later, by
+    the sweep (no register in its call). The payment is the register's all the same: its
+    card is in the shift open there, and a refund of it at the register leaves the card's
+    net what was kept. Before, the sale was in no shift and the refund took the card's net
+    below zero."""
+    merchant, till = new_id("mer"), new_id("reg")
+    at_till = (("x-merchant-id", merchant), ("x-register-id", till), ("x-staff-id", "stf_1"))
+    opened = await running.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=rid(), location_id="loc_front", opening_float=usd(0)
+        ),
+        metadata=at_till,
+        timeout=10,
+    )
+    sent = await running.stub.CreateTerminalCheckout(
+        P.CreateTerminalCheckoutRequest(
+            request_id=rid(),
+            reference="till sale",
+            location_id="loc_front",
+            device_id="sandbox_reader_approve",
+            amount=usd(1500),
+            tip=usd(200),
+        ),
+        metadata=at_till,
+        timeout=10,
+    )
+    await running.sweep()
+    settled = await running.stub.GetTerminalCheckout(
+        P.GetTerminalCheckoutRequest(id=sent.checkout.id), metadata=md(merchant), timeout=10
+    )
+    assert settled.checkout.status == P.TERMINAL_CHECKOUT_STATUS_COMPLETED
+    await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(), payment_id=settled.checkout.payment_id, amount=usd(500)
+        ),
+        metadata=at_till,
+        timeout=10,
+    )
+    shift = await running.shifts.GetShift(
+        shifts_pb2.GetShiftRequest(id=opened.shift.id), metadata=at_till, timeout=10
+    )
+    tenders = {
+        t.name: (t.captured.amount, t.captured_count, t.refunded.amount, t.net.amount)
+        for t in shift.shift.report.tenders
+    }
+    assert tenders == {"card": (1700, 1, 500, 1200)}
 
 
 async def test_a_silent_reader_times_out_at_the_deadline(running: Running) -> None:

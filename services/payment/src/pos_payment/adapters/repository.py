@@ -173,7 +173,12 @@ class SqlPaymentRepository:
     def _mine(self) -> Any:
         return payments.c.merchant_id == self._merchant
 
-    async def add(self, payment: Payment) -> None:
+    async def add(self, payment: Payment, taken_at: tuple[str, str] | None = None) -> None:
+        """`taken_at`: the register and member it was taken at when the call is not theirs
+        (a card reader's answer, recorded by the sweep); else the call's."""
+        at = at_register.stamp()
+        if taken_at is not None and taken_at[0]:
+            at = {"register_id": taken_at[0], "staff_id": taken_at[1]}
         values = {
             "merchant_id": self._merchant,
             "id": payment.id,
@@ -192,7 +197,7 @@ class SqlPaymentRepository:
             **_state(payment),
             "register_id": "",
             "staff_id": "",
-            **at_register.stamp(),
+            **at,
         }
         row = (await INSERT_PAYMENT.execute(self._conn, values)).one()
         payment.created_at, payment.updated_at = row.created_at, row.updated_at
@@ -629,6 +634,8 @@ def _terminal(row: Row[Any]) -> TerminalCheckout:
         decline_code=m["decline_code"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        register_id=m["register_id"],
+        staff_id=m["staff_id"],
     )
 
 
@@ -654,11 +661,18 @@ class SqlTerminalRepository:
                     status=checkout.status.value,
                     request_key=checkout.request_key,
                     deadline=checkout.deadline,
+                    **at_register.stamp(),
                 )
-                .returning(terminal_checkouts.c.created_at, terminal_checkouts.c.updated_at)
+                .returning(
+                    terminal_checkouts.c.created_at,
+                    terminal_checkouts.c.updated_at,
+                    terminal_checkouts.c.register_id,
+                    terminal_checkouts.c.staff_id,
+                )
             )
         ).one()
         checkout.created_at, checkout.updated_at = row.created_at, row.updated_at
+        checkout.register_id, checkout.staff_id = row.register_id, row.staff_id
 
     async def get(self, checkout_id: str, *, lock: bool = False) -> TerminalCheckout | None:
         query = select(terminal_checkouts).where(

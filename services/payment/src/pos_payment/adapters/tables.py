@@ -227,6 +227,9 @@ terminal_checkouts = Table(
     Column("deadline", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The register (and member) that sent it: the reader's payment is theirs (migration 0019).
+    Column("register_id", Text, nullable=False, server_default=""),
+    Column("staff_id", Text, nullable=False, server_default=""),
     PrimaryKeyConstraint("merchant_id", "id", name="terminal_checkouts_pkey"),
     Index("terminal_checkouts_pending", "created_at", postgresql_where=text("status = 'pending'")),
 )

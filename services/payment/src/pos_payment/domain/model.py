@@ -371,6 +371,10 @@ class TerminalCheckout:
     decline_code: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The register and member that sent it (empty from the back office): the payment the
+    # reader takes is theirs, and joins the shift open at that register when it is captured.
+    register_id: str = ""
+    staff_id: str = ""
 
     def payment(self, payment_id: str) -> Payment:
         """The payment the reader took (or was declined), pending its answer."""

@@ -974,7 +974,8 @@ async def record_reader_answer(
         payment = checkout.payment(new_id("pay"))
     events = checkout.settle(_outcome(answer), payment, ended)
     if payment is not None:
-        await uow.payments.add(payment)
+        # The register that sent the checkout took it, whoever records the reader's answer.
+        await uow.payments.add(payment, (checkout.register_id, checkout.staff_id))
     await uow.terminals.save(checkout)
     for event in events:
         uow.publish(event)
