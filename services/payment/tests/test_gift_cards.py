@@ -833,6 +833,23 @@ async def test_a_refund_to_a_card_gives_back_at_most_what_it_spent(running: Runn
     assert read_error(err.value).metadata["refundable"] == "0"
 
 
+async def test_a_pre_printed_code_taken_already_names_the_code(running: Running) -> None:
+    """A second card with a code the merchant's first has: a 409 `gift_card_code_taken` whose
+    field error names `code` (the card's code is the request's field at fault, as a sale's
+    line names `lines[i].gift_card.code`), never repeating the code."""
+    m = merchant()
+    await issue(running, m, 1000, code="PRINTED-7731")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await issue(running, m, 500, code="printed-7731")
+    problem = read_error(err.value)
+    assert (err.value.code(), problem.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "gift_card_code_taken",
+    )
+    assert [v.field for v in problem.violations] == ["code"]
+    assert "7731" not in str(err.value.details())
+
+
 async def test_a_refund_to_a_card_in_another_currency_is_a_currency_mismatch(
     running: Running,
 ) -> None:

@@ -257,8 +257,15 @@ async def issue(
 
 def _code_taken(message: str) -> DomainError:
     # The same answer whether a card has the code or a sale holds it: the caller's remedy is
-    # the same (another card), and it names no code.
-    return DomainError(message, "gift_card_code_taken", [], {}, ErrorKind.ALREADY_EXISTS)
+    # the same (another card). Its field error names the field, never the code.
+    reason = "another gift card, or a sale in progress, has this code"
+    return DomainError(
+        message,
+        "gift_card_code_taken",
+        [FieldViolation("code", reason)],
+        {},
+        ErrorKind.ALREADY_EXISTS,
+    )
 
 
 @dataclass(frozen=True)
