@@ -198,7 +198,8 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     """Activates a card with its opening balance. The code is in this answer only: a replay
     of the same Idempotency-Key returns the card with `code: null` and `secret_redacted:
     true`. A pre-printed code the merchant already used, or one a sale in progress holds (from
-    before its card is charged until it is paid or ends), is a 409 `gift_card_code_taken`; more
+    before its card is charged until it is paid or ends), is a 409 `gift_card_code_taken`
+    naming `code`; more
     than the maximum balance a 409 `gift_card_balance_limit`; an amount in another currency than
     the location's a 400 `currency_mismatch`. Store credit for a return without a receipt is a
     card with `reason: store_credit` and the customer.
@@ -429,7 +430,8 @@ async def refund_to_gift_card(
     """A return to the card it was paid with (a refund of a gift card payment does this by
     itself): never more than the card has spent and not been given back (a 409
     `gift_card_refund_exceeds_spent` with `refundable`), and up to your maximum balance, as a
-    load (a 409 `gift_card_balance_limit` beyond it). At a register it takes the `refund`
+    load (a 409 `gift_card_balance_limit` beyond it); another currency than the card's is a 400
+    `currency_mismatch`. At a register it takes the `refund`
     permission or a manager's override and is in the audit log (`gift_card.refunded`)."""
     return await _value_in(
         request, svc, "gift_card.refunded", svc.gift_cards.RefundToGiftCard,

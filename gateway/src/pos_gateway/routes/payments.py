@@ -151,7 +151,8 @@ async def capture_payment(
 ) -> Payment:
     """Captures part or all of what is left of the authorisation; several captures may
     follow one another (each fulfilment capturing its share) up to the authorised total. More
-    than is left is a 409 `amount_exceeds_authorization` (with `capturable`), an authorisation
+    than is left is a 409 `amount_exceeds_authorization` (with `capturable`, its `errors[]`
+    naming `amount`), an authorisation
     past its window a 409 `authorization_expired`, a voided or failed payment a 409. A payment
     of an order is captured by the order itself (its confirmation, or a fulfilment's `shipped`
     or `picked_up` step, each its share): here it is a 409 `payment_managed_by_order`, so the
@@ -569,7 +570,9 @@ async def create_terminal_checkout(body: TerminalCheckoutIn, svc: Svc) -> Termin
     settlement report, in its currency, would leave the payment out). The amount and the tip
     together, what the reader charges, are at most 10^12 minor units like any amount (else a
     400 naming `tip.amount`), and a `reference` of spaces only is a 400 naming it. A location
-    the merchant closed (`status: inactive`) is a 409 `location_inactive`."""
+    the merchant closed (`status: inactive`) is a 409 `location_inactive`. Sent from a
+    register, the payment the reader takes is that register's, whoever records its answer:
+    it counts in the shift open there when the card is charged."""
     location = await open_location_of(svc, body.location_id, "location_id")
     in_its_currency(location, body.amount.currency)
     request = payment_pb2.CreateTerminalCheckoutRequest(
