@@ -399,6 +399,35 @@ async def test_groups_and_the_customers_answer(merchant: Caller, other: Caller) 
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS
 
 
+async def test_removing_an_unknown_customer_from_a_group_names_it(
+    merchant: Caller, other: Caller
+) -> None:
+    """Leaving a group names the customer at fault as joining does: another merchant's
+    customer, a made-up id or an erased one is NOT_FOUND naming `customer_ids[i]`, and no
+    member leaves."""
+    vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP"))).group
+    a = await merchant.create(given_name="A")
+    gone = await merchant.create(given_name="Gone")
+    foreign = await other.create(given_name="F")
+    await merchant(
+        "AddGroupMembers", customer_pb2.AddGroupMembersRequest(group_id=vip.id, customer_ids=[a.id])
+    )
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=gone.id))
+    for unknown in (foreign.id, "cus_nope", gone.id):
+        err = await _refused(
+            merchant(
+                "RemoveGroupMembers",
+                customer_pb2.RemoveGroupMembersRequest(
+                    group_id=vip.id, customer_ids=[a.id, unknown]
+                ),
+            )
+        )
+        assert err.code() == grpc.StatusCode.NOT_FOUND
+        assert _fields(err) == ["customer_ids[1]"]
+    got = await merchant("GetGroup", customer_pb2.GetGroupRequest(id=vip.id))
+    assert got.group.member_count == 1
+
+
 async def test_a_membership_change_is_a_change_of_the_customer(
     merchant: Caller, service: Service
 ) -> None:

@@ -258,7 +258,8 @@ async def add_members(group_id: PathId, body: MembersIn, svc: Svc, request: Requ
     **op("customers:write", "Remove customers from a group", (404,), example=ex.GROUP),
 )
 async def remove_members(group_id: PathId, body: MembersIn, svc: Svc, request: Request) -> Group:
-    """Each customer who leaves gets a new `version` and a `customer.updated` event. Back
+    """Each customer who leaves gets a new `version` and a `customer.updated` event; an
+    unknown or erased customer is a 404 naming its `customer_ids[i]`, and none leaves. Back
     office only, as adding members is."""
     back_office_only(principal_of(request), "customer groups")
     answer = await svc.customer.RemoveGroupMembers(

@@ -545,16 +545,20 @@ async def change_members(
     await get_group(uow, group_id, lock="share")
     # Locked in one order (no deadlock between two changes of overlapping lists): each
     # customer whose groups change gets a new version below.
-    if add:
-        # Another merchant's customer is one that does not exist: a 404 names it.
-        for customer_id in sorted(ids):
-            field = f"customer_ids[{list(customer_ids).index(customer_id)}]"
+    # Another merchant's customer is one that does not exist: a 404 names it, as it names an
+    # erased one (gone, as its read says), joining or leaving.
+    for customer_id in sorted(ids):
+        field = f"customer_ids[{list(customer_ids).index(customer_id)}]"
+        if add:
             await active_customer(uow, customer_id, for_update=True, field=field)
+            continue
+        # A merged customer may leave (its groups went to the survivor: nothing changes).
+        found = await uow.customers.get(customer_id, for_update=True)
+        if found is None or found.status not in (ACTIVE, MERGED):
+            raise NotFound("customer", customer_id, [field])
+    if add:
         changed = await uow.groups.add_members(group_id, ids)
     else:
-        for customer_id in sorted(ids):
-            if await uow.customers.get(customer_id, for_update=True) is None:
-                raise NotFound("customer", customer_id)
         changed = await uow.groups.remove_members(group_id, ids)
     await _groups_changed(uow, changed)
     return await get_group(uow, group_id)
