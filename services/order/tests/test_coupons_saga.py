@@ -219,7 +219,7 @@ def test_coupon_codes_are_checked_before_anything_is_claimed() -> None:
     with pytest.raises(InvalidArgument) as err:
         handlers.Checkout(_cmd(coupon_codes=("ab", "SAVE10", "save10")), CouponShop().ports,
                           uow_factory(Store()), Policy(), Answer)  # fmt: skip
-    assert {v.field for v in err.value.violations} == {"coupon_codes[0]", "coupon_codes"}
+    assert {v.field for v in err.value.violations} == {"coupon_codes[0]", "coupon_codes[2]"}
 
 
 async def test_promotion_down_with_a_coupon_named_is_a_503_without_one_list_price() -> None:
@@ -238,3 +238,16 @@ async def test_promotion_down_with_a_coupon_named_is_a_503_without_one_list_pric
         with pytest.raises(Unavailable) as err:
             await discounts.quote(lines, "USD", CartContext("loc_1", "register", "", ("SAVE10",)))
         assert err.value.code == "promotion_unavailable"
+
+
+def test_a_code_named_twice_is_named_at_its_repeat() -> None:
+    """Codes ignore case and outer spaces: the later of two equal codes is the one to fix, so
+    its place is named (`coupon_codes[2]`), as a coupon batch names its repeated `codes[i]`;
+    three of one code name both repeats."""
+    from pos_order.domain.coupons import validate_codes
+
+    fields = [v.field for v in validate_codes(["SAVE10", "OTHER", " save10 "])]
+    assert fields == ["coupon_codes[2]"]
+    fields = [v.field for v in validate_codes(["A-1", "a-1", "A-1"], "codes")]
+    assert fields == ["codes[1]", "codes[2]"]
+    assert validate_codes(["SAVE10", "OTHER"]) == []

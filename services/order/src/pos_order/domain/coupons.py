@@ -80,6 +80,11 @@ def validate_codes(
         violations += require(
             3 <= len(normalise(code)) <= 40, f"{name}[{i}]", "must be 3 to 40 characters"
         )
-    seen = [normalise(c) for c in codes]
-    violations += require(len(set(seen)) == len(seen), name, "must not name a code twice")
+    # The later of two equal codes (they ignore case) is the one to fix: its place is named.
+    first: dict[str, int] = {}
+    for i, code in enumerate(codes):
+        earlier = first.setdefault(normalise(code), i)
+        violations += require(
+            earlier == i, f"{name}[{i}]", f"repeats {name}[{earlier}] (codes ignore case)"
+        )
     return violations
