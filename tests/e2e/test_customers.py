@@ -837,3 +837,14 @@ def test_a_group_change_honours_if_match(platform: Running) -> None:
     deleted = http.delete(one, headers={**_key(), "If-Match": '"2"'})
     assert (deleted.status_code, deleted.json()["version"]) == (200, 2), deleted.text
     assert http.get(one).status_code == 404
+
+
+def test_a_search_the_service_refuses_names_the_q_parameter(platform: Running) -> None:
+    """The words of a search are the `q` parameter: more words than a search takes, or none a
+    search can use, is a 400 naming `q`, the parameter sent (the service calls it `query`)."""
+    http = platform.http
+    for words in ("a b c d e f", "!!! ???"):
+        answer = http.get("/v1/customers/search", params={"q": words})
+        assert answer.status_code == 400, answer.text
+        assert [e["field"] for e in answer.json()["errors"]] == ["q"], answer.text
+        assert "query" not in answer.json()["detail"] + answer.text.split('"errors"')[1]

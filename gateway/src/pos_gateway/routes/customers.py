@@ -304,16 +304,26 @@ async def search_customers(
         if given and not given.strip():
             why = {"field": name, "reason": "must not be blank"}
             raise Problem(400, "invalid_request", f"{name} must not be blank", [why])
-    answer = await svc.customer.SearchCustomers(
-        customer_pb2.SearchCustomersRequest(
-            email=email,
-            phone=phone,
-            external_id=external_id,
-            query=q,
-            page_size=limit,
-            page_token=cursor or "",
+    try:
+        answer = await svc.customer.SearchCustomers(
+            customer_pb2.SearchCustomersRequest(
+                email=email,
+                phone=phone,
+                external_id=external_id,
+                query=q,
+                page_size=limit,
+                page_token=cursor or "",
+            )
         )
-    )
+    except grpc.aio.AioRpcError as exc:
+        # The service's `query` is this operation's `q` parameter: a refusal names what was
+        # sent (more than five words, or none a search can use).
+        refused = from_rpc_error(exc)
+        for error in refused.errors:
+            if error["field"] == "query":
+                error["field"] = "q"
+                error["reason"] = error["reason"].replace("query", "q")
+        raise refused from None
     return to_page(CustomerList, answer.customers, answer.next_page_token)
 
 
