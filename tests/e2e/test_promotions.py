@@ -342,8 +342,8 @@ def test_promotion_and_coupon_changes_are_in_the_audit_log(platform: Running) ->
     """Each change of a promotion (made, edited, paused, resumed, ended, deleted) and of its
     coupons (made, deactivated) is an entry naming the credential that made it, as a
     credential's or a setting's change is; one that changes nothing (pausing a paused
-    promotion, deactivating a deactivated coupon) and a retry of a request add none. Coupon
-    entries name the codes by their hints only."""
+    promotion, an edit sending what it is, deactivating a deactivated coupon) and a retry of
+    a request add none. Coupon entries name the codes by their hints only."""
     with platform.new_merchant(f"Promotion audit {uuid.uuid4().hex[:8]}") as http:
 
         def entries(resource_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -362,6 +362,9 @@ def test_promotion_and_coupon_changes_are_in_the_audit_log(platform: Running) ->
         promo = made.json()["id"]
         path = f"/v1/promotions/{promo}"
         assert http.patch(path, json={"name": "Audited 2", "priority": 5}).status_code == 200
+        # Saved again as it is: no new version, so no entry.
+        same = http.patch(path, json={"name": "Audited 2", "priority": 5})
+        assert (same.status_code, same.json()["version"]) == (200, 2), same.text
         for change in ("pause", "pause", "resume"):
             assert _post(http, f"{path}/{change}").status_code == 200
         coupons = _post(http, f"{path}/coupons", {"codes": ["AUDIT-1", "AUDIT-22"]})

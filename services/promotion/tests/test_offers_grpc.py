@@ -206,6 +206,40 @@ async def test_bad_offers_are_refused_field_by_field_and_store_nothing(running: 
     assert await running.count(kit.outbox) == 0
 
 
+async def test_an_update_that_changes_nothing_is_no_new_version_and_no_event(
+    running: Running,
+) -> None:
+    """Sending an offer's fields as they are (a form saved untouched) changes nothing: no new
+    version, no `promotion_updated`, so no other client's If-Match goes stale for it, as a
+    customer, a group or the loyalty program saved unchanged. An ended promotion is still
+    refused as ended."""
+    merchant = "mer_" + new_id("x")[-10:]
+    rule = pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, level=pb.OFFER_LEVEL_ITEM, percent_bps=1500)
+    promo = await create(running, new_id("r"), merchant=merchant, name="Same", rule=rule)
+    mine = kit.outbox.c.merchant_id == merchant
+    events = await running.count(kit.outbox, mine)
+
+    async def update(**fields: Any) -> pb.Promotion:
+        request = pb.UpdatePromotionRequest(request_id=new_id("r"), id=promo.id, **fields)
+        answer = await running.stub.UpdatePromotion(request, metadata=md(merchant), timeout=10)
+        return answer.promotion
+
+    same = await update(update_mask=["name", "rule", "priority"], name=" Same ", rule=rule)
+    assert same.version == promo.version == 1
+    assert same.updated_at == promo.updated_at
+    assert await running.count(kit.outbox, mine) == events
+    changed = await update(update_mask=["priority"], priority=5, expected_version=1)
+    assert changed.version == 2 and changed.priority == 5
+    assert await running.count(kit.outbox, mine) == events + 1
+    await running.stub.EndPromotion(
+        pb.EndPromotionRequest(request_id=new_id("r"), id=promo.id),
+        metadata=md(merchant),
+        timeout=10,
+    )
+    ended = await refused(update(update_mask=["priority"], priority=5))
+    assert read_error(ended).reason == "promotion_ended"
+
+
 async def test_lifecycle_update_with_version_pause_resume_end_and_the_feed(
     running: Running,
 ) -> None:

@@ -425,10 +425,12 @@ async def update_promotion(
     null is a 400 naming it, nothing changed. Send
     `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
     product, location or customer group id the offer names that is not yours is a 404 naming
-    the field. A body with no field is a 400, nothing changed. In the audit log as
-    `promotion.updated` (the fields sent, its name and new version)."""
+    the field. A body with no field is a 400, nothing changed. Fields sent as they are change
+    nothing: no new version, no event. In the audit log as `promotion.updated` (the fields
+    sent, its name and new version), when it changed."""
     sent = patched(body)
     await _check_ids(svc, body.rule, body.conditions)
+    before = (await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))).promotion
     change = pb.UpdatePromotionRequest(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
@@ -443,6 +445,7 @@ async def update_promotion(
     async with guarded(request, "promotion.updated") as done:
         answer = await version_checked(svc.promotion.UpdatePromotion(change))
         _audited(done, answer.promotion, changed=sorted(sent))
+        done.changed = answer.promotion.version != before.version
     return _etag(response, answer.promotion)
 
 

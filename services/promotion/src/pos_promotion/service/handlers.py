@@ -121,6 +121,10 @@ async def update_promotion(
         else o.requires_coupon,
     )
     new = validate_offer(new, relevant)
+    if new == o and promotion.status is not Status.ENDED:
+        # Sent as it is: nothing changes, so no new version and no event (an ended one is
+        # still refused as ended, below).
+        return promotion
     seen = promotion.version
     promotion.redefine(new)
     await _save(uow, promotion, seen)
