@@ -345,7 +345,10 @@ def test_groups_merge_and_the_program(platform: Running) -> None:
     )
     assert (batch.status_code, batch.json()["created"]) == (200, 3), batch.text
     export = http.get(f"/v1/customers/{a['id']}/export").json()
-    assert [e["kind"] for e in export["points_history"]] == ["merged_in"]
+    # The duplicate's own points history (its credit, the move of its balance) with theirs.
+    assert [(e["customer_id"], e["kind"]) for e in export["points_history"]] == [
+        (a["id"], "merged_in"), (b["id"], "merged_out"), (b["id"], "adjusted"),
+    ]  # fmt: skip
     # The duplicate is the same person: what is held under its id is in the export too.
     assert export["merged_customer_ids"] == [b["id"]]
     assert [c["id"] for c in export["gift_cards"]] == [card["id"]]

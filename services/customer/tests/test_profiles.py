@@ -675,10 +675,15 @@ async def test_a_merge_moves_points_and_groups_and_the_loser_says_where(
     )
     export = await merchant("ExportCustomer", customer_pb2.ExportCustomerRequest(id=winner.id))
     assert [g.id for g in export.groups] == [group.id]
-    assert [(e.kind, e.points) for e in export.points_history] == [
-        ("merged_in", 70),
-        ("adjusted", 30),
+    # The duplicate is the same person: its own points history (kept under its id, as its
+    # read shows it) is exported with the survivor's, newest first, as its sales are.
+    assert [(e.customer_id, e.kind, e.points) for e in export.points_history] == [
+        (winner.id, "merged_in", 70),
+        (loser.id, "merged_out", -70),
+        (loser.id, "adjusted", 70),
+        (winner.id, "adjusted", 30),
     ]
+    assert list(export.merged_customer_ids) == [loser.id]
     # The loser's email and external_id are free again.
     await merchant.create(email="l@example.com", external_id="dup-1")
     assert await _search(merchant, email="w@example.com") == [winner.id]

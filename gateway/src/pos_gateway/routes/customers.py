@@ -588,9 +588,11 @@ async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
     """What every service holds about the customer, as JSON: the profile, groups, points and
     purchase history (customer service), the orders with their addresses and notes (order
     service) and the gift cards issued to them (payment service): so it takes the scopes that
-    read orders and gift cards too. An erased customer is a 404: nothing of them is left to
-    export. One merged into another is a 409 `customer_merged` with `merged_into`: what it
-    held moved there, and that customer's export has it."""
+    read orders and gift cards too. The duplicates merged into the customer are the same
+    person: their points history, orders and gift cards are in it (`merged_customer_ids`).
+    An erased customer is a 404: nothing of them is left to export. One merged into another is a
+    409 `customer_merged` with `merged_into`: what it held moved there, and that customer's
+    export has it."""
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
     # The duplicates merged into it are the same person: their orders and cards are theirs.
     ids = [customer_id, *answer.merged_customer_ids]

@@ -1041,6 +1041,16 @@ class SqlLoyaltyRepository:
         ).all()
         return [_entry(r) for r in rows]
 
+    async def history_of_all(self, customer_ids: Sequence[str]) -> list[loyalty.Entry]:
+        """Every entry of these customers (a person and the duplicates merged into them),
+        newest first across them all."""
+        query = select(points_ledger).where(
+            points_ledger.c.merchant_id == self._merchant,
+            points_ledger.c.customer_id.in_(list(customer_ids)),
+        )
+        rows = (await self._conn.execute(query.order_by(points_ledger.c.seq.desc()))).all()
+        return [_entry(r) for r in rows]
+
     async def seq_of(self, entry_id: str) -> int:
         found: int = (
             await self._conn.execute(

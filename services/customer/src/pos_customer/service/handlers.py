@@ -636,12 +636,16 @@ class Export:
 
 
 async def export_customer(uow: CustomerUnitOfWork, customer_id: str) -> Export:
-    """Everything this service holds about one customer, for a data export request."""
+    """Everything this service holds about one customer, for a data export request. The
+    duplicates merged into it are the same person: their points history (kept under their
+    ids, the move of their balance its last entry) is theirs too; their purchases and groups
+    moved here with the merge."""
     customer = await active_customer(uow, customer_id)
+    merged = await uow.customers.merged_into(customer.id)
     return Export(
         customer,
         await groups_of(uow, customer.id),
-        await uow.loyalty.history(customer.id, PageRequest(limit=10_000_000)),
+        await uow.loyalty.history_of_all([customer.id, *merged]),
         list(await uow.purchases.all_of(customer.id)),
-        await uow.customers.merged_into(customer.id),
+        merged,
     )
