@@ -279,3 +279,19 @@ def test_an_excluded_line_takes_off_what_was_paid_for_it_not_its_shelf_price() -
     # A VAT store (prices contain it): the tees' 50.00 hold 8.33 of it, so 41.67 earns 41.
     held = confirmed([("TEE", 5000, 0, 833), ("MUG", 1200, 0, 200)], 1033, 6200)
     assert loyalty.points_for(program, held) == 41
+
+
+def test_consent_given_in_the_future_is_refused() -> None:
+    """A consent is a fact of the past: one given (or withdrawn) next year is a mistake in
+    the request, named as a birthday in the future is. A clock a little ahead is not."""
+    now = datetime.now(UTC)
+    for granted in (True, False):
+        with pytest.raises(InvalidArgument) as err:
+            normalise_profile(_consent_profile(granted, now + timedelta(days=365)))
+        assert [v.field for v in err.value.violations] == ["marketing_consent.given_at"]
+    skewed = normalise_profile(_consent_profile(True, now + timedelta(seconds=30)))
+    assert skewed.consent is not None and skewed.consent.granted
+
+
+def _consent_profile(granted: bool, at: datetime) -> Profile:
+    return Profile(email="c@example.com", consent=Consent(granted, at, "email"))

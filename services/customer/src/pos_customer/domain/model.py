@@ -204,6 +204,10 @@ def normalise_phone(value: str) -> str | None:
     return digits
 
 
+# How far ahead of this service's clock a caller's may run: a consent given "now" there.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def normalise_profile(raw: Profile, prefix: str = "") -> Profile:
     """A validated, normalised profile, or InvalidArgument naming every bad field at once
     (prefixed, e.g. "customers[3].email", for a batch)."""
@@ -256,6 +260,14 @@ def normalise_profile(raw: Profile, prefix: str = "") -> Profile:
             raw.consent.given_at is not None,
             name("marketing_consent.given_at"),
             "is required when consent is granted",
+        )
+    if raw.consent is not None and raw.consent.given_at is not None:
+        # Given (or withdrawn) is a fact of the past; a caller's clock may run a little ahead.
+        latest = datetime.now(UTC) + CLOCK_SKEW
+        violations += require(
+            raw.consent.given_at <= latest,
+            name("marketing_consent.given_at"),
+            "must not be in the future",
         )
     if raw.addresses is not None:
         violations += require(
