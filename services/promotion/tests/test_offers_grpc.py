@@ -206,6 +206,47 @@ async def test_bad_offers_are_refused_field_by_field_and_store_nothing(running: 
     assert await running.count(kit.outbox) == 0
 
 
+async def test_a_window_past_the_years_the_api_takes_is_refused_naming_it(
+    running: Running,
+) -> None:
+    """A window is read at every location, from UTC+14 to UTC-12: one opening in year 1 or
+    closing at the end of 9999 falls off the calendar there. The years 1970 to 9998, as every
+    time the API takes: others are INVALID_ARGUMENT naming the field, on a create and an
+    update, and nothing is stored."""
+    merchant = "mer_" + new_id("x")[-10:]
+    rule = pb.Rule(kind=pb.OFFER_KIND_PERCENT_OFF, percent_bps=1000)
+    for starts, ends, zone, field in (
+        ("0001-01-01T00:00", "", "", "conditions.starts_at"),
+        ("", "9999-12-31T23:59", "", "conditions.ends_at"),
+        ("1969-12-31T23:00", "", "Asia/Tokyo", "conditions.starts_at"),
+        ("", "9999-12-31T23:59", "America/Los_Angeles", "conditions.ends_at"),
+    ):
+        conditions = pb.Conditions(starts_at=starts, ends_at=ends, time_zone=zone)
+        err = await refused(
+            create(running, new_id("r"), merchant=merchant, name="W", rule=rule,
+                   conditions=conditions)
+        )  # fmt: skip
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err.details()
+        assert [v.field for v in read_error(err).violations] == [field]
+    assert await running.count(promotions, promotions.c.merchant_id == merchant) == 0
+    promo = await create(running, new_id("r"), merchant=merchant, name="W", rule=rule)
+    err = await refused(
+        running.stub.UpdatePromotion(
+            pb.UpdatePromotionRequest(
+                request_id=new_id("r"), id=promo.id, update_mask=["conditions"],
+                conditions=pb.Conditions(ends_at="9999-12-31T23:59"),
+            ),
+            metadata=md(merchant),
+            timeout=10,
+        )
+    )  # fmt: skip
+    assert [v.field for v in read_error(err).violations] == ["conditions.ends_at"]
+    window = pb.Conditions(starts_at="1970-01-02T00:00", ends_at="9998-12-31T00:00")
+    kept = await create(running, new_id("r"), merchant=merchant, name="W", rule=rule,
+                        conditions=window)  # fmt: skip
+    assert kept.conditions.ends_at.startswith("9998-12-31")
+
+
 async def test_an_update_that_changes_nothing_is_no_new_version_and_no_event(
     running: Running,
 ) -> None:

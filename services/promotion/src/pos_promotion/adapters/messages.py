@@ -68,6 +68,10 @@ def _selector_pb(s: Selector) -> pb.ItemSelector:
     )
 
 
+# The years a window may name, as every time the API takes (1970 to 9998).
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+
+
 class _Parse:
     """Collects what cannot even be read, to report with the domain's own checks."""
 
@@ -84,6 +88,13 @@ class _Parse:
             parsed = None
         if parsed is None or parsed.tzinfo is not None:
             self.violations.append(FieldViolation(name, "a local time YYYY-MM-DDTHH:MM, no offset"))
+            return None
+        # The years every time of the API is of: a window is read from UTC+14 to UTC-12, and
+        # year 1 or the end of 9999 would fall off the calendar there.
+        if not FIRST_YEAR <= parsed.year <= LAST_YEAR:
+            self.violations.append(
+                FieldViolation(name, f"a local time of the years {FIRST_YEAR} to {LAST_YEAR}")
+            )
             return None
         return parsed
 
