@@ -41,11 +41,25 @@ def test_a_window_that_ends_before_it_starts_and_contradictory_tiers_are_refused
     with pytest.raises(InvalidArgument) as err:
         validate_offer(offer)
     assert set(fields(err)) == {
-        "rule.tiers",
+        "rule.tiers[1].min_quantity",
+        "rule.tiers[2].percent_bps",
         "conditions.ends_at",
         "conditions.time_zone",
         "conditions.hours_until",
     }
+
+
+def test_contradictory_tiers_name_the_tier_at_fault() -> None:
+    """The later of two tiers for one quantity is named by its min_quantity, and a tier for
+    more units giving no more than one for fewer by its percent_bps, whatever the order the
+    tiers are sent in."""
+    rule = Rule(Kind.TIERS, Level.ITEM, tiers=(Tier(4, 1500), Tier(2, 2000), Tier(6, 2500)))
+    with pytest.raises(InvalidArgument) as err:
+        validate_offer(Offer("p", "Tiers", rule))
+    assert err.value.violations[0].field == "rule.tiers[0].percent_bps"
+    assert "rule.tiers[1]" in err.value.violations[0].description
+    ok = Rule(Kind.TIERS, Level.ITEM, tiers=(Tier(6, 2500), Tier(2, 1000), Tier(4, 1500)))
+    validate_offer(Offer("p", "Tiers", ok))
 
 
 def test_order_rules_are_percent_or_amount_and_amounts_need_a_currency() -> None:

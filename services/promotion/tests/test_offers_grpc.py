@@ -198,7 +198,7 @@ async def test_bad_offers_are_refused_field_by_field_and_store_nothing(running: 
     )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {v.field for v in read_error(err).violations} >= {
-        "rule.tiers",
+        "rule.tiers[1].min_quantity",
         "conditions.ends_at",
         "conditions.hours_from",
     }

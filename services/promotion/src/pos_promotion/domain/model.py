@@ -272,18 +272,27 @@ def _rule_violations(r: Rule, currency: str) -> list[FieldViolation]:
                 f"rule.tiers[{i}].percent_bps",
                 f"must be between 1 and {BPS}",
             )
-        quantities = [t.min_quantity for t in r.tiers]
-        v += require(
-            len(set(quantities)) == len(quantities),
-            "rule.tiers",
-            "two tiers for the same quantity contradict each other",
-        )
-        ordered = sorted(r.tiers, key=lambda t: t.min_quantity)
-        v += require(
-            all(a.percent_bps < b.percent_bps for a, b in itertools.pairwise(ordered)),
-            "rule.tiers",
-            "a larger quantity must give a larger discount",
-        )
+        # The tier at fault is named: the later of two for one quantity, and the one for more
+        # units that gives no more than the one for fewer before it.
+        first: dict[int, int] = {}
+        for i, t in enumerate(r.tiers):
+            j = first.setdefault(t.min_quantity, i)
+            v += require(
+                j == i,
+                f"rule.tiers[{i}].min_quantity",
+                f"repeats rule.tiers[{j}]: two tiers for the same quantity contradict each other",
+            )
+        ordered = sorted(range(len(r.tiers)), key=lambda i: (r.tiers[i].min_quantity, i))
+        for a, b in itertools.pairwise(ordered):
+            fewer, more = r.tiers[a], r.tiers[b]
+            if fewer.min_quantity == more.min_quantity:
+                continue  # named above
+            v += require(
+                fewer.percent_bps < more.percent_bps,
+                f"rule.tiers[{b}].percent_bps",
+                f"must be more than rule.tiers[{a}].percent_bps: a larger quantity must give a "
+                "larger discount",
+            )
     else:
         v += require(not r.tiers, "rule.tiers", "only for tiers")
     return v
