@@ -665,3 +665,19 @@ async def test_a_refusal_for_short_stock_names_the_quantity_at_fault(db: Db) -> 
         ("delta", "must take at most 5, what is on hand")
     ]
     assert (await on_hand(db, mug, here), await on_hand(db, cap, here)) == (5, 1)
+
+
+async def test_a_transfer_refused_for_stock_names_each_short_line_quantity(db: Db) -> None:
+    """A transfer short of stock says which line asked too much and what may move, as a hold
+    does: `lines[i].quantity` of the request's own order."""
+    mug, cap = unique("mug"), unique("cap")
+    here = (await db.shop(mug, cap)).id
+    there = (await db.shop(mug, cap)).id
+    await adjust(db, mug, here, 5)
+    await adjust(db, cap, here, 1)
+    with pytest.raises(OutOfStock) as err:
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, here, there, [(cap, 1), (mug, 6)], None)
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("lines[1].quantity", "must be at most 5, what is available")
+    ]

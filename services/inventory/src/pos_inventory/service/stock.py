@@ -120,7 +120,16 @@ async def transfer_stock(
     if short:
         short = [Short(s.sku, s.wanted, max(0, s.available)) for s in short]
         due = await due_holds_in_the_way(uow, from_location_id, [s.sku for s in short])
-        raise OutOfStock(short, "move", due)
+        refused = OutOfStock(short, "move", due)
+        # Each short line's quantity, as the request sent it, as a hold's refusal names it.
+        at = {sku: i for i, (sku, _) in enumerate(lines)}
+        refused.violations = [
+            FieldViolation(
+                f"lines[{at[s.sku]}].quantity", f"must be at most {s.available}, what is available"
+            )
+            for s in sorted(short, key=lambda s: at[s.sku])
+        ]
+        raise refused
     levels: list[StockLevel] = []
     entries: list[LedgerEntry] = []
     for sku, location_id in keys:
