@@ -193,6 +193,10 @@ async def test_a_stale_compare_and_set_count_is_refused_with_the_current_value(d
             await stock.count_stock(uow, "c1", sku, loc, 7, expected_on_hand=12, occurred_at=None)
     assert err.value.code == "count_conflict"
     assert err.value.metadata["on_hand"] == "10"
+    # The field at fault is named, with the figure to count against, as every refusal does.
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("expected_on_hand", "must be 10, what is on hand now")
+    ]
     assert await on_hand(db, sku, loc) == 10
     async with db.tx() as uow:
         level, entry = await stock.count_stock(uow, "c2", sku, loc, 7, 10, None)

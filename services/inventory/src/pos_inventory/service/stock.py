@@ -51,11 +51,15 @@ async def count_stock(
     if expected_on_hand is not None and expected_on_hand != state.on_hand:
         # The counter saw a figure that has changed since: their count may be stale, so they
         # are told the current figure and decide, rather than silently overwriting a sale.
-        raise Conflict(
+        refused = Conflict(
             f"on_hand is {state.on_hand}, not the expected {expected_on_hand}",
             "count_conflict",
             {"on_hand": str(state.on_hand), "expected_on_hand": str(expected_on_hand)},
         )
+        refused.violations = [
+            FieldViolation("expected_on_hand", f"must be {state.on_hand}, what is on hand now")
+        ]
+        raise refused
     later = (
         0
         if state.counted_after(when, count_key)
