@@ -17,7 +17,13 @@ from pos_inventory.adapters.tables import reservations as reservations_table
 from pos_inventory.adapters.tables import stock_ledger
 from pos_inventory.domain.catalog import ProductFields, Variant
 from pos_inventory.domain.ledger import EntryKind
-from pos_inventory.domain.model import Adjustment, LowStock, Reason, StockChanged
+from pos_inventory.domain.model import (
+    Adjustment,
+    LocationStatus,
+    LowStock,
+    Reason,
+    StockChanged,
+)
 from pos_inventory.domain.reservations import (
     OutOfStock,
     Reservation,
@@ -26,7 +32,7 @@ from pos_inventory.domain.reservations import (
 )
 from pos_inventory.service import availability, catalog, handlers, reservations, stock, upsert
 from pos_inventory.service.ports import HistoryFilters
-from pos_kit.errors import Conflict, InvalidArgument, NotFound
+from pos_kit.errors import Conflict, DomainError, InvalidArgument, NotFound
 from pos_kit.ids import has_prefix
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest, page_of
@@ -685,3 +691,25 @@ async def test_a_transfer_refused_for_stock_names_each_short_line_quantity(db: D
     assert [(v.field, v.description) for v in err.value.violations] == [
         ("lines[1].quantity", "must be at most 5, what is available")
     ]
+
+
+async def test_an_inactive_location_receives_no_stock_but_still_writes_it_off(db: Db) -> None:
+    """A closed store receives no more (a transfer into it is refused): a delivery booked
+    there is a 409 `location_inactive` naming `location_id`, and writes nothing; its stock
+    can still be counted and written off."""
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 3)
+    async with db.tx() as uow:
+        await handlers.update_location(uow, loc, {"status": LocationStatus.INACTIVE}, 0)
+    published = len(db.published)
+    with pytest.raises(DomainError) as err:
+        async with db.tx() as uow:
+            await handlers.adjust_stock(uow, Adjustment(sku, loc, 2, Reason.RECEIVED))
+    assert err.value.code == "location_inactive"
+    assert [v.field for v in err.value.violations] == ["location_id"]
+    assert len(db.published) == published
+    assert await ledger_sum(db, sku, loc) == (3, 1)
+    async with db.tx() as uow:
+        level, _ = await handlers.adjust_stock(uow, Adjustment(sku, loc, -1, Reason.DAMAGED))
+    assert level.on_hand == 2

@@ -304,10 +304,11 @@ async def update_location(
     pickup at a location without `pickup_enabled`, or its shipment from a named location
     without `ship_enabled`, is refused (400), and sourcing ships only from locations with
     `ship_enabled`. `status: inactive` closes the location (a store shut for good): a sale,
-    an order or a cart selling there, a reservation or a transfer into it is a 409
-    `location_inactive` naming the field that chose it, an order's pickup at it or shipment
-    from it a 400; it is never sourced nor listed by `/v1/inventory/nearby`. Its stock can
-    still be counted, written off and transferred out, its orders fulfilled and returned;
+    an order or a cart selling there, a reservation, a transfer into it or a `received`
+    adjustment there is a 409 `location_inactive` naming the field that chose it, an order's
+    pickup at it or shipment from it a 400; it is never sourced nor listed by
+    `/v1/inventory/nearby`. Its stock can still be counted, written off and transferred out,
+    its orders fulfilled and returned;
     `status: active` reopens it. Send `If-Match: "<version>"` to change only the version you
     saw: a stale one is a 412 with `current_version`. Each change bumps `version`; fields
     sent as they already are change nothing."""
@@ -403,7 +404,8 @@ async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
     """Answers the new level, with the ledger `entry` the change wrote. The reason says which
     way the units went: `received` and `returned` add units (a positive `delta`), `sold`,
     `damaged` and `lost` take them away (negative), `correction` either; the other sign is a
-    400 naming `delta`."""
+    400 naming `delta`. A location the merchant closed (`status: inactive`) receives no more:
+    `received` there is a 409 `location_inactive` naming `location_id`."""
     request = inventory_pb2.AdjustStockRequest(
         request_id=request_id(),
         sku=body.sku,

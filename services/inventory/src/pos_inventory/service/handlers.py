@@ -195,6 +195,12 @@ async def adjust_stock(
         sku_fields=["sku"],
         location_fields=["location_id"],
     )
+    if adjustment.reason is Reason.RECEIVED:
+        # A closed store receives no more stock, as a transfer into it is refused; what it
+        # has can still be counted, written off and moved out.
+        at = await uow.locations.get(adjustment.location_id)
+        assert at is not None  # found just above
+        at.refuse_if_inactive("location_id")
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
     if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:
