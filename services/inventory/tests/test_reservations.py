@@ -484,11 +484,13 @@ async def test_an_archived_products_units_are_not_held(svc: InProcessService) ->
     stub = stock_stub(svc.channel)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.CreateReservation(
-            _hold("arch-h1", loc, [("ARCH-1", 1), ("LIVE-1", 1)]), metadata=MD, timeout=5
+            _hold("arch-h1", loc, [("LIVE-1", 1), ("ARCH-1", 1)]), metadata=MD, timeout=5
         )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     error = read_error(err.value)
     assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-1")
+    # The line at fault is named as sent, as an unknown SKU's is.
+    assert [v.field for v in error.violations] == ["lines[1].sku"]
     assert _invariants(svc, "ARCH-1", loc) == (4, 0)
     assert _invariants(svc, "LIVE-1", loc) == (4, 0)
     held = await stub.CreateReservation(
@@ -519,8 +521,8 @@ async def test_sourcing_an_archived_product_is_refused_dry_run_or_not(
         ask = st.ProposeSourcingRequest(
             request_id=f"arch-s-{i}",
             lines=[
-                st.StockLine(sku="ARCH-S", quantity=wanted),
                 st.StockLine(sku="LIVE-S", quantity=1),
+                st.StockLine(sku="ARCH-S", quantity=wanted),
             ],
             pickup_location_id=loc,
             dry_run=dry_run,
@@ -530,6 +532,7 @@ async def test_sourcing_an_archived_product_is_refused_dry_run_or_not(
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION, (dry_run, wanted)
         error = read_error(err.value)
         assert (error.reason, error.metadata["skus"]) == ("product_archived", "ARCH-S")
+        assert [v.field for v in error.violations] == ["lines[1].sku"]
     assert _invariants(svc, "ARCH-S", loc) == (4, 0)
     assert _invariants(svc, "LIVE-S", loc) == (4, 0)
     live = st.ProposeSourcingRequest(

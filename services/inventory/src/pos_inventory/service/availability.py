@@ -197,9 +197,11 @@ async def propose_sourcing(
         [],
         sku_fields=[f"lines[{i}].sku" for i in range(len(lines))],
     )
-    lines = sorted(lines)
     # Before any proposal, so a dry run answers what the real call would, whatever the stock.
-    await refuse_archived(uow, [sku for sku, _ in lines])
+    await refuse_archived(
+        uow, [sku for sku, _ in lines], [f"lines[{i}].sku" for i in range(len(lines))]
+    )
+    lines = sorted(lines)
     if pickup_location_id:
         at = await uow.locations.get(pickup_location_id)
         if at is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 from pos_inventory.domain.ledger import EntryKind, NewEntry, sequence_change
@@ -42,7 +43,10 @@ async def create_reservation(
     is one. A hold is a sale in waiting: an archived product's units are not held (409
     `product_archived`, as a checkout's), though they can still be counted and moved; nor
     are an inactive location's (409 `location_inactive`)."""
-    await refuse_archived(uow, [sku for sku, _ in hold.lines])
+    asked = list(hold.asked)
+    await refuse_archived(
+        uow, asked or [sku for sku, _ in hold.lines], [f"lines[{i}].sku" for i in range(len(asked))]
+    )
     at = await uow.locations.get(hold.location_id)
     if at is not None:  # an unknown one is refused below, as a short line's reason
         at.refuse_if_inactive("location_id")
@@ -59,19 +63,29 @@ async def create_reservation(
     return reservation, levels
 
 
-async def refuse_archived(uow: InventoryUnitOfWork, skus: list[str]) -> None:
+async def refuse_archived(
+    uow: InventoryUnitOfWork, skus: list[str], fields: Sequence[str] = ()
+) -> None:
     """409 `product_archived` naming the SKUs of archived products among `skus`: their units
-    are not promised (held or sourced), though they can still be counted and moved."""
+    are not promised (held or sourced), though they can still be counted and moved. `fields`,
+    beside `skus`: the request field that named each (`lines[1].sku`), named in the refusal
+    as an unknown SKU's is."""
     archived = sorted(
         {sku for p in await uow.products.by_skus(skus) if p.archived for sku in p.skus()}
         & set(skus)
     )
     if archived:
-        raise Conflict(
+        refused = Conflict(
             f"archived products cannot be sold: {', '.join(archived)}",
             "product_archived",
             {"skus": ",".join(archived)},
         )
+        refused.violations = [
+            FieldViolation(field, "is an archived product's: it is not sold")
+            for field, sku in zip(fields, skus, strict=False)
+            if sku in archived
+        ]
+        raise refused
 
 
 async def _refuse(uow: InventoryUnitOfWork, hold: Hold, short_sku: str) -> None:
