@@ -73,6 +73,17 @@ async def test_list_items_past_their_length_are_a_400(http: httpx.AsyncClient) -
     assert _fields(near) == ["sku[0]"]
 
 
+async def test_a_nearby_quantity_past_the_units_a_line_takes_names_sku(
+    http: httpx.AsyncClient,
+) -> None:
+    # A line holds at most 1,000,000,000 units, as a hold's or a sourcing's: past it the
+    # caller's `sku` is named, never the service's `lines[0].quantity`, which it did not send.
+    near = {"latitude": 0, "longitude": 0}
+    answer = await http.get("/v1/inventory/nearby", params={"sku": "TEE:1000000001", **near})
+    assert _fields(answer) == ["sku"]
+    assert "from 1 to 1,000,000,000" in answer.json()["errors"][0]["reason"]
+
+
 async def test_a_problem_keeps_the_first_errors_and_says_so(http: httpx.AsyncClient) -> None:
     lines = [{"sku": "", "quantity": 0} for _ in range(100)]  # two wrong fields each
     answer = await http.post("/v1/reservations", json={"location_id": "loc_1", "lines": lines})

@@ -61,9 +61,13 @@ LocationId = Field(min_length=1, max_length=64, examples=["loc_01JD8X3M1Y0B9QK8V
 LocationIdIn = Annotated[QueryId, StringConstraints(min_length=1)]
 
 
+# The most units one line of a hold, a transfer or a sourcing takes.
+LINE_UNITS_MAX = 1_000_000_000
+
+
 class LineIn(Body):
     sku: Sku
-    quantity: int = Field(ge=1, le=1_000_000_000, json_schema_extra=INT64, examples=[1])
+    quantity: int = Field(ge=1, le=LINE_UNITS_MAX, json_schema_extra=INT64, examples=[1])
 
     def pb(self) -> stock_pb2.StockLine:
         return stock_pb2.StockLine(sku=self.sku, quantity=self.quantity)
@@ -309,16 +313,18 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     lines: list[stock_pb2.StockLine] = []
     for value in values:
         sku, colon, quantity = value.partition(":")
-        # ASCII digits only (`str.isdigit` takes "²" too), a whole number from 1 to int64's top.
+        # ASCII digits only (`str.isdigit` takes "²" too), a whole number of units from 1 to
+        # what a line takes (a hold's, a sourcing's): past it the service would name its own
+        # `lines[0].quantity`, which the caller did not send.
         if colon and not (
-            re.fullmatch(r"[0-9]{1,19}", quantity) and 1 <= int(quantity) <= INT64_MAX
+            re.fullmatch(r"[0-9]{1,19}", quantity) and 1 <= int(quantity) <= LINE_UNITS_MAX
         ):
             raise Problem(
                 400,
                 "invalid_request",
                 "the request is not valid",
                 [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity, a quantity "
-                  f"from 1 to {INT64_MAX}"}],
+                  f"from 1 to {LINE_UNITS_MAX:,}"}],
             )  # fmt: skip
         if any(line.sku == sku for line in lines):
             # The service would name its own field (`lines[1].sku`); the caller wrote `sku`.
