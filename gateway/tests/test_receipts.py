@@ -3,6 +3,8 @@ the store's zone, a sale's lines, taxes and tenders, and a return's refund."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pos_gateway import examples as ex
 from pos_gateway import receipts
 from pos_gateway.routes.receipt import EXAMPLE
@@ -297,3 +299,35 @@ def test_a_settled_return_s_receipt_shows_the_refunds_made_and_the_settlement() 
                                      "tender_type": None, "reference": ""}}  # fmt: skip
     paper = receipts.text(receipts.build(ex.ORDER, [card, gift], [refused], shop, 30, ret["id"]))
     assert "Not refunded" in paper and "USD 28.71" in paper and "cash" not in paper
+
+
+def _sale(lines: list[Any], subtotal: int, discount: int, tax: int, total: int) -> dict[str, Any]:
+    usd = ex.usd
+    money = {"subtotal": usd(subtotal), "discount_total": usd(discount), "tax_total": usd(tax)}
+    return {**ex.ORDER, "lines": lines, **money, "total": usd(total)}
+
+
+def test_a_tax_inclusive_sale_shows_the_tax_contained_in_its_total_on_the_net() -> None:
+    """Shelf prices that hold their tax (VAT): the tax is contained in the total, not added to
+    it, and what it is charged on is the price less that tax (20 % of 79.45 is 15.89; of the
+    gross 95.34 it would be 19.07)."""
+    usd = ex.usd
+    socks = {**ex.ORDER["lines"][0], "line_total": usd(6993), "discount_total": usd(699),  # type: ignore[index]
+             "discounts": [], "tax_category": "standard",
+             "taxes": [{"name": "tax", "amount": usd(1049), "rate_bps": 2000}]}  # fmt: skip
+    mugs = {**ex.ORDER["lines"][1], "line_total": usd(3600), "discount_total": usd(360),  # type: ignore[index]
+            "discounts": [], "tax_category": "standard",
+            "taxes": [{"name": "tax", "amount": usd(540), "rate_bps": 2000}]}  # fmt: skip
+    order = _sale([socks, mugs], 10593, 1059, 1589, 9534)
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC", "tax_rate_bps": 2000,
+            "prices_include_tax": True}  # fmt: skip
+    receipt = Receipt.model_validate(receipts.build(order, [], [], shop, 30))
+    assert receipt.tax_inclusive
+    assert [(t.rate_bps, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        (2000, 6294 - 1049 + 3240 - 540, 1589)
+    ]
+    paper = receipts.text(receipt.model_dump(mode="json"))
+    assert "Incl. Tax 20%" in paper and "USD 95.34" in paper
+    # A sale whose prices exclude their tax says so too.
+    assert not Receipt.model_validate(EXAMPLE).tax_inclusive
+    assert "Incl." not in receipts.text(EXAMPLE)

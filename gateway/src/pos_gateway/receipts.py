@@ -89,6 +89,15 @@ def _compound(location: dict[str, Any], name: str) -> bool:
     return any(t.get("name") == name and t.get("compound") for t in location.get("taxes") or [])
 
 
+def tax_inclusive(order: dict[str, Any]) -> bool:
+    """The sale's prices held their tax (VAT): its total is its subtotal less its discounts,
+    the tax contained in it rather than added (the order service prices a whole order one way,
+    the selling store's)."""
+    tax = int(order["tax_total"]["amount"])
+    goods = int(order["subtotal"]["amount"]) - int(order["discount_total"]["amount"])
+    return tax != 0 and int(order["total"]["amount"]) == goods
+
+
 def _line_taxes(
     line: dict[str, Any], location: dict[str, Any], inclusive: bool = False
 ) -> list[tuple[str, int, int, int]]:
@@ -118,8 +127,8 @@ def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, An
     """Tax per rate: the lines' own taxes summed per tax and rate. An order sold before lines
     kept their taxes has only its total: at the location's single rate."""
     currency = order["total"]["currency"]
-    inclusive = bool(order.get("tax_inclusive"))
     per: dict[tuple[str, int], list[int]] = {}
+    inclusive = tax_inclusive(order)
     for line in order["lines"]:
         for name, rate, taxable, amount in _line_taxes(line, location, inclusive):
             found = per.setdefault((name, rate), [0, 0])
@@ -146,7 +155,7 @@ def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, An
             "taxable": _money(
                 goods
                 - order["discount_total"]["amount"]
-                - (order["tax_total"]["amount"] if inclusive else 0),
+                - (order["tax_total"]["amount"] if tax_inclusive(order) else 0),
                 currency,
             ),
             "amount": order["tax_total"],
@@ -288,6 +297,7 @@ def build(
         "subtotal": order["subtotal"],
         "discounts": discounts,
         "taxes": taxes,
+        "tax_inclusive": tax_inclusive(order),
         "total": order["total"],
         "tenders": tenders,
         "tenders_to_record": to_record,
@@ -402,6 +412,8 @@ def text(receipt: dict[str, Any]) -> str:
         elif settled:
             out.append(_row("Not refunded", money_text(settled["amount"])))
     else:
+        # Prices that hold their tax: it is in the total, not added to it.
+        incl = "Incl. " if receipt.get("tax_inclusive") else ""
         out.append(receipt["at"] or "")
         if receipt.get("exchange_of"):
             out.append(f"Exchange of {receipt['exchange_of']}")
@@ -413,7 +425,7 @@ def text(receipt: dict[str, Any]) -> str:
                 off = {**d["amount"], "amount": -d["amount"]["amount"]}
                 out.append(_row(f"  {d['name']}", money_text(off)))
             for t in ln.get("taxes") or []:
-                out.append(_row(f"  {t['name']}", money_text(t["amount"])))
+                out.append(_row(f"  {incl}{t['name']}", money_text(t["amount"])))
         out.append("-" * WIDTH)
         out.append(_row("Subtotal", money_text(receipt["subtotal"])))
         for d in receipt["discounts"]:
@@ -421,7 +433,7 @@ def text(receipt: dict[str, Any]) -> str:
                 _row(d["name"], money_text({**d["amount"], "amount": -d["amount"]["amount"]}))
             )
         for t in receipt["taxes"]:
-            out.append(_row(t["name"], money_text(t["amount"])))
+            out.append(_row(f"{incl}{t['name']}", money_text(t["amount"])))
         out.append(_row("TOTAL", money_text(receipt["total"])))
         if receipt.get("exchange_credit"):
             out.append(_row("Returned goods", money_text(receipt["exchange_credit"])))

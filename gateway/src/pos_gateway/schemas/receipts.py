@@ -112,7 +112,17 @@ class Receipt(Answer):
     lines: list[ReceiptLine] = Field(max_length=200)
     subtotal: Money | None = None
     discounts: list[ReceiptDiscount] = Field(default_factory=list, max_length=50)
-    taxes: list[ReceiptTax] = Field(default_factory=list, max_length=20)
+    taxes: list[ReceiptTax] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Sale receipts: each tax and rate, with what it was charged on (`taxable`: "
+        "the goods after their discounts, less the tax they contain when prices include it)",
+    )
+    tax_inclusive: bool = Field(
+        False,
+        description="Sale receipts: the prices held their tax (VAT), so `taxes` are contained "
+        "in `total`, not added to it",
+    )
     total: Money = Field(description="A return's receipt: the refund")
     tenders: list[ReceiptTender] = Field(
         max_length=50,
