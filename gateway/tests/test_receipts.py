@@ -331,3 +331,25 @@ def test_a_tax_inclusive_sale_shows_the_tax_contained_in_its_total_on_the_net() 
     # A sale whose prices exclude their tax says so too.
     assert not Receipt.model_validate(EXAMPLE).tax_inclusive
     assert "Incl." not in receipts.text(EXAMPLE)
+
+
+def test_a_compound_tax_is_charged_on_the_price_and_the_taxes_before_it() -> None:
+    """A city tax compounded on the state's: 1.5 % of 62.94 + 3.93 (66.87) is 1.00, and the
+    receipt says it was charged on that, not on 62.94 alone."""
+    usd = ex.usd
+    socks = {**ex.ORDER["lines"][0], "line_total": usd(6993), "discount_total": usd(699),  # type: ignore[index]
+             "discounts": [], "tax_category": "standard",
+             "taxes": [{"name": "state", "amount": usd(393), "rate_bps": 625},
+                       {"name": "city", "amount": usd(100), "rate_bps": 150}]}  # fmt: skip
+    order = _sale([socks], 6993, 699, 493, 6787)
+    city = {"name": "city", "rate_bps": 150, "compound": True}
+    shop = {
+        "id": ex.LOCATION_ID,
+        "time_zone": "UTC",
+        "taxes": [{"name": "state", "rate_bps": 625}, city],
+    }
+    receipt = Receipt.model_validate(receipts.build(order, [], [], shop, 30))
+    assert [(t.name, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("state 6.25%", 6294, 393),
+        ("city 1.5%", 6294 + 393, 100),
+    ]

@@ -85,10 +85,6 @@ def _discount_name(d: dict[str, Any]) -> str:
     return str(d.get("reason") or d.get("promotion_id") or "Discount")
 
 
-def _compound(location: dict[str, Any], name: str) -> bool:
-    return any(t.get("name") == name and t.get("compound") for t in location.get("taxes") or [])
-
-
 def tax_inclusive(order: dict[str, Any]) -> bool:
     """The sale's prices held their tax (VAT): its total is its subtotal less its discounts,
     the tax contained in it rather than added (the order service prices a whole order one way,
@@ -98,29 +94,36 @@ def tax_inclusive(order: dict[str, Any]) -> bool:
     return tax != 0 and int(order["total"]["amount"]) == goods
 
 
+def _compound(location: dict[str, Any], name: str) -> bool:
+    return any(
+        t.get("name") == name and bool(t.get("compound")) for t in location.get("taxes") or []
+    )
+
+
 def _line_taxes(
     line: dict[str, Any], location: dict[str, Any], inclusive: bool = False
 ) -> list[tuple[str, int, int, int]]:
-    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount). The
-    taxable amount is what the rate was applied to: what the customer pays for the line (less
-    the tax it contains, where prices include it), plus the taxes before it for a compound
-    tax."""
-    stored = line.get("taxes") or []
+    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount). What
+    a tax is charged on is the line's price after its discounts, less the tax it contains
+    when prices include it; a compound tax's adds the taxes listed before it (domain/tax.py
+    of the order service)."""
     paid = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
-    net = paid - sum(int(t["amount"]["amount"]) for t in stored) if inclusive else paid
+    stored = line.get("taxes") or []
+    net = paid - (sum(int(t["amount"]["amount"]) for t in stored) if inclusive else 0)
     category = line.get("tax_category", "")
-    found: list[tuple[str, int, int, int]] = []
+    out: list[tuple[str, int, int, int]] = []
     before = 0
     for t in stored:
         amount = int(t["amount"]["amount"])
         taxable = net + (before if _compound(location, t["name"]) else 0)
         before += amount
-        if amount:
-            # The rate the line was taxed at (the store its goods left from, at the sale); a
-            # line priced before rates were kept: the selling store's rate now.
-            rate = int(t.get("rate_bps") or 0) or _rate(location, t["name"], category)
-            found.append((t["name"], rate, taxable, amount))
-    return found
+        if not amount:
+            continue
+        # The rate the line was taxed at (the store its goods left from, at the sale); a line
+        # priced before rates were kept: the selling store's rate now.
+        rate = int(t.get("rate_bps") or 0) or _rate(location, t["name"], category)
+        out.append((t["name"], rate, taxable, amount))
+    return out
 
 
 def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, Any]]:

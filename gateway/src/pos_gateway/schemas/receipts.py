@@ -116,7 +116,8 @@ class Receipt(Answer):
         default_factory=list,
         max_length=20,
         description="Sale receipts: each tax and rate, with what it was charged on (`taxable`: "
-        "the goods after their discounts, less the tax they contain when prices include it)",
+        "the goods after their discounts, less the tax they contain when prices include it; "
+        "for a compound tax, plus the taxes before it)",
     )
     tax_inclusive: bool = Field(
         False,
