@@ -634,6 +634,18 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert [v.field for v in read_error(refused).violations] == ["tenders[0].card_token"]
     await unchanged()
 
+    # A tender's amount in another currency: a 400 naming that currency.
+    euros = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    euros.tenders.add(
+        tender_type=payment_pb2.TENDER_TYPE_CARD,
+        card_token="tok_visa",
+        amount=money_pb2.Money(amount=1, currency="EUR"),
+    )
+    refused = await shop.refused(euros)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "tenders[0].amount.currency" in [v.field for v in read_error(refused).violations]
+    await unchanged()
+
     # A declined card for the difference: 409, the caps' hold released, nothing refunded.
     caps = await shop.on_hand("CAP")
     declined = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)

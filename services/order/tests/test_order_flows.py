@@ -1235,3 +1235,26 @@ def test_a_tender_for_what_is_due_answered_later_is_learnt_by_the_step() -> None
     assert not isinstance(shipped, DomainError), shipped
     assert m.payments.payments[payment.payment_id].captured == order.totals.total.amount
     assert shipped.fulfillments[0].status is FulfillmentStatus.SHIPPED
+
+
+def test_a_tender_in_another_currency_names_its_currency_and_writes_nothing() -> None:
+    """The amount is fine, its currency is not the order's: the 400 names
+    `amount.currency`, as every other money field's currency is named, and nothing is
+    taken."""
+    m = OrderLifecycle()
+    m.create("pickup", 2)
+    order_id = m.order_ids[-1]
+    version, charges = m.order(order_id).version, list(m.payments.charges)
+    cmd = handlers.TenderCommand(
+        m._request_id(), order_id, Money(10_000, "EUR"), Tender.CASH, Money(100, "EUR")
+    )
+
+    refused = m._attempt(
+        lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+    )
+
+    assert isinstance(refused, InvalidArgument), refused
+    assert [(v.field, v.description) for v in refused.violations] == [
+        ("amount.currency", f"must be in {m.order(order_id).currency}")
+    ]
+    assert m.order(order_id).version == version and m.payments.charges == charges

@@ -632,7 +632,7 @@ def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[T
     for i, (t, a) in enumerate(zip(asked, amounts, strict=True)):
         if t.amount is not None and t.amount.currency != order.currency:
             violations.append(
-                FieldViolation(f"tenders[{i}].amount", f"must be in {order.currency}")
+                FieldViolation(f"tenders[{i}].amount.currency", f"must be in {order.currency}")
             )
         if t.tender is Tender.CASH and t.cash_tendered is not None and a is not None:
             violations += require(

@@ -1295,7 +1295,7 @@ class AddTender(Generic[R]):
             raise RequestIdReused()
         if record is None:
             if cmd.amount is not None and cmd.amount.currency != order.currency:
-                raise_if([FieldViolation("amount", f"must be in {order.currency}")])
+                raise_if([FieldViolation("amount.currency", f"must be in {order.currency}")])
             if any(f.hold is not None and f.hold.value == "sent" for f in order.fulfillments):
                 raise Conflict("the order's stock is not held yet", "order_not_held")
             amount = cmd.amount.amount if cmd.amount is not None else order.unclaimed
