@@ -222,9 +222,14 @@ class Feed:
         await run_in(uow, statements.INSERT_EVENTS, params, defer=defer)
         return stored
 
-    async def after(self, sequence: int, types: list[str], limit: int) -> list[StoredEvent]:
+    async def after(
+        self, sequence: int, types: list[str], limit: int
+    ) -> tuple[int, list[StoredEvent]]:
         """Up to `limit` events past `sequence`, oldest first; filtered by type patterns after
-        reading, so a page's scan is bounded whatever the filter."""
+        reading, so a page's scan is bounded whatever the filter. With the sequence they come
+        after: `sequence`, or for 0 (from the start) the last one retention took, if any: the
+        start of what is kept, never a cursor older than retention (CursorExpired), which is
+        one the purge went past."""
         known = (
             await self._conn.execute(
                 select(
@@ -232,8 +237,10 @@ class Feed:
                 ).where(merchant_sequences.c.merchant_id == self._merchant)
             )
         ).first()
-        purged, last = (known[0], int(known[1])) if known else (None, 0)
-        if purged and sequence < purged:
+        purged, last = (int(known[0]), int(known[1])) if known else (0, 0)
+        if sequence == 0:
+            sequence = purged
+        elif sequence < purged:
             raise CursorExpired()
         if sequence > last:
             # Never given out: a page past it would answer it back as `next_after`, and the
@@ -247,7 +254,7 @@ class Feed:
                 .limit(limit)
             )
         ).all()
-        return [_event(r) for r in rows]
+        return sequence, [_event(r) for r in rows]
 
     async def get(self, event_id: str) -> StoredEvent | None:
         row = (

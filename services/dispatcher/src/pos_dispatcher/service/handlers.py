@@ -95,7 +95,7 @@ async def list_events(
         + ([FieldViolation("after", "must not be negative")] if after < 0 else [])
     )
     try:
-        scanned = await uow.feed.after(after, types, limit + 1)
+        start, scanned = await uow.feed.after(after, types, limit + 1)
     except CursorExpired:
         raise Conflict(
             "this cursor is older than the feed's retention; read from the start again",
@@ -108,7 +108,7 @@ async def list_events(
         raise InvalidArgument("this cursor was never given out", [violation]) from None
     more = len(scanned) > limit
     scanned = scanned[:limit]
-    cursor = scanned[-1].sequence if scanned else after
+    cursor = scanned[-1].sequence if scanned else start
     return uow.feed.filtered(scanned, types), cursor, more
 
 
