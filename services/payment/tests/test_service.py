@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 import grpc
@@ -20,10 +20,12 @@ import pytest_asyncio
 from pos.common.v1 import money_pb2
 from pos.payment.v1 import events_pb2, payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
 from pos_devstack.testing import TEST_CARD_NUMBERS, Infra, serve_in_process
+from pos_kit.db import make_engine
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_payment import bootstrap
+from pos_payment.adapters.repository import open_work
 from pos_payment.adapters.sandbox import SandboxReader
 from pos_payment.domain.model import ChargeRequest, Outcome, TenderType, validate_charge
 from pos_payment.service import handlers
@@ -780,6 +782,25 @@ async def test_a_lost_answer_leaves_the_payment_pending_until_the_reconciler_loo
     assert got.payment.status == P.PAYMENT_STATUS_CAPTURED  # the processor's truth
     assert got.payment.captured.amount == 2500
     assert running.calls("mer_a/r-timeout") == 1  # looked up, never charged again
+
+
+async def test_a_backlog_of_one_kind_of_pending_work_starves_no_other(running: Running) -> None:
+    """The sweep's work list is bounded; a backlog of payments whose answers were lost (an
+    acquirer's bad hour) fills it no further than its share: the card readers' answers and the
+    expiries are still looked at in the same pass. Before, the first kinds took the whole list
+    and a reader's customer waited as long as the backlog lasted."""
+    for _ in range(3):
+        await pay(running, card(rid(), new_id("ord"), 500, "tok_timeout"))  # left pending
+    await send_to_reader(running, "sandbox_reader_timeout")
+    engine = make_engine(running.database_url)
+    try:
+        async with engine.connect() as conn:
+            work = await open_work(conn, timedelta(0), limit=2)
+    finally:
+        await engine.dispose()
+    kinds = [w.kind for w in work]
+    assert "terminal" in kinds
+    assert all(kinds.count(kind) <= 2 for kind in set(kinds))
 
 
 async def test_an_unreachable_processor_is_retryable_and_keeps_nothing(running: Running) -> None:

@@ -792,7 +792,9 @@ def _pending(table: Table, kind: str, grace: timedelta) -> Any:
 
 async def open_work(conn: AsyncConnection, grace: timedelta, limit: int = 500) -> list[OpenWork]:
     """Pending work older than `grace` (a live call is given that long to answer), and
-    authorisations past their window with something left to void."""
+    authorisations past their window with something left to void: at most `limit` of each
+    kind, so a backlog of one (answers lost in an acquirer's bad hour, left pending until it
+    answers lookups again) never keeps the others (a reader's customer, an expiry) waiting."""
     expired = select(payments.c.merchant_id, literal("expired").label("kind"), payments.c.id).where(
         payments.c.status.in_(("authorized", "captured")),
         payments.c.expires_at < func.now(),
@@ -800,13 +802,14 @@ async def open_work(conn: AsyncConnection, grace: timedelta, limit: int = 500) -
         payments.c.capturing == 0,
         payments.c.voiding.is_(False),
     )
-    query = union_all(
+    kinds = (
         _pending(payments, "payment", grace),
         _pending(operations, "operation", grace),
         _pending(refunds, "refund", grace),
         # A reader's answer is asked for as soon as the checkout is pending.
         _pending(terminal_checkouts, "terminal", timedelta(0)),
         expired,
-    ).limit(limit)
+    )
+    query = union_all(*(kind.limit(limit) for kind in kinds))
     rows: Sequence[Row[Any]] = (await conn.execute(query)).all()
     return [OpenWork(r.merchant_id, r.kind, r.id) for r in rows]
