@@ -353,3 +353,22 @@ def test_a_compound_tax_is_charged_on_the_price_and_the_taxes_before_it() -> Non
         ("state 6.25%", 6294, 393),
         ("city 1.5%", 6294 + 393, 100),
     ]
+
+
+def test_a_card_authorised_for_goods_not_handed_over_yet_shows_what_it_pays() -> None:
+    """A web order confirmed with its pickup or shipment still to go: the card is authorised,
+    captured at hand-over or shipping. Its receipt shows the card paying the order (what it
+    authorised less what was voided), not 0.00; once captured in part, still the whole of what
+    it holds, and what a cancelled fulfilment's void took off is not shown."""
+    usd = ex.usd
+    waiting = {**ex.PAYMENT, "status": "authorized", "captured": usd(0)}
+    receipt = Receipt.model_validate(receipts.build(ex.ORDER, [waiting], [], {"id": "x"}, 30))
+    assert [t.amount.amount for t in receipt.tenders] == [6040]
+    paper = receipts.text(receipt.model_dump(mode="json")).splitlines()
+    assert [ln.split()[-1] for ln in paper if ln.startswith("visa ****")] == ["60.40"]
+    halfway = {**ex.PAYMENT, "captured": usd(2000)}
+    receipt = Receipt.model_validate(receipts.build(ex.ORDER, [halfway], [], {"id": "x"}, 30))
+    assert [t.amount.amount for t in receipt.tenders] == [6040]
+    voided = {**ex.PAYMENT, "captured": usd(4000), "voided": usd(2040)}
+    receipt = Receipt.model_validate(receipts.build(ex.ORDER, [voided], [], {"id": "x"}, 30))
+    assert [t.amount.amount for t in receipt.tenders] == [4000]

@@ -254,7 +254,7 @@ def build(
         tenders.append(
             {
                 **_tender(p),
-                "amount": p.get("captured") or p["amount"],
+                "amount": _paying(p),
                 "refunded": _money(back.get(payment_id, 0), currency),
             }
         )
@@ -324,6 +324,17 @@ def build(
         "exchange_of": order.get("exchange_of", ""),
         "exchange_credit": order.get("exchange_credit") if order.get("exchange_of") else None,
     }
+
+
+def _paying(payment: dict[str, Any]) -> dict[str, Any]:
+    """What a tender pays for the sale: what it captured, or while goods still wait to be
+    handed over or shipped (captured then), what it holds for them: authorised less voided
+    (a cancelled fulfilment's share, a void through the payments API)."""
+    captured = int((payment.get("captured") or {}).get("amount", 0))
+    authorized = payment.get("authorized") or payment["amount"]
+    voided = int((payment.get("voided") or {}).get("amount", 0))
+    held = int(authorized["amount"]) - voided
+    return _money(max(captured, held), authorized["currency"])
 
 
 def _returned(returns: list[dict[str, Any]]) -> int:

@@ -60,7 +60,10 @@ class ReceiptTender(Answer):
     tender_type: str = Field(max_length=32)
     card_brand: str = Field(max_length=32)
     card_last4: str = Field(max_length=4)
-    amount: Money
+    amount: Money = Field(
+        description="What it pays for the sale: what it captured, or (goods still to be "
+        "handed over or shipped, captured then) what it holds for them, authorised less voided"
+    )
     refunded: Money | None = Field(
         None, description="Sale receipts: what went back to this tender so far"
     )
