@@ -646,6 +646,17 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert "tenders[0].amount.currency" in [v.field for v in read_error(refused).violations]
     await unchanged()
 
+    # Cash handed over in another currency, or short of the tender: each named on its own.
+    for tendered, field in ((money_pb2.Money(amount=100_000, currency="EUR"), "currency"),
+                            (usd(1), "amount")):  # fmt: skip
+        cash = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+        cash.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CASH, cash_tendered=tendered)
+        refused = await shop.refused(cash)
+        assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+        named = [v.field for v in read_error(refused).violations]
+        assert named == [f"tenders[0].cash_tendered.{field}"], named
+        await unchanged()
+
     # A declined card for the difference: 409, the caps' hold released, nothing refunded.
     caps = await shop.on_hand("CAP")
     declined = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)

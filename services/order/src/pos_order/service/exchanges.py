@@ -635,11 +635,18 @@ def _plan_tenders(order: Order, asked: list[ExchangeTender], due: int) -> list[T
                 FieldViolation(f"tenders[{i}].amount.currency", f"must be in {order.currency}")
             )
         if t.tender is Tender.CASH and t.cash_tendered is not None and a is not None:
-            violations += require(
-                t.cash_tendered.currency == order.currency and t.cash_tendered.amount >= a,
-                f"tenders[{i}].cash_tendered",
-                f"must cover the tender's amount ({a} {order.currency})",
-            )
+            if t.cash_tendered.currency != order.currency:
+                violations.append(
+                    FieldViolation(
+                        f"tenders[{i}].cash_tendered.currency", f"must be in {order.currency}"
+                    )
+                )
+            else:
+                violations += require(
+                    t.cash_tendered.amount >= a,
+                    f"tenders[{i}].cash_tendered.amount",
+                    f"must cover the tender's amount ({a} {order.currency})",
+                )
     raise_if(violations)
     return [
         TenderRecord(n, t.tender, a or 0, f"{order.id}/payment/{n}", asked_by=f"exchange/{n}")
