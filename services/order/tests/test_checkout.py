@@ -354,7 +354,7 @@ async def test_an_order_priced_with_its_discounts_has_no_warning() -> None:
         ({"lines": []}, "lines"),
         ({"lines": [LineRequest("TEE", 0)]}, "lines[0].quantity"),
         ({"lines": [LineRequest("", 1)]}, "lines[0].sku"),
-        ({"lines": [LineRequest("TEE", 1), LineRequest("TEE", 2)]}, "lines"),
+        ({"lines": [LineRequest("TEE", 1), LineRequest("TEE", 2)]}, "lines[1].sku"),
         ({"location_id": ""}, "location_id"),
         ({"tender": None}, "tender_type"),
         ({"card_token": ""}, "card_token"),
@@ -678,3 +678,17 @@ async def test_the_cart_preview_of_a_merged_duplicate_is_priced_for_the_survivor
     await handlers.calculate_cart(cmd, shop.ports, uow_factory(shop.store))
     (cart,) = seen.carts
     assert cart is not None and cart.customer_id == "cus_1" and cart.customer_groups == ("grp_vip",)
+
+
+def test_a_sku_repeated_in_one_fulfilment_names_the_repeat() -> None:
+    """The later line is the one to fix: `lines[2].sku`, with the line it repeats (an
+    exchange names its `new_lines[i].sku` the same way); the same SKU in another fulfilment is
+    a line of its own."""
+    from pos_order.domain.model import validate_lines
+
+    lines = [LineRequest("TEE", 1), LineRequest("MUG", 1), LineRequest("TEE", 2)]
+    refused = validate_lines(lines)
+    assert [v.field for v in refused] == ["lines[2].sku"]
+    assert "line 0" in refused[0].description
+    split = [LineRequest("TEE", 1), LineRequest("TEE", 2, fulfillment=1)]
+    assert validate_lines(split, fulfillments=2) == []

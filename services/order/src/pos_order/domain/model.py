@@ -1727,10 +1727,17 @@ def validate_lines(lines: list[LineRequest], fulfillments: int = 1) -> list[Fiel
             f"must name one of the {fulfillments} fulfilments (0 to {fulfillments - 1})",
         )
         violations += validate_manual(line.manual, f"lines[{i}].manual", LINE_KINDS)
-    keys = [(line.sku, line.fulfillment) for line in lines if line.gift_card is None]
-    violations += require(
-        len(set(keys)) == len(keys), "lines", "must not repeat a sku within a fulfilment"
-    )
+    # The later of two lines of one SKU in one fulfilment is the one to fix: its place is named.
+    first: dict[tuple[str, int], int] = {}
+    for i, line in enumerate(lines):
+        if line.gift_card is not None:
+            continue
+        earlier = first.setdefault((line.sku, line.fulfillment), i)
+        violations += require(
+            earlier == i,
+            f"lines[{i}].sku",
+            f"repeats the sku of line {earlier}: a sku is one line within a fulfilment",
+        )
     return violations
 
 
