@@ -316,6 +316,49 @@ async def test_the_platform_keeps_names_trimmed_and_refuses_blank_ones(gateway: 
         assert [e["field"] for e in blank.json()["errors"]] == ["name"]
 
 
+async def test_the_platform_routes_ask_for_the_platform_credential_before_reading_anything(
+    gateway: Gateway,
+) -> None:
+    """Without the platform credential every /v1/admin/ route is a 401, whatever the request
+    holds: a malformed body, path or query is not read first (its 400 told a caller with no
+    credential what the route takes, as no merchant route does), and a credential that is not
+    ASCII is refused as any other (it was a 500)."""
+    merchant = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Checked First"}, headers=_bearer(ADMIN)
+    )
+    assert merchant.status_code == 201, merchant.text
+    keys = f"/v1/admin/merchants/{merchant.json()['id']}/api-keys"
+    json_type = {"content-type": "application/json"}
+    malformed: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/admin/merchants", {"json": {}}),
+        ("POST", "/v1/admin/merchants", {"content": b"{", "headers": json_type}),
+        ("POST", keys, {"json": {"name": "live", "mode": "neither"}}),
+        ("GET", "/v1/admin/dead-letters", {"params": {"limit": "0", "consumer": "a b"}}),
+        ("POST", "/v1/admin/dead-letters/0/redrive", {}),
+        ("POST", "/v1/admin/dead-letters/redrive", {"params": {"consumer": "a b"}}),
+    ]
+
+    async def send(
+        method: str, path: str, who: dict[str, Any], request: dict[str, Any]
+    ) -> httpx.Response:
+        extra = {k: v for k, v in request.items() if k != "headers"}
+        headers = {**who, **request.get("headers", {})}
+        return await gateway.http.request(method, path, headers=headers, **extra)
+
+    first_key = merchant.json()["api_key"]
+    not_ascii: dict[str, Any] = {"Authorization": b"Bearer \xe9" + ADMIN.encode()}
+    for who in ({"Authorization": ""}, _bearer(first_key), _bearer(ADMIN + "x"), not_ascii):
+        for method, path, request in malformed:
+            answer = await send(method, path, who, request)
+            assert answer.status_code == 401, (method, path, answer.text)
+            assert answer.json()["code"] == "unauthorized"
+            assert answer.headers["www-authenticate"] == 'Bearer realm="omnitill-admin"'
+    # With it, the same requests are read and refused for what they hold.
+    for method, path, request in malformed:
+        answer = await send(method, path, _bearer(ADMIN), request)
+        assert answer.status_code == 400, (method, path, answer.text)
+
+
 # --- rate-limit and cache headers ----------------------------------------------------------
 
 

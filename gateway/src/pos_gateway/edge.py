@@ -80,8 +80,8 @@ TOKEN_NO_STORE = [*NO_STORE, (b"pragma", b"no-cache")]
 
 
 def platform_admin(scope: Scope, headers: Headers) -> bool:
-    """Whether the request carries the platform credential (`/v1/admin/`; the routes check it
-    too, and answer for it)."""
+    """Whether the request carries the platform credential (`/v1/admin/`: checked here before
+    the route reads anything, and by the routes again)."""
     state = getattr(scope.get("app"), "state", None)
     expected: str | None = getattr(state, "admin_token", None)
     if not expected:
@@ -89,6 +89,20 @@ def platform_admin(scope: Scope, headers: Headers) -> bool:
     scheme, _, token = headers.get("authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
         token.strip().encode(), expected.encode()
+    )
+
+
+def platform_refused(scope: Scope) -> Problem:
+    """The answer to a `/v1/admin/` request without the platform credential: a 404 like any
+    unknown route when the deployment has none, else a 401."""
+    state = getattr(scope.get("app"), "state", None)
+    if not getattr(state, "admin_token", None):
+        return Problem(404, "route_not_found", "no such route")
+    return Problem(
+        401,
+        "unauthorized",
+        "the platform credential is required",
+        headers={"WWW-Authenticate": 'Bearer realm="omnitill-admin"'},
     )
 
 
@@ -188,8 +202,14 @@ class EdgeMiddleware:
             # No credential to count them by: their source address's budget.
             if not await self._counted(scope, receive, send, extra, address_key(scope)):
                 return
+            admin = platform_admin(scope, headers)
+            if path.startswith(ADMIN_PREFIX) and not admin:
+                # Before anything of the request is read, as a merchant's credential is: a
+                # caller without the platform credential never learns what a route takes.
+                await problem_response(platform_refused(scope))(scope, receive, send)
+                return
             key = headers.get("idempotency-key")
-            if scope["method"] == "POST" and key is not None and platform_admin(scope, headers):
+            if scope["method"] == "POST" and key is not None and admin:
                 await self._idempotent(scope, receive, send, PLATFORM_TENANT, key)
                 return
             request_id_var.set(str(uuid.uuid4()))
