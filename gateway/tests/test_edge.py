@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -36,6 +37,7 @@ class Harness:
         self.strict_key = ""  # and two for /v1/strict
         self.strict_key_2 = ""
         self.bad_key_key = ""  # a credential of its own for the malformed Idempotency-Keys
+        self.chunked_key = ""  # and one for the bodies sent without a Content-Length
         self.busy_calls = 0
         self.person_calls = 0
         self.person_keys: list[str] = []  # three credentials for /v1/person
@@ -105,6 +107,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         state["h"].strict_key = (await issue_key(engine, SECRET, merchant, "edge-strict")).key
         state["h"].strict_key_2 = (await issue_key(engine, SECRET, merchant, "edge-strict2")).key
         state["h"].bad_key_key = (await issue_key(engine, SECRET, merchant, "edge-badkey")).key
+        state["h"].chunked_key = (await issue_key(engine, SECRET, merchant, "edge-chunked")).key
         yield state["h"]
     await engine.dispose()
 
@@ -150,6 +153,33 @@ async def test_oversized_bodies_are_413_before_anything_else(harness: Harness) -
     answer = await harness.client.post("/v1/thing", content=b"x" * 2000)
     assert answer.status_code == 413
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def _chunks(body: bytes, size: int = 100) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+async def test_a_body_sent_in_chunks_is_bounded_as_one_with_its_length(harness: Harness) -> None:
+    """A body sent without a Content-Length (chunked) is held to the same bound: past it a
+    413 before anything else, where it was read whole, however large, and handed on. One
+    within it reaches the route whole."""
+    h = harness
+    headers = {"Authorization": f"Bearer {h.chunked_key}", "Content-Type": "application/json"}
+    for path in ("/v1/strict", "/v1/thing"):
+        for key in ({}, {"Idempotency-Key": f"chunked-{path}"}):
+            big = json.dumps({"quantity": 1, "note": "x" * 2000}).encode()
+            answer = await h.client.post(path, content=_chunks(big), headers={**headers, **key})
+            assert answer.status_code == 413, (path, key, answer.text)
+            assert answer.json()["code"] == "body_too_large"
+            assert answer.headers["content-type"] == "application/problem+json"
+    small = json.dumps({"quantity": 1, "note": "x" * 500}).encode()
+    answer = await h.client.post("/v1/strict", content=_chunks(small), headers=headers)
+    assert answer.status_code == 201 and answer.json() == {"made": True}, answer.text
+    answer = await h.client.post(
+        "/v1/strict", content=_chunks(small), headers={**headers, "Idempotency-Key": "chunked-ok"}
+    )
+    assert answer.status_code == 201 and answer.json() == {"made": True}, answer.text
 
 
 async def test_a_request_id_is_echoed_only_when_short_and_visible(harness: Harness) -> None:

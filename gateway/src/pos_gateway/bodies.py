@@ -19,6 +19,39 @@ async def read_body(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
+async def read_bounded(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None as soon as it holds more than `limit` bytes (the rest is not read)."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def then(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` once, then whatever `receive` gives (a disconnect, in
+    its time)."""
+    sent = False
+
+    async def given() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return given
+
+
 def replay(body: bytes) -> Receive:
     """A `receive` that gives `body` once, then says the client left."""
     sent = False

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pos_gateway import confinement, metrics
 from pos_gateway.auth import authenticate, insufficient_scope
-from pos_gateway.bodies import read_body, replay
+from pos_gateway.bodies import read_body, read_bounded, replay, then
 from pos_gateway.idempotency import (
     MAX_KEY_LENGTH,
     IdempotencyStore,
@@ -167,12 +167,20 @@ class EdgeMiddleware:
         extra: list[tuple[bytes, bytes]],
     ) -> None:
         length = headers.get("content-length")
+        too_large = Problem(
+            413, "body_too_large", f"request bodies are limited to {self.max_body} bytes"
+        )
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            problem = Problem(
-                413, "body_too_large", f"request bodies are limited to {self.max_body} bytes"
-            )
-            await problem_response(problem)(scope, receive, send)
+            await problem_response(too_large)(scope, receive, send)
             return
+        if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
+            # No length to judge it by: read up to the bound, and no further, before anything
+            # else (else it was read whole, however large, by whatever read it first).
+            body = await read_bounded(receive, self.max_body)
+            if body is None:
+                await problem_response(too_large)(scope, receive, send)
+                return
+            receive = then(body, receive)
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
             problem = Problem(
                 400,
