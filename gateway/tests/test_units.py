@@ -95,6 +95,29 @@ def test_a_bucket_allows_its_burst_then_refuses_until_refilled() -> None:
     assert buckets.policy == '"default";q=3;w=2'
 
 
+def test_buckets_of_many_addresses_do_not_pile_up_once_refilled() -> None:
+    """Every source address without a credential has a bucket: a full one is the same as none,
+    so those are let go once there are many (one each of a million addresses was kept for the
+    life of the process), while one still spending keeps what it spent."""
+    from pos_gateway.ratelimit import MAX_BUCKETS, TokenBuckets
+
+    buckets = TokenBuckets(rate_per_second=2.0, burst=3)
+    for _ in range(3):
+        buckets.take("address:spent", now=100.0)
+    for n in range(MAX_BUCKETS * 3):
+        buckets.take(f"address:10.0.{n // 256}.{n % 256}", now=100.0 + n / 1000)
+    assert len(buckets._buckets) <= MAX_BUCKETS + 1
+    # The spent one refilled meanwhile (it is many seconds later): it may go too; one spent
+    # just now is kept, and still refused.
+    late = 100.0 + MAX_BUCKETS * 3 / 1000
+    for _ in range(3):
+        buckets.take("address:busy", now=late)
+    for n in range(MAX_BUCKETS * 2):
+        buckets.take(f"address:10.1.{n // 256}.{n % 256}", now=late)
+    assert not buckets.take("address:busy", now=late).allowed
+    assert len(buckets._buckets) <= MAX_BUCKETS + 2
+
+
 def test_the_cli_refuses_a_merchant_name_holding_a_card_number() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "pos_gateway", "create-merchant", "Shop 4242-4242-4242-4242"],

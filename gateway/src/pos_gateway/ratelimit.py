@@ -61,6 +61,12 @@ def header(decision: Decision) -> str:
     return f'"default";r={decision.remaining};t={decision.reset_seconds}'
 
 
+# How many buckets the in-memory store holds before it lets go of those that no longer matter:
+# every source address without a credential has one, so without a bound a flood from many
+# addresses (or IPv6 ones, each its own) grew the process for as long as it ran.
+MAX_BUCKETS = 10_000
+
+
 class TokenBuckets:
     def __init__(self, rate_per_second: float, burst: int) -> None:
         self.rate = rate_per_second
@@ -97,4 +103,21 @@ class TokenBuckets:
         if allowed:
             tokens -= 1.0
         self._buckets[key] = (tokens, now)
+        if len(self._buckets) > MAX_BUCKETS:
+            self._prune(now)
         return decision(allowed, tokens, self.rate, self.burst)
+
+    def _prune(self, now: float) -> None:
+        """Let go of every bucket that is full again (the same as no bucket); if that leaves
+        too many still spending at once, keep the half that spent the most (the others start
+        full again: a little lenient, only while that many spend at once)."""
+        held = {
+            key: min(float(self.burst), tokens + (now - last) * self.rate)
+            for key, (tokens, last) in self._buckets.items()
+        }
+        for key, tokens in held.items():
+            if tokens >= self.burst:
+                del self._buckets[key]
+        if len(self._buckets) > MAX_BUCKETS:
+            kept = sorted(self._buckets, key=held.__getitem__)[: MAX_BUCKETS // 2]
+            self._buckets = {key: self._buckets[key] for key in kept}
