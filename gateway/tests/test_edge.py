@@ -38,6 +38,8 @@ class Harness:
         self.strict_key_2 = ""
         self.bad_key_key = ""  # a credential of its own for the malformed Idempotency-Keys
         self.chunked_key = ""  # and one for the bodies sent without a Content-Length
+        self.limited_key = ""  # and one for /v1/limited
+        self.limited_calls = 0
         self.busy_calls = 0
         self.person_calls = 0
         self.person_keys: list[str] = []  # three credentials for /v1/person
@@ -84,8 +86,17 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         made = {"id": f"cus_{state['h'].person_calls:026d}", "email": asked["email"]}
         return JSONResponse(made, status_code=201)
 
+    async def limited(request: Request) -> JSONResponse:
+        # A route's own budget (a gift card code's look-ups) spent, the first time only.
+        state["h"].limited_calls += 1
+        if state["h"].limited_calls == 1:
+            body = {"code": "code_lookups_limited", "status": 429}
+            return JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
+        return JSONResponse({"n": state["h"].limited_calls}, status_code=201)
+
     app = Starlette(
         routes=[
+            Route("/v1/limited", limited, methods=["POST"]),
             Route("/v1/thing", thing, methods=["GET", "POST"]),
             Route("/v1/person", person, methods=["POST"]),
             Route("/v1/busy", busy, methods=["POST"]),
@@ -108,6 +119,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         state["h"].strict_key_2 = (await issue_key(engine, SECRET, merchant, "edge-strict2")).key
         state["h"].bad_key_key = (await issue_key(engine, SECRET, merchant, "edge-badkey")).key
         state["h"].chunked_key = (await issue_key(engine, SECRET, merchant, "edge-chunked")).key
+        state["h"].limited_key = (await issue_key(engine, SECRET, merchant, "edge-limited")).key
         yield state["h"]
     await engine.dispose()
 
@@ -180,6 +192,25 @@ async def test_a_body_sent_in_chunks_is_bounded_as_one_with_its_length(harness: 
         "/v1/strict", content=_chunks(small), headers={**headers, "Idempotency-Key": "chunked-ok"}
     )
     assert answer.status_code == 201 and answer.json() == {"made": True}, answer.text
+
+
+async def test_a_request_refused_for_its_rate_is_run_again_under_the_same_key(
+    harness: Harness,
+) -> None:
+    """A 429 (a route's own budget spent, or a service's RESOURCE_EXHAUSTED) is "retry
+    later": nothing ran, so it is not kept under the Idempotency-Key. Kept, the retry the
+    answer asks for was handed the 429 again for a day (a sale paid with a gift card never
+    went through under its key)."""
+    h = harness
+    headers = {"Authorization": f"Bearer {h.limited_key}", "Idempotency-Key": "limited-1"}
+    first = await h.client.post("/v1/limited", json={"code": "X"}, headers=headers)
+    assert first.status_code == 429
+    retry = await h.client.post("/v1/limited", json={"code": "X"}, headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert "idempotent-replayed" not in retry.headers and h.limited_calls == 2
+    replay = await h.client.post("/v1/limited", json={"code": "X"}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == retry.content
+    assert h.limited_calls == 2
 
 
 async def test_a_request_id_is_echoed_only_when_short_and_visible(harness: Harness) -> None:

@@ -417,11 +417,11 @@ class EdgeMiddleware:
             await let_go()
             raise
         # Our failure (a 5xx), not an answer: the client may retry with the same key. A
-        # request refused as it came (400, 403, 404) keeps nothing either, not even the
-        # fingerprint of its body (which may have held a card number): the corrected request
-        # may use the same key. Nor does a service's "still in progress" (409): kept, it would
-        # be replayed after the work had finished. (Let go in `keep` as the answer left; here
-        # if it never did.)
+        # request refused as it came (400, 403, 404) or for its rate (429) keeps nothing
+        # either, not even the fingerprint of its body (which may have held a card number): the
+        # corrected (or later) request may use the same key. Nor does a service's "still in
+        # progress" (409): kept, it would be replayed after the work had finished. (Let go in
+        # `keep` as the answer left; here if it never did.)
         await let_go()
 
 
@@ -536,9 +536,11 @@ def _kept_nothing(status: int, body: bytes) -> bool:
     """Nothing to replay: a request refused as it came (400, 403 for a permission the caller
     lacks, or 404 for something it names that does not exist: nothing happened, so the client
     may send it again under the same key once corrected or once a manager's override waits, as
-    Stripe allows), a service's request still in progress, or a service's refusal of the key
-    reused with another body (the first body's retry is still to come)."""
-    if status in (400, 403, 404):
+    Stripe allows), one refused for its rate (429: "retry after the given time", and nothing
+    ran; kept, the retry it asks for got the 429 again until the key expired), a service's
+    request still in progress, or a service's refusal of the key reused with another body
+    (the first body's retry is still to come)."""
+    if status in (400, 403, 404, 429):
         return True
     if status not in _NOT_KEPT:
         return False
