@@ -102,6 +102,20 @@ def test_a_problem_detail_and_field_reasons_are_cut_to_their_maximum() -> None:
     assert short.json()["detail"] == "as said"
 
 
+async def test_a_problem_never_holds_the_nul_character_a_request_sent(
+    http: httpx.AsyncClient,
+) -> None:
+    """A body member unknown to the route is named in `errors[]` as it was sent; one whose
+    name held NUL was echoed with it, and every string of an answer is documented without
+    NUL (the `field` pattern). It reads U+FFFD in its place, as a NUL the services meet does."""
+    answer = await http.put("/v1/audit-settings", json={"retention_days": 30, "\u0000T": 1})
+    assert answer.status_code == 400, answer.text
+    assert [e["field"] for e in answer.json()["errors"]] == ["\ufffdT"]
+    assert "\x00" not in answer.text and "\\u0000" not in answer.text
+    said = problem_response(Problem(400, "x", "d\x00", [{"field": "a\x00", "reason": "r\x00"}]))
+    assert b"\\u0000" not in said.body
+
+
 @pytest.mark.parametrize("path", ["/v1/api-keys", "/v1/oauth-clients"])
 async def test_credentials_are_listed_in_pages_that_end(http: httpx.AsyncClient, path: str) -> None:
     created = []

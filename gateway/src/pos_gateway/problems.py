@@ -92,6 +92,10 @@ FIELD_MAX, REASON_MAX = 500, 1000
 
 
 def _cut(text: str, most: int) -> str:
+    """`text` within `most` characters, and without NUL: a field or a detail may quote what
+    was sent (a body member's name), and no string of an answer holds NUL (the document
+    says so of every one): it reads U+FFFD, the replacement character, in its place."""
+    text = text.replace("\x00", "\ufffd")
     return text if len(text) <= most else text[: most - 1] + "\u2026"
 
 
