@@ -856,19 +856,39 @@ async def grant_override(
                         id=new_id("ovr"), merchant_id=merchant_id, register_id=register_id,
                         session_id=session.id, permission=permission,
                         requested_by=session.staff_id, approved_by=manager_id,
-                        approver_version=manager.version,
+                        approver_version=manager.version, request_id=request_id or None,
                         expires_at=func.now()
                         + func.make_interval(0, 0, 0, 0, 0, 0, OVERRIDE_SECONDS),
                     )
+                    .on_conflict_do_nothing(index_elements=["merchant_id", "request_id"])
                     .returning(overrides)
                 )
-            ).one()  # fmt: skip
+            ).first()  # fmt: skip
+            fresh = row is not None
+            if row is None:
+                # A retry of a grant that committed (its answer was lost): the same override,
+                # not a second one to spend.
+                row = (
+                    await conn.execute(
+                        select(overrides).where(
+                            overrides.c.merchant_id == merchant_id,
+                            overrides.c.request_id == request_id,
+                        )
+                    )
+                ).one()
+                if (row.session_id, row.permission, row.approved_by) != (
+                    session.id, permission, manager_id
+                ):  # fmt: skip
+                    raise RequestReused()
             granted = _override(row)
             await audit.record(
                 conn, merchant_id, "override.granted", actor, ("override", granted.id),
                 {"permission": permission}, request_id,
             )  # fmt: skip
-            await outbox.publish(conn, merchant_id, pb.OverrideGranted(override=granted.message()))
+            if fresh:  # a retry announces nothing twice
+                await outbox.publish(
+                    conn, merchant_id, pb.OverrideGranted(override=granted.message())
+                )
     if refused is not None:
         raise refused
     assert granted is not None

@@ -234,7 +234,10 @@ overrides = Table(
     # The approving manager's version when they gave their PIN: any change to them since (a
     # role, their locations, a deactivation, even undone before the override is used) spends it.
     Column("approver_version", Integer),
+    # The request that granted it: a retry of that request answers it again, granting none.
+    Column("request_id", Text),
     Index("overrides_session", "session_id", "permission"),
+    Index("overrides_request", "merchant_id", "request_id", unique=True),
 )
 
 # Append-only (a trigger refuses UPDATE, and DELETE but for the retention purge: audit.py).

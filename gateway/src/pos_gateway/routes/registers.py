@@ -545,6 +545,8 @@ async def grant_override(body: OverrideIn, request: Request) -> Override:
             principal.location_id or "", session, body.manager_id, body.pin, body.permission,
             request_id(),
         )  # fmt: skip
+    except staff.RequestReused:
+        raise _reused() from None
     except staff.Refused as exc:
         raise refusal(exc) from None
     return Override.model_validate(override_json(granted))
