@@ -119,7 +119,20 @@ def test_a_sale_reaches_a_webhook_and_the_feed_as_get_answers_it(
         event, _ = _eventually(confirmed)
         order = http.get(f"/v1/orders/{order_id}").json()
         assert event["data"]["object"] == order
-        _eventually(lambda: any("loyalty.points_earned" in body for _, body, _ in list(got)))
+        earned = _eventually(
+            lambda: next(
+                (
+                    event
+                    for headers, body, _ in list(got)
+                    if (event := Webhook(secret).verify(body, headers))["type"]
+                    == "loyalty.points_earned"
+                ),
+                None,
+            )
+        )
+        # The accrual's entry as the customer's points history lists it (and its `balance`).
+        (entry,) = http.get(f"/v1/customers/{customer}/points").json()["data"]
+        assert earned["data"]["object"] == {**entry, "balance": entry["balance_after"]}
 
         # The feed: the same event, stock and customer changes too, sequences without a gap.
         # Each service's events reach it through a stream of their own, in no order between

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from pos.common.v1 import money_pb2
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, loyalty_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.order.v1 import events_pb2 as order_events
 from pos.order.v1 import order_pb2
@@ -140,5 +140,15 @@ async def test_a_confirmed_order_delivered_twice_credits_loyalty_once(running: R
                 await asyncio.sleep(0.05)
         message = customer_events.LoyaltyPointsEarned.FromString(earned.data)
         assert (message.customer_id, message.points, message.balance) == (customer_id, 60, 60)
+        # With the entry the points history lists for it, as the other point events carry.
+        (listed,) = (
+            await running.stub.ListPointsHistory(
+                loyalty_pb2.ListPointsHistoryRequest(customer_id=customer_id),
+                metadata=md(),
+                timeout=5,
+            )
+        ).entries
+        assert listed.kind == "earned"
+        assert message.entry == listed
     finally:
         await nc.close()

@@ -15,6 +15,8 @@ from pos_dispatcher.adapters.snapshots import (
 )
 
 from pos.common.v1 import money_pb2
+from pos.customer.v1 import events_pb2 as customer_events_pb2
+from pos.customer.v1 import loyalty_pb2
 from pos.gateway.v1 import events_pb2 as gateway_events_pb2
 from pos.inventory.v1 import events_pb2 as inventory_events_pb2
 from pos.inventory.v1 import inventory_pb2, stock_events_pb2
@@ -23,7 +25,9 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2, shifts_pb2
 from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
+from pos_gateway.convert import to_model
 from pos_gateway.schemas.events import EVENT_TYPES, EventData
+from pos_gateway.schemas.people import PointsEntry
 from pos_kit import personal
 
 
@@ -289,6 +293,31 @@ def test_low_stock_carries_the_level_and_the_threshold_it_crossed() -> None:
         inventory_events_pb2.StockChanged(meta=message.meta, level=message.level)
     )
     assert set(changed.data) == {"object"}
+
+
+def test_points_earned_carries_the_entry_the_points_history_lists() -> None:
+    """As the other point events do: the entry as GET /v1/customers/{id}/points lists it (its
+    id, kind and time), so a partner matches it with the history; `balance` stays beside
+    `balance_after`, as the event carried it first."""
+    entry = loyalty_pb2.PointsEntry(
+        id="pte_1", customer_id="cus_1", kind="earned", points=60, balance_after=75,
+        order_id="ord_1",
+    )  # fmt: skip
+    entry.created_at.FromDatetime(datetime(2026, 12, 1, tzinfo=UTC))
+    message = customer_events_pb2.LoyaltyPointsEarned(
+        customer_id="cus_1", order_id="ord_1", points=60, balance=75, entry=entry
+    )
+    _stamped(message)
+    (event,) = public_events(message)
+    assert (event.type, event.resource_id) == ("loyalty.points_earned", "cus_1")
+    listed = to_model(PointsEntry, entry).model_dump(mode="json")
+    assert event.data == {"object": {**listed, "balance": 75}}
+    # One an older producer sent without the entry: the accrual, as it was.
+    message.ClearField("entry")
+    (older,) = public_events(message)
+    assert older.data == {
+        "object": {"customer_id": "cus_1", "order_id": "ord_1", "points": 60, "balance": 75}
+    }
 
 
 def _personal_order() -> order_pb2.Order:

@@ -44,7 +44,11 @@ def _erased(event: CustomerErased) -> events_pb2.CustomerErased:
 def _earned(event: loyalty.PointsEarned) -> events_pb2.LoyaltyPointsEarned:
     e = event.entry
     return events_pb2.LoyaltyPointsEarned(
-        customer_id=e.customer_id, order_id=e.order_id, points=e.points, balance=e.balance_after
+        customer_id=e.customer_id,
+        order_id=e.order_id,
+        points=e.points,
+        balance=e.balance_after,
+        entry=messages.entry_to_proto(e),
     )
 
 

@@ -142,9 +142,21 @@ def _refund(kind: str) -> Callable[[Any], list[Part]]:
 
 
 def _loyalty(m: customer_events.LoyaltyPointsEarned) -> list[Part]:
-    # No REST resource holds a single accrual yet: the object is the accrual itself.
+    # The accrual's entry as the points history (GET /v1/customers/{id}/points) lists it, as
+    # the other point events carry theirs; `balance` (its `balance_after`) stays, as the
+    # event's object carried it first. One an older producer sent without the entry (in the
+    # stream from before it): the accrual as it was.
+    if m.HasField("entry"):
+        return [
+            (
+                "loyalty.points_earned",
+                m.customer_id,
+                {"object": {**_object(PointsEntry, m.entry)["object"], "balance": m.balance}},
+            )
+        ]
     accrual = to_json(m)
-    accrual.pop("meta", None)
+    for kept_out in ("meta", "entry"):
+        accrual.pop(kept_out, None)
     return [("loyalty.points_earned", m.customer_id, {"object": accrual})]
 
 

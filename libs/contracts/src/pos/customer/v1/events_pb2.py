@@ -27,7 +27,7 @@ from pos.customer.v1 import customer_pb2 as pos_dot_customer_dot_v1_dot_customer
 from pos.customer.v1 import loyalty_pb2 as pos_dot_customer_dot_v1_dot_loyalty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/customer/v1/events.proto\x12\x0fpos.customer.v1\x1a\x19pos/common/v1/event.proto\x1a\x1epos/customer/v1/customer.proto\x1a\x1dpos/customer/v1/loyalty.proto\"f\n\x0f\x43ustomerCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"\x85\x01\n\x13LoyaltyPointsEarned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\"f\n\x0f\x43ustomerUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"u\n\x0e\x43ustomerMerged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12)\n\x06winner\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\x12\x10\n\x08loser_id\x18\x03 \x01(\t\"M\n\x0e\x43ustomerErased\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"l\n\x15LoyaltyPointsRedeemed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"l\n\x15LoyaltyPointsAdjusted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"k\n\x14LoyaltyPointsExpired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"v\n\x12LoyaltyTierChanged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x15\n\rprevious_tier\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cpos/customer/v1/events.proto\x12\x0fpos.customer.v1\x1a\x19pos/common/v1/event.proto\x1a\x1epos/customer/v1/customer.proto\x1a\x1dpos/customer/v1/loyalty.proto\"f\n\x0f\x43ustomerCreated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"\xb2\x01\n\x13LoyaltyPointsEarned\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x0e\n\x06points\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\x03\x12+\n\x05\x65ntry\x18\x06 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"f\n\x0f\x43ustomerUpdated\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x08\x63ustomer\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\"u\n\x0e\x43ustomerMerged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12)\n\x06winner\x18\x02 \x01(\x0b\x32\x19.pos.customer.v1.Customer\x12\x10\n\x08loser_id\x18\x03 \x01(\t\"M\n\x0e\x43ustomerErased\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\"l\n\x15LoyaltyPointsRedeemed\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"l\n\x15LoyaltyPointsAdjusted\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"k\n\x14LoyaltyPointsExpired\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12+\n\x05\x65ntry\x18\x02 \x01(\x0b\x32\x1c.pos.customer.v1.PointsEntry\"v\n\x12LoyaltyTierChanged\x12&\n\x04meta\x18\x01 \x01(\x0b\x32\x18.pos.common.v1.EventMeta\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x15\n\rprevious_tier\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,19 +37,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMERCREATED']._serialized_start=139
   _globals['_CUSTOMERCREATED']._serialized_end=241
   _globals['_LOYALTYPOINTSEARNED']._serialized_start=244
-  _globals['_LOYALTYPOINTSEARNED']._serialized_end=377
-  _globals['_CUSTOMERUPDATED']._serialized_start=379
-  _globals['_CUSTOMERUPDATED']._serialized_end=481
-  _globals['_CUSTOMERMERGED']._serialized_start=483
-  _globals['_CUSTOMERMERGED']._serialized_end=600
-  _globals['_CUSTOMERERASED']._serialized_start=602
-  _globals['_CUSTOMERERASED']._serialized_end=679
-  _globals['_LOYALTYPOINTSREDEEMED']._serialized_start=681
-  _globals['_LOYALTYPOINTSREDEEMED']._serialized_end=789
-  _globals['_LOYALTYPOINTSADJUSTED']._serialized_start=791
-  _globals['_LOYALTYPOINTSADJUSTED']._serialized_end=899
-  _globals['_LOYALTYPOINTSEXPIRED']._serialized_start=901
-  _globals['_LOYALTYPOINTSEXPIRED']._serialized_end=1008
-  _globals['_LOYALTYTIERCHANGED']._serialized_start=1010
-  _globals['_LOYALTYTIERCHANGED']._serialized_end=1128
+  _globals['_LOYALTYPOINTSEARNED']._serialized_end=422
+  _globals['_CUSTOMERUPDATED']._serialized_start=424
+  _globals['_CUSTOMERUPDATED']._serialized_end=526
+  _globals['_CUSTOMERMERGED']._serialized_start=528
+  _globals['_CUSTOMERMERGED']._serialized_end=645
+  _globals['_CUSTOMERERASED']._serialized_start=647
+  _globals['_CUSTOMERERASED']._serialized_end=724
+  _globals['_LOYALTYPOINTSREDEEMED']._serialized_start=726
+  _globals['_LOYALTYPOINTSREDEEMED']._serialized_end=834
+  _globals['_LOYALTYPOINTSADJUSTED']._serialized_start=836
+  _globals['_LOYALTYPOINTSADJUSTED']._serialized_end=944
+  _globals['_LOYALTYPOINTSEXPIRED']._serialized_start=946
+  _globals['_LOYALTYPOINTSEXPIRED']._serialized_end=1053
+  _globals['_LOYALTYTIERCHANGED']._serialized_start=1055
+  _globals['_LOYALTYTIERCHANGED']._serialized_end=1173
 # @@protoc_insertion_point(module_scope)

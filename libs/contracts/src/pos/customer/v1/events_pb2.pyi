@@ -56,12 +56,19 @@ class LoyaltyPointsEarned(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     POINTS_FIELD_NUMBER: _builtins.int
     BALANCE_FIELD_NUMBER: _builtins.int
+    ENTRY_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     order_id: _builtins.str
     points: _builtins.int
     balance: _builtins.int
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def entry(self) -> _loyalty_pb2.PointsEntry:
+        """The points-history entry of the accrual (as ListPointsHistory lists it); `points`,
+        `balance` (its `balance_after`), `customer_id` and `order_id` repeat what it says.
+        """
+
     def __init__(
         self,
         *,
@@ -70,10 +77,11 @@ class LoyaltyPointsEarned(_message.Message):
         order_id: _builtins.str = ...,
         points: _builtins.int = ...,
         balance: _builtins.int = ...,
+        entry: _loyalty_pb2.PointsEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry", b"entry", "meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "meta", b"meta", "order_id", b"order_id", "points", b"points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "entry", b"entry", "meta", b"meta", "order_id", b"order_id", "points", b"points"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
