@@ -165,3 +165,29 @@ def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running
         _ok(_post(http, "/v1/registers", till), 201)
         bad = http.patch(path, json={"status": "closed"})
         assert bad.status_code == 400 and [e["field"] for e in bad.json()["errors"]] == ["status"]
+
+
+def test_an_inactive_location_sells_and_loads_no_gift_cards(platform: Running) -> None:
+    """Value is not sold or taken at a closed store: a gift card issued, loaded or redeemed
+    naming it is a 409 `location_inactive` on `location_id`, and the card's balance stays;
+    the card itself still works elsewhere, and reads of it still answer."""
+    with platform.new_merchant(f"Closed cards {uuid.uuid4().hex[:8]}") as http:
+        closing = _store(http, "Closing St", 41.90, {})
+        open_ = _store(http, "Open St", 41.00, {})
+        value = {"amount": 2000, "currency": "USD"}
+        sold = _ok(_post(http, "/v1/gift-cards", {"amount": value, "location_id": closing}), 201)
+        card, code = sold["gift_card"]["id"], sold["code"]
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        _closed(_post(http, "/v1/gift-cards", {"amount": value, "location_id": closing}),
+                "location_id")  # fmt: skip
+        load = {"amount": {"amount": 500, "currency": "USD"}, "location_id": closing}
+        _closed(_post(http, f"/v1/gift-cards/{card}/loads", load), "location_id")
+        redeem = {"code": code, "amount": {"amount": 300, "currency": "USD"},
+                  "location_id": closing}  # fmt: skip
+        _closed(_post(http, "/v1/gift-cards/redeem", redeem), "location_id")
+        assert _ok(http.get(f"/v1/gift-cards/{card}"))["balance"]["amount"] == 2000
+
+        _ok(_post(http, f"/v1/gift-cards/{card}/loads", {**load, "location_id": open_}), 201)
+        _ok(_post(http, "/v1/gift-cards/redeem", {**redeem, "location_id": open_}))
+        assert _ok(http.get(f"/v1/gift-cards/{card}"))["balance"]["amount"] == 2200

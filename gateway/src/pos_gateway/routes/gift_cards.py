@@ -43,7 +43,7 @@ from pos_gateway.routes.common import (
     timestamp,
     version_checked,
 )
-from pos_gateway.routes.settlement import in_its_currency, location_of
+from pos_gateway.routes.settlement import in_its_currency, location_of, open_location_of
 from pos_gateway.schemas.gift_cards import (
     GiftCard,
     GiftCardActivityList,
@@ -87,16 +87,24 @@ CodeBudget = Annotated[None, Depends(spend_code_budget)]
 
 
 async def _known(
-    svc: Services, location_id: str, customer_id: str = "", order_id: str = "", currency: str = ""
+    svc: Services,
+    location_id: str,
+    customer_id: str = "",
+    order_id: str = "",
+    currency: str = "",
+    *,
+    sells: bool = False,
 ) -> str:
     """Ids a body names are the caller's own: another merchant's is a 404 exactly like a
     made-up one (the owning service answers for its own), and nothing is written. Value moved
     at a location is in its currency: the location's settlement report, in that currency,
-    counts it (another currency would leave it out of every report). Answers the customer the
-    card is for: a duplicate merged away stands for its survivor, whose cards its own were
-    moved to."""
+    counts it (another currency would leave it out of every report). With `sells` (value sold
+    or taken there: an issue, a load, a redemption), a location the merchant closed is a 409
+    `location_inactive` on `location_id`. Answers the customer the card is for: a duplicate
+    merged away stands for its survivor, whose cards its own were moved to."""
     if location_id:
-        in_its_currency(await location_of(svc, location_id, "location_id"), currency)
+        at = open_location_of if sells else location_of
+        in_its_currency(await at(svc, location_id, "location_id"), currency)
     if customer_id:
         customer_id = await _named(_survivor(svc, customer_id), "customer_id", "customer")
     if order_id:
@@ -201,8 +209,9 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     before its card is charged until it is paid or ends), is a 409 `gift_card_code_taken`
     naming `code`; more
     than the maximum balance a 409 `gift_card_balance_limit`; an amount in another currency than
-    the location's a 400 `currency_mismatch`. Store credit for a return without a receipt is a
-    card with `reason: store_credit` and the customer.
+    the location's a 400 `currency_mismatch`; at a location the merchant closed (`status:
+    inactive`) a 409 `location_inactive` naming `location_id`. Store credit for a return
+    without a receipt is a card with `reason: store_credit` and the customer.
 
     At a register it gives value no sale paid for (a card sold at the till is an order line):
     it takes the `refund` permission or a manager's override (403 `permission_required`), and
@@ -214,7 +223,9 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     if body.code:
         await spend_code_budget(request)
     where = _where(request, body.location_id)
-    customer_id = await _known(svc, where, body.customer_id, body.order_id, body.amount.currency)
+    customer_id = await _known(
+        svc, where, body.customer_id, body.order_id, body.amount.currency, sells=True
+    )
     permission = None if body.paid_in_cash else "refund"
     async with guarded(request, "gift_card.issued", permission) as done:
         answer = await svc.gift_cards.IssueGiftCard(
@@ -352,12 +363,14 @@ async def redeem_gift_card(
 ) -> GiftCardRedeemed:
     """Never below zero, also when redemptions race. Without `allow_partial`, more than the
     balance is a 409 `insufficient_funds`; a deactivated card a 409 `gift_card_inactive`; an
-    amount in another currency a 400 `currency_mismatch`. To take a card as a payment tender,
-    pay with `tender_type: gift_card` and its code instead (a card in another currency than
-    the order's is the same 400 `currency_mismatch` there, naming `gift_card_code`). At a
-    register it counts in the shift open there (`gift_cards_redeemed`)."""
+    amount in another currency a 400 `currency_mismatch`; at a location the merchant closed
+    (`status: inactive`) a 409 `location_inactive` naming `location_id`. To take a card as a
+    payment tender, pay with `tender_type: gift_card` and its code instead (a card in another
+    currency than the order's is the same 400 `currency_mismatch` there, naming
+    `gift_card_code`). At a register it counts in the shift open there
+    (`gift_cards_redeemed`)."""
     where = _where(request, body.location_id)
-    await _known(svc, where, currency=body.amount.currency)
+    await _known(svc, where, currency=body.amount.currency, sells=True)
     answer = await svc.gift_cards.RedeemGiftCard(
         G.RedeemGiftCardRequest(
             request_id=request_id(),
@@ -408,8 +421,9 @@ async def load_gift_card(
     gift_card_id: PathId, body: LoadIn, request: Request, svc: Svc
 ) -> GiftCardMoved:
     """Up to your maximum balance (a 409 `gift_card_balance_limit` beyond it); a deactivated
-    card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`. At a
-    register (value no sale paid for) it takes the `refund` permission or a manager's override
+    card is a 409 `gift_card_inactive`, another currency a 400 `currency_mismatch`, a location
+    the merchant closed (`status: inactive`) a 409 `location_inactive` naming `location_id`.
+    At a register (value no sale paid for) it takes the `refund` permission or a manager's override
     and is in the audit log (`gift_card.loaded`); one paid for in cash there (`paid_in_cash`)
     needs no permission. At a register it counts in the shift open there (`gift_cards_sold`;
     for cash, in its expected cash too)."""
@@ -462,7 +476,8 @@ async def _value_in(
     it takes the `refund` permission or an override (a load paid in cash: none), and is
     audited as `action`."""
     where = _where(request, body.location_id)
-    await _known(svc, where, currency=body.amount.currency)
+    # A load sells value there; a refund to the card gives back what was paid with it.
+    await _known(svc, where, currency=body.amount.currency, sells=isinstance(body, LoadIn))
     cash = isinstance(body, LoadIn) and body.paid_in_cash
     async with guarded(request, action, None if cash else "refund") as done:
         ask = message(
