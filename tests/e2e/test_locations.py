@@ -191,3 +191,36 @@ def test_an_inactive_location_sells_and_loads_no_gift_cards(platform: Running) -
         _ok(_post(http, f"/v1/gift-cards/{card}/loads", {**load, "location_id": open_}), 201)
         _ok(_post(http, "/v1/gift-cards/redeem", {**redeem, "location_id": open_}))
         assert _ok(http.get(f"/v1/gift-cards/{card}"))["balance"]["amount"] == 2200
+
+
+def test_an_inactive_location_takes_no_units_back(platform: Running) -> None:
+    """A closed store receives no stock: a return restocking units there (named on its line)
+    or a return without a receipt there is a 409 `location_inactive` naming the field that
+    chose it, and nothing is returned, credited or restocked; the same return restocked at an
+    open store goes through."""
+    with platform.new_merchant(f"Closed returns {uuid.uuid4().hex[:8]}") as http:
+        _ok(_post(http, "/v1/products", {"sku": "CL-CUP", "name": "Cup",
+            "price": {"amount": 800, "currency": "USD"}}), 201)  # fmt: skip
+        closing = _store(http, "Closing St", 41.90, {"CL-CUP": 5})
+        open_ = _store(http, "Open St", 41.00, {"CL-CUP": 5})
+        sale = {"location_id": open_, "lines": [{"sku": "CL-CUP", "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+        customer = _ok(_post(http, "/v1/customers", {"given_name": "Ada"}), 201)["id"]
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        back = {"lines": [{"line_id": order["lines"][0]["id"], "quantity": 1, "restock": True,
+                           "location_id": closing}], "reason": "wrong_size"}  # fmt: skip
+        _closed(_post(http, f"/v1/orders/{order['id']}/returns", back), "lines[0].location_id")
+        receiptless = {"location_id": closing, "customer_id": customer, "reason": "no_receipt",
+                       "lines": [{"sku": "CL-CUP", "quantity": 1, "restock": True}]}  # fmt: skip
+        _closed(_post(http, "/v1/returns", receiptless), "location_id")
+        levels = {"sku": "CL-CUP", "location_id": closing}
+        (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
+        assert level["on_hand"] == 5
+        assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+        assert _ok(http.get("/v1/gift-cards", params={"customer_id": customer}))["data"] == []
+
+        back["lines"][0]["location_id"] = open_
+        _ok(_post(http, f"/v1/orders/{order['id']}/returns", back), 201)
+        _ok(_post(http, "/v1/returns", {**receiptless, "location_id": open_}), 201)

@@ -150,28 +150,28 @@ _create_return_op = conflict_shown(
 
 @router.post("/orders/{order_id}/returns", **_create_return_op)
 async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc: Svc) -> Return:
-    """Takes back units of the order's lines and refunds them to the tenders they were paid
-    with: each unit's share of what its line paid after every discount, with its tax, so all
-    the returns of a line together refund exactly what it paid, never more. Restocked units go
-    back to stock at `location_id`, once. The order's status does not change; `order.returned`
-    follows (the return and the order). Rules (each a 400 naming the field): a line of this
-    order, handed over, at most the units not returned yet (earlier returns count); a gift
+    """Takes back units of the order's lines and refunds them to the tenders they were paid with:
+    each unit's share of what its line paid after every discount, with its tax, so all the returns
+    of a line together refund exactly what it paid, never more. Restocked units go back to stock at
+    `location_id`, once (a store the merchant closed, `status: inactive`, receives none: a 409
+    `location_inactive` naming `lines[i].location_id`). The order's status does not change;
+    `order.returned` follows (the return and the order). Rules (each a 400 naming the field): a line
+    of this order, handed over, at most the units not returned yet (earlier returns count); a gift
     card line only while none of its balance was spent (its card is deactivated and its value
-    refunded; a card spent or loaded as the return is made is a 409 `gift_card_balance_changed`
-    and nothing is done); `tender_amounts` add up to the refund, each a payment of the order and at
-    most what it has left, in the order's currency. Past the return window an
-    `override_reason` is needed (409 `return_window_closed` naming it; one of spaces only is a
-    400 naming it; kept trimmed). Units a refund named (its
-    `lines`: a price adjustment) are refunded less what it gave back for them. After refunds
-    made outside the returns, a return worth more than the payments still hold is a 409
-    `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that brings
-    the order's last units back: it refunds what is left. Concurrent returns of the same
-    lines are taken one at a time; one made while a refund with `lines` of the order is under
-    way is a 409 `refund_in_progress` (retry it), and one asking for units another return is
-    still taking back (it may yet fail and leave them) a 409 `return_in_progress` naming
-    `lines[i].quantity` (retry it once that one is done). At a register it takes the `refund`
-    permission or a manager's override (403 `permission_required`), and is in the audit log
-    (`return`) with both people, its refunds and any `override_reason`.
+    refunded; a card spent or loaded as the return is made is a 409 `gift_card_balance_changed` and
+    nothing is done); `tender_amounts` add up to the refund, each a payment of the order and at most
+    what it has left, in the order's currency. Past the return window an `override_reason` is needed
+    (409 `return_window_closed` naming it; one of spaces only is a 400 naming it; kept trimmed).
+    Units a refund named (its `lines`: a price adjustment) are refunded less what it gave back for
+    them. After refunds made outside the returns, a return worth more than the payments still hold
+    is a 409 `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that
+    brings the order's last units back: it refunds what is left. Concurrent returns of the same
+    lines are taken one at a time; one made while a refund with `lines` of the order is under way is
+    a 409 `refund_in_progress` (retry it), and one asking for units another return is still taking
+    back (it may yet fail and leave them) a 409 `return_in_progress` naming `lines[i].quantity`
+    (retry it once that one is done). At a register it takes the `refund` permission or a manager's
+    override (403 `permission_required`), and is in the audit log (`return`) with both people, its
+    refunds and any `override_reason`.
 
     Cash given back leaves a register's drawer: a return whose refund goes to a cash payment
     is taken at a register with a shift open (that drawer's count then expects the cash
@@ -604,23 +604,23 @@ class ReceiptlessReturnIn(Body):
 async def create_receiptless_return(
     body: ReceiptlessReturnIn, request: Request, svc: Svc
 ) -> ReceiptlessReturn:
-    """Units back with no order: the customer is credited on a new gift card (store credit,
-    never a card refund) at the lowest price each SKU sold for in the last 30 days, after its
-    order's discount, in the store's currency; restocked units go back to stock at
-    `location_id`. The card and its code are in `store_credit` of this answer only. A SKU not
-    sold in that time, or sold only for nothing (given away: no credit to give), is a 400
-    naming the line; a store or customer you do not have is a 404. Where the order settings
-    set a `receiptless_limit`, a return that would take the customer past it (their returns
-    without a receipt within its `days`, and those of duplicates merged into them, counted) is
-    a 409 `receiptless_limit_exceeded` with `remaining`, the store credit they may still
-    receive, and nothing is done (no card, no stock moved, no return); concurrent returns for
-    one customer never pass it together, and a retry with the same Idempotency-Key replays
-    the first answer without counting twice. The return is read back
-    with `GET /v1/returns/{return_id}`, and `order.returned` follows (the return as `object`,
+    """Units back with no order: the customer is credited on a new gift card (store credit, never a
+    card refund) at the lowest price each SKU sold for in the last 30 days, after its order's
+    discount, in the store's currency; restocked units go back to stock at `location_id`. The card
+    and its code are in `store_credit` of this answer only. A SKU not sold in that time, or sold
+    only for nothing (given away: no credit to give), is a 400 naming the line; a store or customer
+    you do not have is a 404, a store the merchant closed (`status: inactive`) a 409
+    `location_inactive` naming `location_id`. Where the order settings set a `receiptless_limit`, a
+    return that would take the customer past it (their returns without a receipt within its `days`,
+    and those of duplicates merged into them, counted) is a 409 `receiptless_limit_exceeded` with
+    `remaining`, the store credit they may still receive, and nothing is done (no card, no stock
+    moved, no return); concurrent returns for one customer never pass it together, and a retry with
+    the same Idempotency-Key replays the first answer without counting twice. The return is read
+    back with `GET /v1/returns/{return_id}`, and `order.returned` follows (the return as `object`,
     its `order` null). Store credit is money given back: at a register it takes the `refund`
-    permission or a manager's override (403 `permission_required`, nothing changed), and every
-    such return is in the audit log (`return`) with who made it, the credit's card and amount
-    (never its code)."""
+    permission or a manager's override (403 `permission_required`, nothing changed), and every such
+    return is in the audit log (`return`) with who made it, the credit's card and amount (never its
+    code)."""
     ask = order_pb2.CreateReceiptlessReturnRequest(
         request_id=request_id(),
         location_id=body.location_id,

@@ -35,7 +35,14 @@ from pos_order.adapters.messages import (
     return_to_proto,
 )
 from pos_order.adapters.repository import OrderUow
-from pos_order.domain.model import FulfillmentRequest, GiftCardAsk, LineRequest, Order, Tender
+from pos_order.domain.model import (
+    FulfillmentRequest,
+    GiftCardAsk,
+    LineRequest,
+    Order,
+    SellingLocation,
+    Tender,
+)
 from pos_order.domain.pricing import Manual
 from pos_order.domain.returns import (
     ReceiptlessLimit,
@@ -74,6 +81,20 @@ async def _named(found: Awaitable[_T], fields: list[str]) -> _T:
         if exc.kind is not ErrorKind.NOT_FOUND:
             raise
         raise named_by(exc, fields) from None
+
+
+def _takes_back(store: SellingLocation, fields: list[str]) -> None:
+    """A store the merchant closed receives no stock and makes no sale: a return there is a
+    409 `location_inactive` naming the request's fields that chose it, before anything is
+    claimed (no field: nothing was asked of it)."""
+    if store.inactive and fields:
+        raise DomainError(
+            f"location {store.id!r} is inactive: it no longer sells or receives stock",
+            "location_inactive",
+            [FieldViolation(f, "the location is inactive") for f in fields],
+            {"location_id": store.id},
+            ErrorKind.CONFLICT,
+        )
 
 
 def _tender(number: int) -> Tender | None:
@@ -583,7 +604,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         for location_id in sorted({ln.location_id for ln in lines} - {""}):
             fields = [f"lines[{i}].location_id" for i, ln in enumerate(lines)
                       if ln.location_id == location_id]  # fmt: skip
-            await _named(self.ports.catalog.location(location_id), fields)  # type: ignore[attr-defined]
+            store = await _named(self.ports.catalog.location(location_id), fields)  # type: ignore[attr-defined]
+            # Units go back on the shelf there: a closed store receives none.
+            _takes_back(store, [f"lines[{i}].location_id" for i, ln in enumerate(lines)
+                                if ln.location_id == location_id and ln.restock])  # fmt: skip
 
     async def CreateReceiptlessReturn(
         self, request: order_pb2.CreateReceiptlessReturnRequest, context: grpc.aio.ServicerContext
@@ -609,6 +633,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.ports.catalog.location(req.location_id),  # type: ignore[attr-defined]
             ["location_id"],
         )
+        _takes_back(store, ["location_id"])
         steps = returns.CreateReceiptlessReturn(
             req,
             store.currency,
