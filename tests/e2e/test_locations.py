@@ -224,3 +224,30 @@ def test_an_inactive_location_takes_no_units_back(platform: Running) -> None:
         back["lines"][0]["location_id"] = open_
         _ok(_post(http, f"/v1/orders/{order['id']}/returns", back), 201)
         _ok(_post(http, "/v1/returns", {**receiptless, "location_id": open_}), 201)
+
+
+def test_an_exchange_names_the_inactive_store_it_was_refused_for(platform: Running) -> None:
+    """An exchange at a closed store is a 409 `location_inactive` on `location_id`, as a sale
+    there is; a new line sent from a closed store is a 400 naming that line's `location_id`
+    (the exchange has no `fulfillments`). Nothing is returned by either."""
+    with platform.new_merchant(f"Closed exchanges {uuid.uuid4().hex[:8]}") as http:
+        _ok(_post(http, "/v1/products", {"sku": "CL-HAT", "name": "Hat",
+            "price": {"amount": 1500, "currency": "USD"}}), 201)  # fmt: skip
+        closing = _store(http, "Closing St", 41.90, {"CL-HAT": 5})
+        open_ = _store(http, "Open St", 41.00, {"CL-HAT": 5})
+        sale = {"location_id": open_, "lines": [{"sku": "CL-HAT", "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        swap = {"lines": [{"line_id": order["lines"][0]["id"], "quantity": 1, "restock": True}],
+                "new_lines": [{"sku": "CL-HAT", "quantity": 1}], "reason": "wrong_size",
+                "tenders": [{"tender_type": "card", "card_token": "tok_visa"}]}  # fmt: skip
+        exchanges = f"/v1/orders/{order['id']}/exchanges"
+        _closed(_post(http, exchanges, {**swap, "location_id": closing}), "location_id")
+        sent = {**swap, "new_lines": [{"sku": "CL-HAT", "quantity": 1, "location_id": closing}]}
+        refused = _post(http, exchanges, sent)
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].location_id"]
+        assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
+        _ok(_post(http, exchanges, swap), 201)

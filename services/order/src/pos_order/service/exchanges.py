@@ -703,8 +703,24 @@ def _about_new_lines(exc: DomainError, req: ExchangeRequest, store: str) -> Doma
     that name it."""
     if exc.kind is ErrorKind.NOT_FOUND:
         return _missing_for_exchange(exc, req, store)
-    if exc.violations:
-        return InvalidArgument(exc.message, _renamed(exc.violations, "lines", "new_lines"))
+    if not exc.violations:
+        return exc
+    places = list(dict.fromkeys(ln.location_id or store for ln in req.new_lines))
+    violations = []
+    for v in _renamed(exc.violations, "lines", "new_lines"):
+        found = _FULFILLMENT_STORE.fullmatch(v.field)
+        if found is None:
+            violations.append(v)
+            continue
+        # The store a fulfilment leaves from: the new lines sent from it name it.
+        place = places[int(found[1])]
+        fields = [f"new_lines[{i}].location_id" for i, ln in enumerate(req.new_lines)
+                  if ln.location_id == place] or ["location_id"]  # fmt: skip
+        violations += [FieldViolation(f, v.description) for f in fields]
+    if exc.kind is not ErrorKind.CONFLICT:
+        return InvalidArgument(exc.message, violations)
+    # A conflict of its own (a closed store's `location_inactive`) keeps its code and status.
+    exc.violations = violations
     return exc
 
 
