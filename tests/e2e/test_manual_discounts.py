@@ -161,3 +161,94 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
     sales = {e["resource_id"] for e in entries if e["action"] == "sale"}
     assert set(sold.values()) <= sales
     assert not sales & set(declined)
+
+
+def test_a_cashier_cannot_stack_discounts_above_the_limit_across_a_drafts_edits(
+    platform: Running,
+) -> None:
+    """A draft's edit is judged on the manual discounts the draft carries after it (those it
+    keeps and those the edit gives), line and order together, as one request giving them all
+    is: 10 % on a line, then 10 % on the order, is 19 % off that line."""
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    tag = uuid.uuid4().hex[:4]
+    members = {}
+    for name, role, pin in (("Cara", "cashier", "1357"), ("Mona", "manager", "7531")):
+        made = _post(
+            http,
+            "/v1/staff",
+            {"name": f"{name} {tag}", "role": role, "location_ids": [here], "pin": pin},
+        )
+        assert made.status_code == 201, made.text
+        members[role] = made.json()["id"]
+    register = _post(http, "/v1/registers", {"location_id": here, "name": f"Till {tag}"}).json()
+    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes").json()["code"]
+    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
+    assert paired.status_code == 201, paired.text
+    line_off = {"kind": "percent", "value": 1000, "reason": "scuffed"}
+    order_off = {"kind": "percent", "value": 1000, "reason": "loyal"}
+    with httpx.Client(
+        base_url=platform.platform.gateway_url,
+        timeout=15.0,
+        headers={"Authorization": f"Bearer {paired.json()['credential']}"},
+    ) as till:
+        signed = _post(
+            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "1357"}
+        )
+        assert signed.is_success, signed.text
+
+        def patch(order_id: str, body: dict[str, Any]) -> httpx.Response:
+            return till.patch(
+                f"/v1/orders/{order_id}", json=body,
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )  # fmt: skip
+
+        def draft(manual: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+            line: dict[str, Any] = {"sku": "MUG-LOGO", "quantity": 2}
+            if manual is not None:
+                line["manual"] = manual
+            made = _post(
+                till,
+                "/v1/orders",
+                {"location_id": here, "lines": [line], "status": "draft", **extra},
+            )
+            assert made.status_code == 201, made.text
+            order: dict[str, Any] = made.json()
+            return order
+
+        # The line's 10 % kept, the order's 10 % added: refused, the draft unchanged.
+        on_line = draft(line_off)
+        stacked = patch(on_line["id"], {"order_manual": order_off})
+        assert (stacked.status_code, stacked.json()["code"]) == (403, "permission_required")
+        assert stacked.json()["permission"] == "discount_above_limit"
+        # The order's 10 % kept, a line's 10 % added: refused as well.
+        on_order = draft(None, order_manual=order_off)
+        relined = patch(on_order["id"], {"lines": [{"sku": "MUG-LOGO", "quantity": 3,
+                                                    "manual": line_off}]})  # fmt: skip
+        assert (relined.status_code, relined.json()["code"]) == (403, "permission_required")
+        for order in (on_line, on_order):
+            now = till.get(f"/v1/orders/{order['id']}").json()
+            assert now["version"] == order["version"]
+            assert now["total"] == order["total"]
+        # Within the limit over the whole draft, an edit needs no one: the line's discount
+        # replaced by the order's, or a note.
+        swapped = patch(on_line["id"], {"lines": [{"sku": "MUG-LOGO", "quantity": 2}],
+                                        "order_manual": order_off})  # fmt: skip
+        assert swapped.status_code == 200, swapped.text
+        assert patch(on_order["id"], {"notes": "gift"}).status_code == 200
+        # A manager's override allows the stacked discounts for that one edit.
+        granted = _post(
+            till,
+            "/v1/overrides",
+            {"manager_id": members["manager"], "pin": "7531", "permission": "discount_above_limit"},
+        )
+        assert granted.status_code == 201, granted.text
+        approved = patch(on_order["id"], {"lines": [{"sku": "MUG-LOGO", "quantity": 2,
+                                                     "manual": line_off}]})  # fmt: skip
+        assert approved.status_code == 200, approved.text
+        # 2 x 12.00 = 24.00: 10 % off the line (2.40), then 10 % off the rest (2.16).
+        assert sum(a for _, a, _, _ in _manual_discounts(approved.json())) == 456
+        # The override was spent on that edit: stacking again is refused.
+        again = patch(on_order["id"], {"lines": [{"sku": "MUG-LOGO", "quantity": 1,
+                                                  "manual": line_off}]})  # fmt: skip
+        assert (again.status_code, again.json()["code"]) == (403, "permission_required")

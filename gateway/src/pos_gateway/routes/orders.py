@@ -240,6 +240,34 @@ def _percent_off(lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManu
     )
 
 
+def _above(
+    lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None, limit: int
+) -> bool:
+    """Whether these manual discounts are above a limit (basis points): an amount off cannot
+    be judged before pricing, so it counts as above."""
+    asked = [ln.manual for ln in lines if ln.manual is not None]
+    if order is not None:
+        asked.append(order)
+    return any(m.kind == "amount" for m in asked) or _percent_off(lines, order) > limit
+
+
+async def _limit_over_draft(request: Request, body: OrderPatch) -> int | None:
+    """The signed-in member's discount limit, for the order service to judge an edit of a
+    draft on the manual discounts the draft carries after it (those it keeps and those given
+    now), as one request giving them all is judged; None when there is nothing to judge
+    there: no discount given by this edit, no member signed in (a key has no limit), or what
+    it gives is above the limit alone (then refused or approved before it is sent)."""
+    principal = principal_of(request)
+    lines = body.lines or []
+    gives = any(ln.manual is not None for ln in lines) or body.order_manual is not None
+    if not gives or principal.staff_id is None:
+        return None
+    limit = await staff.discount_limit(
+        request.app.state.engine, principal.merchant_id, principal.staff_id
+    )
+    return None if _above(lines, body.order_manual, limit) else limit
+
+
 @asynccontextmanager
 async def _manual_guards(
     request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
@@ -262,7 +290,7 @@ async def _manual_guards(
         limit = await staff.discount_limit(
             request.app.state.engine, principal.merchant_id, principal.staff_id
         )
-    above = any(m.kind == "amount" for m in asked) or _percent_off(lines, order) > limit
+    above = _above(lines, order, limit)
     async with AsyncExitStack() as stack:
         if any(m.kind == "price" for m in asked):
             entries.append(
@@ -725,7 +753,11 @@ async def update_draft_order(
     as is a change that came in while this one was priced. An order that is no longer a draft
     is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. Each edit
     is announced as `order.updated` (the draft as GET answers it at its new version); what is
-    refused announces nothing.
+    refused announces nothing. A manual discount given by an edit is judged against the
+    signed-in member's limit on the manual discounts the draft carries after it (those it keeps
+    and those given, a line's and the order's together), as one request giving them all is: 10 %
+    kept on a line and 10 % given on the order is 19 % off it, a 403 `permission_required`
+    (`discount_above_limit`) without the permission or a manager's override, nothing changed.
 
     `notes` and `metadata` alone change on any order, whatever its status (a packing note,
     your own ids kept on a placed, paid or completed order): nothing is priced again, held or
@@ -748,7 +780,22 @@ async def update_draft_order(
     )
     ask.update_mask.paths.extend(sorted(sent))
     async with _manual_guards(request, body.lines or [], body.order_manual) as approvals:
-        answer = await version_checked(svc.order.UpdateDraftOrder(ask))
+        limit = await _limit_over_draft(request, body)
+        if limit is not None:
+            ask.manual_limit_bps = limit
+        try:
+            answer = await version_checked(svc.order.UpdateDraftOrder(ask))
+        except grpc.aio.AioRpcError as exc:
+            if limit is None or read_error(exc).reason != "discount_above_limit":
+                raise
+            # Within the limit alone, above it with what the draft keeps: as for one request
+            # giving them all, the permission or a manager's override for this edit.
+            ask.ClearField("manual_limit_bps")
+            async with guarded(
+                request, "discount", "discount_above_limit", always=False
+            ) as approved:
+                answer = await version_checked(svc.order.UpdateDraftOrder(ask))
+                approved.resource = ("order", answer.order.id)
         for entry in approvals:
             entry.resource = ("order", answer.order.id)
     response.headers["ETag"] = f'"{answer.order.version}"'

@@ -109,6 +109,22 @@ def validate_manual(
     return out
 
 
+def manual_off_bps(lines: list[Manual | None], order_manual: Manual | None) -> int | None:
+    """The most any line is sold below its price by manual percentages, in basis points: a
+    line's and the order's compounded (each applies to what the other left). None when an
+    amount off is given: it cannot be judged as a percentage before pricing."""
+    asked = [m for m in (*lines, order_manual) if m is not None]
+    if any(m.kind == "amount" for m in asked):
+        return None
+    whole = 10_000
+    on_order = order_manual.value if order_manual is not None else 0
+    on_lines = [m.value if m is not None and m.kind == "percent" else 0 for m in lines]
+    return max(
+        (whole - (whole - line) * (whole - on_order) // whole for line in on_lines),
+        default=on_order,
+    )
+
+
 @dataclass(frozen=True)
 class OfferShare:
     """A discount as the promotion service applied it, with its share per line index."""

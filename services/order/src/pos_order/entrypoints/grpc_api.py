@@ -269,7 +269,17 @@ def _draft_change(request: order_pb2.UpdateDraftOrderRequest) -> DraftChange:
         # A field named in the mask and left unset clears it (AIP-134): here the only one whose
         # unset value is no value of its own.
         clear_order_manual="order_manual" in mask and not request.HasField("order_manual"),
+        manual_limit_bps=request.manual_limit_bps if request.HasField("manual_limit_bps") else None,
     )
+
+
+def _unjudged(request: order_pb2.UpdateDraftOrderRequest) -> order_pb2.UpdateDraftOrderRequest:
+    """The edit as its fingerprint is taken: without the caller's discount limit, which says
+    who may ask, not what is asked (a retry allowed by a manager's override is the same edit)."""
+    printed = order_pb2.UpdateDraftOrderRequest()
+    printed.CopyFrom(request)
+    printed.ClearField("manual_limit_bps")
+    return printed
 
 
 def _payment(payment: PaymentResult | None) -> payment_pb2.Payment | None:
@@ -376,7 +386,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             lambda o: order_pb2.CreateOrderResponse(order=order_to_proto(o)),
         )
 
-    @across_calls(order_pb2.UpdateDraftOrderResponse)
+    @across_calls(order_pb2.UpdateDraftOrderResponse, fingerprint_of=lambda _, r: _unjudged(r))
     def UpdateDraftOrder(
         self, request: order_pb2.UpdateDraftOrderRequest
     ) -> (

@@ -57,7 +57,14 @@ from pos_order.domain.model import (
     validate_register_tender,
     validate_total,
 )
-from pos_order.domain.pricing import MAX_MERGE_HOPS, ORDER_KINDS, Buyer, Manual, validate_manual
+from pos_order.domain.pricing import (
+    MAX_MERGE_HOPS,
+    ORDER_KINDS,
+    Buyer,
+    Manual,
+    manual_off_bps,
+    validate_manual,
+)
 from pos_order.domain.returns import (
     ReceiptlessLimit,
     UnitsRefund,
@@ -1054,6 +1061,24 @@ class UpdateDraftOrder(Generic[R]):
             return None
         return draft.order_manual if cmd.order_manual is None else cmd.order_manual
 
+    def _within_limit(self, ask: DraftAsk) -> None:
+        """The caller's limit holds over the draft's manual discounts after the change (those
+        it keeps and those given now, a line's and the order's together), as over one request
+        giving them all: 10 % kept on a line and 10 % given on the order is 19 % off it."""
+        limit = self.cmd.manual_limit_bps
+        if limit is None:
+            return
+        off = manual_off_bps([ln.manual for ln in ask.lines], ask.order_manual)
+        if off is not None and off <= limit:
+            return
+        raise DomainError(
+            "the draft's manual discounts after this change are above the caller's limit",
+            "discount_above_limit",
+            [],
+            {"limit_bps": str(limit)},
+            ErrorKind.FORBIDDEN,
+        )
+
     async def read(self, uow: OrderUnitOfWork) -> tuple[Started, DraftAsk]:
         cmd = self.cmd
         order = await uow.orders.get(cmd.order_id)
@@ -1064,6 +1089,7 @@ class UpdateDraftOrder(Generic[R]):
             raise _draft_changed(order.version)
         assert order.saga.draft is not None
         ask = self._ask(order.saga.draft)
+        self._within_limit(ask)
         given = cmd.fulfillments if cmd.fulfillments is not None else ask.fulfillments
         fulfillments = given or [FulfillmentRequest(FulfillmentType.IN_STORE, order.location_id)]
         ask = replace(ask, fulfillments=fulfillments)

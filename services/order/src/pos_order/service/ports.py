@@ -555,3 +555,6 @@ class DraftChange:
     # The manual discount on the whole order removed (`order_manual` named with no value): None
     # above cannot say it, as it means "keep the draft's".
     clear_order_manual: bool = False
+    # The most (basis points) the caller may take off a line by hand, judged on the draft's
+    # manual discounts after the change; None: not judged.
+    manual_limit_bps: int | None = None

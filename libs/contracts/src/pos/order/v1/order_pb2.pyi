@@ -1265,6 +1265,7 @@ class UpdateDraftOrderRequest(_message.Message):
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    MANUAL_LIMIT_BPS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     expected_version: _builtins.int
@@ -1272,6 +1273,13 @@ class UpdateDraftOrderRequest(_message.Message):
     customer_id: _builtins.str
     redeem_points: _builtins.int
     notes: _builtins.str
+    manual_limit_bps: _builtins.int
+    """The most (basis points) the caller may take off any line by hand, judged on the manual
+    discounts the draft carries after this change (those it keeps and those given here, a
+    line's and the order's compounded), as a request giving them all at once is: above it
+    (an amount off always is) a 403 `discount_above_limit`, nothing changed. Unset: not
+    judged (the caller may give any discount).
+    """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Which fields replace the draft's: customer_id, lines, fulfillments, coupon_codes,
@@ -1304,12 +1312,15 @@ class UpdateDraftOrderRequest(_message.Message):
         redeem_points: _builtins.int = ...,
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        manual_limit_bps: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual", "update_mask", b"update_mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps", "manual_limit_bps", b"manual_limit_bps", "order_manual", b"order_manual", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "expected_version", b"expected_version", "fulfillments", b"fulfillments", "lines", b"lines", "metadata", b"metadata", "notes", b"notes", "order_id", b"order_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "expected_version", b"expected_version", "fulfillments", b"fulfillments", "lines", b"lines", "manual_limit_bps", b"manual_limit_bps", "metadata", b"metadata", "notes", b"notes", "order_id", b"order_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__manual_limit_bps: _TypeAlias = _typing.Literal["manual_limit_bps"]  # noqa: Y015
+    _WhichOneofArgType__manual_limit_bps: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__manual_limit_bps) -> _WhichOneofReturnType__manual_limit_bps | None: ...
 
 Global___UpdateDraftOrderRequest: _TypeAlias = UpdateDraftOrderRequest  # noqa: Y015
 
