@@ -347,3 +347,13 @@ def test_a_parameter_that_names_its_default_names_the_one_it_has() -> None:
             if said and default is not None and int(said.group(1)) != default:
                 wrong.append(f"{name} {parameter['name']}: says {said.group(1)}, is {default}")
     assert not wrong, wrong
+
+
+def test_a_replay_is_documented_with_the_etag_it_carries() -> None:
+    """A POST replayed for its Idempotency-Key carries the first answer's ETag (the edge keeps
+    it with the answer: tests/e2e/test_catalog.py); the document said it was absent."""
+    headers = _tool().current()["components"]["headers"]
+    for name in ("ETag-Unless-Replayed", "Idempotent-Replayed"):
+        described = headers[name]["description"]
+        assert "absent" not in described and "not stored" not in described, name
+        assert "first answer's" in described, name

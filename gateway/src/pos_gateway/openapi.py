@@ -130,7 +130,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "Idempotent-Replayed": {
         "description": "`true` on the stored answer to a POST replayed for its Idempotency-Key "
-        "(status and body as first sent; headers such as ETag are not stored)",
+        "(status, body and ETag as first sent: the first answer's, whatever changed since)",
         "required": False,
         "schema": {"type": "string", "enum": ["true"]},
     },
@@ -141,8 +141,9 @@ HEADERS: dict[str, dict[str, Any]] = {
         "example": '"3"',
     },
     "ETag-Unless-Replayed": {
-        "description": "The resource's version, for `If-Match` on your next change; absent "
-        "from an answer replayed for its Idempotency-Key (read the resource for it)",
+        "description": "The resource's version, for `If-Match` on your next change; on an "
+        "answer replayed for its Idempotency-Key, the first answer's (the resource may have "
+        "changed since: a stale one is a 412 that names the current version)",
         "required": False,
         "schema": {"type": "string", "maxLength": 21, "pattern": r'^"[0-9]{1,19}"$'},
         "example": '"3"',
