@@ -14,7 +14,7 @@ from nats.js.errors import NotFoundError
 from pos_customer.adapters.tables import kit
 from pos_devstack.testing import Bus, until
 from pos_kit.consumer import Consumer, IncomingEvent
-from pos_kit.dead_letters import list_dead_letters, redrive, redrive_all
+from pos_kit.dead_letters import Unroutable, list_dead_letters, redrive, redrive_all
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import ensure_service_streams
 from pos_kit.uow import UnitOfWork
@@ -94,3 +94,26 @@ async def test_a_dead_letter_is_listed_then_redriven_to_its_consumer_alone(bus: 
     finally:
         stop.set()
         await asyncio.gather(*tasks)
+
+
+async def test_a_letter_that_names_no_consumer_stays_and_the_others_are_sent(bus: Bus) -> None:
+    """A message on the dead-letter stream that does not say its consumer and subject (put
+    there by hand) cannot be sent again: it is refused alone (`Unroutable`) and stays listed,
+    and a redrive of every letter sends the others (it stopped at it, having sent part, and
+    the platform API answered a 500)."""
+    js = bus.js
+    await ensure_service_streams(js, "order")
+    consumer = "test-unroutable"
+    await js.publish(f"pos.dlq.{consumer}", b"by hand")
+    routable = {
+        "Omnitill-Original-Subject": "pos.order.v1.test_unroutable",
+        "Omnitill-Consumer": consumer,
+        EVENT_ID_HEADER: "evt_2",
+    }
+    await js.publish(f"pos.dlq.{consumer}", b"payload", headers=routable)
+    by_hand, sendable = await list_dead_letters(js, consumer)
+    with pytest.raises(Unroutable):
+        await redrive(js, by_hand.sequence)
+    sent = await redrive_all(js, consumer)
+    assert [x.sequence for x in sent] == [sendable.sequence]
+    assert [x.sequence for x in await list_dead_letters(js, consumer)] == [by_hand.sequence]

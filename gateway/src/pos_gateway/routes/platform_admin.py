@@ -195,7 +195,9 @@ async def list_dead_letters(
     summary="Send one dead letter again",
     description="Requires the platform credential. Publishes the message again on its "
     "subject for the consumer that failed it alone (the others skip it); its inbox still "
-    "applies it once. Run again after an interruption, it is sent once.",
+    "applies it once. Run again after an interruption, it is sent once. One that does not say "
+    "its consumer and subject (put on the stream by hand) is a 409 `dead_letter_unroutable` "
+    "and stays.",
     responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 409, 422, 429, 503)},
 )
 async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
@@ -204,6 +206,13 @@ async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
         letter = await dead_letters.redrive(js, sequence)
     except NotFoundError:
         raise Problem(404, "resource_missing", f"dead letter {sequence} was not found") from None
+    except dead_letters.Unroutable:
+        # Not one a consumer set aside (put on the stream by hand): it stays (was a 500).
+        raise Problem(
+            409,
+            "dead_letter_unroutable",
+            f"dead letter {sequence} does not say its consumer and subject; it stays",
+        ) from None
     return Redriven(redriven=[_letter(letter)])
 
 
@@ -211,7 +220,8 @@ async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
     "/dead-letters/redrive",
     summary="Send every dead letter again",
     description="Requires the platform credential. Every dead letter (or a consumer's) is sent "
-    "again to the consumer that failed it, oldest first.",
+    "again to the consumer that failed it, oldest first; one that does not say its consumer "
+    "and subject (put on the stream by hand) stays.",
     responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 409, 422, 429, 503)},
 )
 async def redrive_dead_letters(request: Request, consumer: ConsumerName = None) -> Redriven:

@@ -36,6 +36,11 @@ REDRIVE_FOR = "Omnitill-Redrive-For"
 _DEAD_LETTER_HEADERS = (ORIGINAL_SUBJECT, CONSUMER, DELIVERIES, ERROR, "Nats-Msg-Id")
 
 
+class Unroutable(ValueError):
+    """A dead letter that does not say its consumer and subject (not one a consumer set
+    aside: put on the stream by hand): nowhere to send it again, so it stays."""
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     sequence: int
@@ -85,12 +90,13 @@ async def list_dead_letters(
 
 
 async def redrive(js: JetStreamContext, sequence: int) -> DeadLetter:
-    """Send one dead letter again to the consumer that failed it; NotFoundError if gone."""
+    """Send one dead letter again to the consumer that failed it; NotFoundError if gone,
+    Unroutable (and it stays) if it does not say its consumer and subject."""
     raw = await js.get_msg(DLQ_STREAM, seq=sequence)
     headers = dict(raw.headers or {})
     letter = _read(sequence, headers, raw.time)
     if not letter.consumer or not letter.subject:
-        raise ValueError(f"dead letter {sequence} does not say its consumer and subject")
+        raise Unroutable(f"dead letter {sequence} does not say its consumer and subject")
     again = {k: v for k, v in headers.items() if k not in _DEAD_LETTER_HEADERS}
     again[REDRIVE_FOR] = letter.consumer
     again["Nats-Msg-Id"] = f"redrive:{DLQ_STREAM}:{sequence}"
@@ -100,10 +106,14 @@ async def redrive(js: JetStreamContext, sequence: int) -> DeadLetter:
 
 
 async def redrive_all(js: JetStreamContext, consumer: str | None = None) -> list[DeadLetter]:
+    """Every dead letter (or a consumer's) sent again, oldest first; one that is Unroutable
+    stays where it is, and the others are sent all the same."""
     sent: list[DeadLetter] = []
     after = 0
     while batch := await list_dead_letters(js, consumer, after):
         for letter in batch:
+            if not letter.consumer or not letter.subject:
+                continue
             sent.append(await redrive(js, letter.sequence))
         after = batch[-1].sequence
     return sent
