@@ -16,7 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from pos_devstack.http_checks import day_with_time_to_spare, open_till, post_answered, stocked
+from pos_devstack.http_checks import (
+    day_with_time_to_spare,
+    open_till,
+    polled,
+    post_answered,
+    stocked,
+)
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -844,6 +850,91 @@ def test_every_return_of_the_merchant_is_listed_and_filtered(platform: Running) 
             for params in ({"register_id": till.register_id}, {"staff_id": till.staff_id}):
                 missing = other.get("/v1/returns", params=params)
                 assert missing.status_code == 404, missing.text
+
+
+def _return_feed(http: httpx.Client, since: str, count: int) -> list[tuple[str, str]]:
+    """Every return of `GET /v1/returns?updated_since=` by pages of one, following the feed's
+    cursor to its end: (id, status) each; read again until it shows `count` (the feed stops at
+    the oldest transaction open in the order service's database, a background task's)."""
+
+    def walk() -> list[tuple[str, str]]:
+        seen: list[tuple[str, str]] = []
+        cursor = None
+        for _ in range(50):
+            params = {"updated_since": since, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = _ok(http.get("/v1/returns", params=params))
+            seen += [(r["id"], r["status"]) for r in page["data"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return seen
+        raise AssertionError("the feed did not end")
+
+    return polled(walk, lambda seen: len(seen) >= count)
+
+
+def test_returns_take_updated_since(platform: Running) -> None:
+    """`GET /v1/returns` is a change feed with `updated_since`, as `GET /v1/orders` is: oldest
+    change first, walked with its own cursor; a return left pending (its refund refused for
+    good) moves to the end once a person settles it, so a partner polling from the last
+    `updated_at` it saw learns it completed. A time without a zone is a 400 naming
+    `updated_since`; the feed's cursor and the list's by id are not each other's."""
+    with platform.new_merchant("Returns Feed") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        store, (tee, mug) = _products(http, 2500, 1000)
+        card = _ok(
+            _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
+        )
+        order = _ok(_post(http, "/v1/orders", {"location_id": store,
+                    "lines": [{"sku": tee, "quantity": 1}]}), 201)  # fmt: skip
+        tender = {"tender_type": "gift_card", "gift_card_code": card["code"]}
+        _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
+        order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+        gift = card["gift_card"]["id"]
+        _ok(_post(http, f"/v1/gift-cards/{gift}/refunds", {"amount": order["total"]}), 201)
+        exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
+                    "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
+        refused = _post(http, f"/v1/orders/{order['id']}/exchanges", exchange)
+        assert refused.status_code == 409, refused.text
+        waiting = _ok(http.get(f"/v1/returns/{refused.json()['return_id']}"))
+        assert waiting["status"] == "pending" and waiting["updated_at"]
+
+        sale = {"location_id": store, "lines": [{"sku": tee, "quantity": 2}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        sold = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+        path = f"/v1/orders/{sold['id']}/returns"
+        made = [_ok(_post(http, path, _ask("L1", 1)), 201) for _ in range(2)]
+        assert all(r["updated_at"] > waiting["updated_at"] for r in made)
+        since = waiting["updated_at"]
+        assert _return_feed(http, since, 3) == [
+            (waiting["id"], "pending"),
+            (made[0]["id"], "completed"),
+            (made[1]["id"], "completed"),
+        ]
+
+        settle = f"/v1/orders/{order['id']}/returns/{waiting['id']}/settle"
+        settled = _ok(_post(http, settle, {"outcome": "refused", "reason": "card lost"}))
+        assert settled["status"] == "completed" and settled["updated_at"] > made[1]["updated_at"]
+        assert _return_feed(http, since, 3) == [
+            (made[0]["id"], "completed"),
+            (made[1]["id"], "completed"),
+            (waiting["id"], "completed"),
+        ]
+        # Polling again from the last updated_at seen finds the last change (inclusive), only.
+        assert _return_feed(http, settled["updated_at"], 1) == [(waiting["id"], "completed")]
+
+        naive = http.get("/v1/returns", params={"updated_since": "2026-01-01T00:00:00"})
+        assert naive.status_code == 400, naive.text
+        assert [e["field"] for e in naive.json()["errors"]] == ["updated_since"]
+        by_id = _ok(http.get("/v1/returns", params={"limit": 1}))["next_cursor"]
+        fed = polled(
+            lambda: _ok(http.get("/v1/returns", params={"updated_since": since, "limit": 1})),
+            lambda page: page["next_cursor"] is not None,
+        )["next_cursor"]
+        assert by_id and fed
+        for cursor, params in ((by_id, {"updated_since": since}), (fed, {})):
+            wrong = http.get("/v1/returns", params={**params, "cursor": cursor})
+            assert wrong.status_code == 400, wrong.text
+            assert [e["field"] for e in wrong.json()["errors"]] == ["cursor"]
 
 
 def test_a_register_reads_only_its_own_locations_returns(platform: Running) -> None:

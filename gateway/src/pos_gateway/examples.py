@@ -534,6 +534,7 @@ RETURN: dict[str, Any] = {
     "register_id": "",
     "staff_id": "",
     "shift_id": "",
+    "updated_at": UPDATED,
 }
 # A cash refund asked from the back office (the problem of POST /v1/orders/{id}/returns; an
 # exchange's and a refund's below).

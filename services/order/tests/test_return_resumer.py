@@ -234,7 +234,7 @@ async def test_a_return_the_resumer_cannot_finish_waits_behind_the_others(stack:
         async def stamps() -> tuple[datetime, datetime, str]:
             async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
                 cur = await conn.execute(
-                    "SELECT created_at, updated_at, status FROM order_returns"
+                    "SELECT created_at, touched_at, status FROM order_returns"
                     " WHERE merchant_id = %s AND order_id = %s",
                     (MERCHANT[0][1], sale.order.id),
                 )

@@ -27,6 +27,7 @@ from pos_gateway.routes.common import (
     PathId,
     QueryId,
     Sku,
+    UpdatedSince,
     conflict_shown,
     created_window,
     example,
@@ -35,6 +36,7 @@ from pos_gateway.routes.common import (
     op,
     request_id,
     services,
+    timestamp,
 )
 from pos_gateway.routes.gift_cards import spend_code_budget
 from pos_gateway.routes.orders import ENTERED, TenderIn, entered_pb, tender_into
@@ -409,9 +411,12 @@ async def list_all_returns(
     ] = None,
     created_since: CreatedSince = None,
     created_before: CreatedBefore = None,
+    updated_since: UpdatedSince = None,
 ) -> ReturnList:
     """Every return of the merchant by id, oldest first: those of orders, exchanges' and those
-    without a receipt (`order_id` empty). Each filter narrows the list (`created_since` and
+    without a receipt (`order_id` empty); or with `updated_since` the change feed (oldest
+    change first: a return completed or settled moves to its end), polled again from the last
+    `updated_at` seen without missing one. Each filter narrows the list (`created_since` and
     `created_before` together: a day's or a shift's returns, the second after the first, else
     a 400); a cursor pages on only with the filters it was given with. A register or staff
     member you do not have (another merchant's included) is a 404 `resource_missing` problem.
@@ -434,6 +439,8 @@ async def list_all_returns(
         register_id=register_id or "",
         staff_id=staff_id or "",
     )
+    if updated_since is not None:
+        ask.updated_since.CopyFrom(timestamp(updated_since))
     created_window(ask, created_since, created_before)
     answer = await svc.order.ListReturns(ask)
     return to_page(ReturnList, answer.returns, answer.next_page_token)

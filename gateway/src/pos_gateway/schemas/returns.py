@@ -115,6 +115,10 @@ class Return(Answer):
         "or, if it was closed before the refund went through, the register's next one; "
         "empty when no cash goes back",
     )
+    updated_at: Timestamp | None = Field(
+        None,
+        description="The moment of its last change: its place in the list's `updated_since` feed",
+    )
 
 
 class StoreCredit(Answer):

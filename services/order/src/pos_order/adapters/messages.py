@@ -232,4 +232,6 @@ def return_to_proto(r: Return) -> order_pb2.Return:
         msg.created_at.FromDatetime(r.created_at)
     if r.completed_at is not None:
         msg.completed_at.FromDatetime(r.completed_at)
+    if r.updated_at is not None:
+        msg.updated_at.FromDatetime(r.updated_at)
     return msg

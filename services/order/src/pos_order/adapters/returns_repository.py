@@ -9,6 +9,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from pos_kit.changes import list_page
 from pos_kit.paging import PageRequest
 from pos_order.adapters.tables import order_returns, refund_holds
 from pos_order.domain.pricing import MAX_MERGE_HOPS
@@ -149,6 +150,7 @@ def _return(row: Any) -> Return:
         register_id=m["register_id"],
         staff_id=m["staff_id"],
         shift_id=m["shift_id"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -204,7 +206,7 @@ class SqlReturns:
         )
 
     async def add(self, r: Return) -> None:
-        await self._conn.execute(
+        stamped = await self._conn.execute(
             pg_insert(order_returns)
             .values(
                 merchant_id=self._merchant,
@@ -215,25 +217,32 @@ class SqlReturns:
                 refusal=r.refusal,
                 body=return_to_json(r),
                 created_at=r.created_at,
-                updated_at=r.created_at,
+                touched_at=r.created_at,
                 register_id=r.register_id,
                 staff_id=r.staff_id,
                 shift_id=r.shift_id,
             )
             .on_conflict_do_nothing()
+            .returning(order_returns.c.updated_at)
         )
+        r.updated_at = stamped.scalar_one_or_none() or r.updated_at
 
     async def save(self, r: Return) -> None:
-        await self._conn.execute(
+        # A change: a new version, which has the table's trigger stamp `updated_at`, the
+        # change feed's place (migration 0019); `touched_at` is the resumer's queue.
+        stamped = await self._conn.execute(
             update(order_returns)
             .where(order_returns.c.merchant_id == self._merchant, order_returns.c.id == r.id)
             .values(
                 status=r.status.value,
                 refusal=r.refusal,
                 body=return_to_json(r),
-                updated_at=r.completed_at or func.now(),
+                version=order_returns.c.version + 1,
+                touched_at=r.completed_at or func.now(),
             )
+            .returning(order_returns.c.updated_at)
         )
+        r.updated_at = stamped.scalar_one_or_none() or r.updated_at
 
     async def discard(self, return_id: str) -> None:
         """A pending exchange's return whose new order was cancelled: its units are free again
@@ -248,7 +257,8 @@ class SqlReturns:
 
     async def touch(self, return_id: str) -> None:
         """Looked at and left pending: the resumer comes back after its window, and the
-        returns behind it in its queue get their turn first."""
+        returns behind it in its queue get their turn first. Bookkeeping, not a change of
+        the return: its place in the change feed (`updated_at`) stays."""
         await self._conn.execute(
             update(order_returns)
             .where(
@@ -256,7 +266,7 @@ class SqlReturns:
                 order_returns.c.id == return_id,
                 order_returns.c.status == "pending",
             )
-            .values(updated_at=func.now())
+            .values(touched_at=func.now())
         )
 
     async def get(self, return_id: str) -> Return | None:
@@ -369,7 +379,9 @@ class SqlReturns:
 
     async def page(self, f: ReturnFilters, page: PageRequest) -> list[Return]:
         # By id, as every list pages: a return's id starts with the time it was asked for, so
-        # this is oldest first, and a cursor stays good while more returns are made.
+        # this is oldest first, and a cursor stays good while more returns are made. With
+        # `updated_since` (in `page.since`): the kit's change feed, oldest change first,
+        # resumed from the (updated_at, id) cursor.
         query = select(order_returns).where(order_returns.c.merchant_id == self._merchant)
         for column, wanted in (
             (order_returns.c.order_id, f.order_id),
@@ -383,7 +395,7 @@ class SqlReturns:
             query = query.where(order_returns.c.created_at >= f.created_since)
         if f.created_before is not None:
             query = query.where(order_returns.c.created_at < f.created_before)
-        if page.after:
-            query = query.where(order_returns.c.id > page.after)
-        rows = await self._conn.execute(query.order_by(order_returns.c.id).limit(page.fetch))
+        rows = await list_page(
+            self._conn, query, order_returns.c.updated_at, order_returns.c.id, page
+        )
         return [_return(row) for row in rows]

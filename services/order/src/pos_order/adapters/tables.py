@@ -215,7 +215,14 @@ order_returns = Table(
     Column("refusal", Text, nullable=False, server_default=""),
     Column("body", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The moment of its last change, stamped by a trigger (pos_kit/changes.py, migration
+    # 0019): its place in the `updated_since` feed.
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The resumer's queue: last looked at (a change, or a retry that left it pending).
+    Column("touched_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Bumped by every change of the return (not by the resumer's bookkeeping): the trigger
+    # stamps `updated_at` only when it moves.
+    Column("version", BigInteger, nullable=False, server_default="1"),
     # Where it was taken (empty from the back office), and the register's shift open then:
     # a refund finished later is still that register's (migration 0016).
     Column("register_id", Text, nullable=False, server_default=""),
@@ -236,7 +243,8 @@ order_returns = Table(
     # The resumer's look-up, across merchants: returns left pending, not waiting for a person.
     Index(
         "order_returns_pending",
-        "updated_at",
+        "touched_at",
         postgresql_where=text("status = 'pending' AND refusal = ''"),
     ),
+    Index("order_returns_by_change", "merchant_id", "updated_at", "id"),
 )

@@ -253,6 +253,8 @@ class Return:
     register_id: str = ""
     staff_id: str = ""
     shift_id: str = ""
+    # The moment of its last change (stamped by the database): its place in the change feed.
+    updated_at: datetime | None = None
 
     def units(self, line_id: str) -> int:
         return sum(ln.quantity for ln in self.lines if ln.line_id == line_id)

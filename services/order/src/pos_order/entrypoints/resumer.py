@@ -68,9 +68,9 @@ class Resumer:
                 order_returns.c.status == "pending",
                 # Refused for good: it waits for a person (SettleReturn), not for a retry.
                 order_returns.c.refusal == "",
-                order_returns.c.updated_at < idle,
+                order_returns.c.touched_at < idle,
             )
-            .order_by(order_returns.c.updated_at)
+            .order_by(order_returns.c.touched_at)
             .limit(limit)
         )
         async with reads(self._engine) as conn:

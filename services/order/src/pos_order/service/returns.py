@@ -1031,7 +1031,8 @@ async def get_return(uow: ReturnsUnitOfWork, return_id: str) -> Return:
 
 
 async def list_returns(uow: ReturnsUnitOfWork, f: ReturnFilters, page: PageRequest) -> list[Return]:
-    """An order's returns, or with no order every return of the merchant, by id."""
+    """An order's returns, or with no order every return of the merchant, by id; with
+    `updated_since` (`page.since`) by change, oldest first."""
     statuses = {s.value for s in ReturnStatus}
     raise_if(
         require(not f.status or f.status in statuses, "status", f"one of {sorted(statuses)}")

@@ -2274,6 +2274,7 @@ class Return(_message.Message):
     REGISTER_ID_FIELD_NUMBER: _builtins.int
     STAFF_ID_FIELD_NUMBER: _builtins.int
     SHIFT_ID_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     reason: _builtins.str
@@ -2318,6 +2319,10 @@ class Return(_message.Message):
     def settlement(self) -> Global___ReturnSettlement:
         """How a person settled it; unset otherwise."""
 
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """The moment of its last change: its place in the list's updated_since feed."""
+
     def __init__(
         self,
         *,
@@ -2340,10 +2345,11 @@ class Return(_message.Message):
         register_id: _builtins.str = ...,
         staff_id: _builtins.str = ...,
         shift_id: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "settlement", b"settlement"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "settlement", b"settlement", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "refusal_code", b"refusal_code", "register_id", b"register_id", "settlement", b"settlement", "shift_id", b"shift_id", "staff_id", b"staff_id", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "completed_at", b"completed_at", "created_at", b"created_at", "credited", b"credited", "customer_id", b"customer_id", "exchange_order_id", b"exchange_order_id", "id", b"id", "lines", b"lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refunds", b"refunds", "refusal_code", b"refusal_code", "register_id", b"register_id", "settlement", b"settlement", "shift_id", b"shift_id", "staff_id", b"staff_id", "status", b"status", "store_credit_gift_card_id", b"store_credit_gift_card_id", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2498,6 +2504,7 @@ class ListReturnsRequest(_message.Message):
     STAFF_ID_FIELD_NUMBER: _builtins.int
     CREATED_SINCE_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     """Empty: every return of the merchant (those without a receipt and exchanges' included)."""
     page_size: _builtins.int
@@ -2514,6 +2521,13 @@ class ListReturnsRequest(_message.Message):
     def created_since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def created_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp:
+        """The change feed: returns changed at or after this moment, oldest change first (a return
+        goes pending -> completed), resumed from the page token; a partner polls again with the
+        last updated_at it saw and misses nothing.
+        """
+
     def __init__(
         self,
         *,
@@ -2525,10 +2539,11 @@ class ListReturnsRequest(_message.Message):
         staff_id: _builtins.str = ...,
         created_since: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before", "created_since", b"created_since", "order_id", b"order_id", "page_size", b"page_size", "page_token", b"page_token", "register_id", b"register_id", "staff_id", b"staff_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
