@@ -238,3 +238,26 @@ def test_shifts_take_updated_since(platform: Running) -> None:
         finally:
             for device in devices.values():
                 device.close()
+
+
+def test_a_promotions_coupons_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Coupon feed") as http:
+        promo = _post(
+            http,
+            "/v1/promotions",
+            {"name": "Feed", "percent_off_bps": 1000, "requires_coupon": True},
+        )
+        path = f"/v1/promotions/{promo['id']}/coupons"
+        made = _post(http, path, {"codes": ["FEED-1", "FEED-2", "FEED-3"]})["coupons"]
+
+        def change(coupon: dict[str, Any]) -> dict[str, Any]:
+            changed = _post(http, f"{path}/{coupon['id']}/deactivate")
+            assert changed["status"] == "deactivated"
+            return changed
+
+        _check_feed(http, path, made, change)
+        # With a filter the feed is the filter's: the deactivated ones, in the order they were.
+        since = made[0]["updated_at"]
+        ids = [made[i]["id"] for i in (1, 0)]
+        assert _fed(http, path, since, 2, status="deactivated") == ids
+        assert _feed(http, path, since, status="active") == [made[2]["id"]]

@@ -298,8 +298,14 @@ COUPON = {
     "created_at": CREATED,
     "status": "active",
     "deactivated_at": None,
+    "updated_at": CREATED,
 }
-COUPON_DEACTIVATED = {**COUPON, "status": "deactivated", "deactivated_at": UPDATED}
+COUPON_DEACTIVATED = {
+    **COUPON,
+    "status": "deactivated",
+    "deactivated_at": UPDATED,
+    "updated_at": UPDATED,
+}
 COUPON_BATCH = {"coupons": [COUPON], "codes": ["WINTER-26"], "secret_redacted": False}
 REGISTER_ID = "reg_01j9x6v1a2b3c4d5e6f7g8h9jk"
 STAFF_ID = "stf_01j9x6v2b3c4d5e6f7g8h9j0km"

@@ -1233,3 +1233,65 @@ async def test_the_schedule_state_reads_the_window_and_the_list_filters_on_it(
         pb.GetPromotionRequest(id=made["over"].id), metadata=md(merchant), timeout=10
     )
     assert got.promotion.schedule_state == pb.SCHEDULE_STATE_FINISHED
+
+
+async def test_a_promotions_coupons_are_a_change_feed(running: Running) -> None:
+    """`ListCoupons` with `updated_since`: the kit's change feed, as the order list's. A coupon
+    deactivated, or reserved by a checkout, moves to its end, oldest change first; walked a
+    page at a time with the feed's own token to its end; polled again from the last
+    `updated_at` seen, only what changed since."""
+    promo, made = await coupon_offer(
+        running, "c-feed", codes=["FEED-A", "FEED-B", "FEED-C"], max_uses=5
+    )
+    assert all(c.HasField("updated_at") for c in made)
+    first, second, third = made
+    deactivated = (
+        await running.stub.DeactivateCoupon(
+            pb.DeactivateCouponRequest(request_id="c-feed-d", promotion_id=promo.id, id=second.id),
+            metadata=md(),
+            timeout=10,
+        )
+    ).coupon
+    assert deactivated.updated_at.ToDatetime() > third.updated_at.ToDatetime()
+    cart = pb.CalculateDiscountsRequest(currency=USD, lines=[line("X", 1, 2500)])
+    await reserve(running, "c-feed-r", "ord_feed", ["feed-a"], "cus_feed", cart=cart)
+
+    async def walk(since: Timestamp) -> list[pb.Coupon]:
+        seen: list[pb.Coupon] = []
+        token = ""
+        for _ in range(20):
+            page = await running.stub.ListCoupons(
+                pb.ListCouponsRequest(
+                    promotion_id=promo.id, updated_since=since, page_size=1, page_token=token
+                ),
+                metadata=md(),
+                timeout=10,
+            )
+            seen += page.coupons
+            token = page.next_page_token
+            if not token:
+                return seen
+        raise AssertionError("the feed did not end")
+
+    seen = await polled(lambda: walk(first.updated_at), lambda s: len(s) >= 3)
+    assert [c.id for c in seen] == [third.id, second.id, first.id]
+    assert seen[1].status == pb.COUPON_STATUS_DEACTIVATED and seen[2].reserved_count == 1
+    again = await polled(lambda: walk(seen[-1].updated_at))
+    assert [c.id for c in again] == [first.id]
+    # The feed's token and the list's by id are not each other's.
+    by_id = await running.stub.ListCoupons(
+        pb.ListCouponsRequest(promotion_id=promo.id, page_size=1), metadata=md(), timeout=10
+    )
+    wrong = await refused(
+        running.stub.ListCoupons(
+            pb.ListCouponsRequest(
+                promotion_id=promo.id,
+                updated_since=first.updated_at,
+                page_token=by_id.next_page_token,
+            ),
+            metadata=md(),
+            timeout=10,
+        )
+    )
+    assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(wrong).violations] == ["page_token"]

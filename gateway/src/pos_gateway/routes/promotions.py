@@ -636,18 +636,22 @@ async def list_coupons(
     ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> CouponList:
-    """Never the codes: each shows its last characters (a third of it, four at most). By id;
-    a cursor is good only with the `status` it was given for (another is a 400 naming
-    `cursor`)."""
-    answer = await svc.promotion.ListCoupons(
-        pb.ListCouponsRequest(
-            promotion_id=promotion_id,
-            page_size=limit,
-            page_token=cursor or "",
-            status=_COUPON_STATUSES[status or ""],
-        )
+    """Never the codes: each shows its last characters (a third of it, four at most). By id,
+    or with `updated_since` the change feed (oldest change first: a coupon reserved, redeemed,
+    released or deactivated moves to its end), polled again from the last `updated_at` seen
+    without missing one. A cursor is good only with the `status` it was given for (another is
+    a 400 naming `cursor`)."""
+    ask = pb.ListCouponsRequest(
+        promotion_id=promotion_id,
+        page_size=limit,
+        page_token=cursor or "",
+        status=_COUPON_STATUSES[status or ""],
     )
+    if updated_since is not None:
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.promotion.ListCoupons(ask)
     return to_page(CouponList, answer.coupons, answer.next_page_token)
 
 

@@ -120,6 +120,11 @@ class Coupon(Answer):
         description="deactivated: this code no longer reserves (its promotion goes on); final"
     )
     deactivated_at: Timestamp | None
+    updated_at: Timestamp | None = Field(
+        None,
+        description="The moment of its last change (created, reserved, redeemed, released, "
+        "deactivated): its place in the list's `updated_since` feed",
+    )
 
 
 class CouponList(Page[Coupon]):

@@ -351,6 +351,8 @@ def coupon_to_proto(c: Coupon) -> pb.Coupon:
         msg.created_at.FromDatetime(c.created_at)
     if c.deactivated_at is not None:
         msg.deactivated_at.FromDatetime(c.deactivated_at)
+    if c.updated_at is not None:
+        msg.updated_at.FromDatetime(c.updated_at)
     return msg
 
 

@@ -233,6 +233,7 @@ def _coupon(row: Any) -> Coupon:
         m["created_at"],
         status=CouponStatus(m["status"]),
         deactivated_at=m["deactivated_at"],
+        updated_at=m["updated_at"],
     )
 
 
@@ -248,6 +249,7 @@ _COUPON_COLUMNS = (
     coupons.c.created_at,
     coupons.c.status,
     coupons.c.deactivated_at,
+    coupons.c.updated_at,
 )
 
 
@@ -275,12 +277,12 @@ class SqlCouponRepository:
                     expires_at=coupon.expires_at,
                 )
                 .on_conflict_do_nothing(constraint="coupons_code_key")
-                .returning(coupons.c.created_at)
+                .returning(coupons.c.created_at, coupons.c.updated_at)
             )
         ).first()
         if row is None:
             return False
-        coupon.created_at = row.created_at
+        coupon.created_at, coupon.updated_at = row.created_at, row.updated_at
         return True
 
     async def by_hashes(self, hashes: list[bytes], lock: bool = False) -> dict[bytes, Coupon]:
@@ -309,11 +311,13 @@ class SqlCouponRepository:
         return _coupon(row) if row else None
 
     async def save_status(self, coupon: Coupon) -> None:
-        await self._conn.execute(
+        stamped = await self._conn.execute(
             update(coupons)
             .where(coupons.c.merchant_id == self._merchant, coupons.c.id == coupon.id)
             .values(status=coupon.status.value, deactivated_at=coupon.deactivated_at)
+            .returning(coupons.c.updated_at)
         )
+        coupon.updated_at = stamped.scalar_one_or_none() or coupon.updated_at
 
     async def of_promotion(
         self, promotion_id: str, page: PageRequest, status: CouponStatus | None = None
@@ -321,9 +325,9 @@ class SqlCouponRepository:
         query = self._select().where(coupons.c.promotion_id == promotion_id)
         if status is not None:
             query = query.where(coupons.c.status == status.value)
-        if page.after:
-            query = query.where(coupons.c.id > page.after)
-        rows = (await self._conn.execute(query.order_by(coupons.c.id).limit(page.fetch))).all()
+        # With `updated_since` (in `page.since`): the kit's change feed, oldest change first,
+        # resumed from the (updated_at, id) cursor; otherwise by id.
+        rows = await list_page(self._conn, query, coupons.c.updated_at, coupons.c.id, page)
         return [_coupon(r) for r in rows]
 
     async def count(self, coupon: Coupon) -> None:

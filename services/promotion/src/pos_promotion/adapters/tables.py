@@ -69,6 +69,10 @@ coupons = Table(
     # active or deactivated (one code stopped, its promotion untouched; migration 0005).
     Column("status", Text, nullable=False, server_default="active"),
     Column("deactivated_at", DateTime(timezone=True)),
+    # The moment of its last change (created, reserved, redeemed, released, deactivated),
+    # stamped by a trigger (pos_kit/changes.py, migration 0007): its place in the
+    # `updated_since` feed of its promotion's coupons.
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="coupons_pkey"),
     UniqueConstraint("merchant_id", "code_hash", name="coupons_code_key"),
     ForeignKeyConstraint(
@@ -78,6 +82,13 @@ coupons = Table(
     ),
 )
 Index("coupons_by_promotion", coupons.c.merchant_id, coupons.c.promotion_id, coupons.c.id)
+Index(
+    "coupons_by_change",
+    coupons.c.merchant_id,
+    coupons.c.promotion_id,
+    coupons.c.updated_at,
+    coupons.c.id,
+)
 
 coupon_reservations = Table(
     "coupon_reservations",

@@ -100,6 +100,8 @@ class Coupon:
     code: str = ""  # only on the answer that created it
     status: CouponStatus = CouponStatus.ACTIVE
     deactivated_at: datetime | None = None
+    # The moment of its last change (stamped by the database): its place in the change feed.
+    updated_at: datetime | None = None
 
     def deactivate(self, at: datetime) -> bool:
         """False when it already was: the first deactivation's time stays."""

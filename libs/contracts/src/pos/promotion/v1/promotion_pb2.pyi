@@ -760,6 +760,7 @@ class Coupon(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     DEACTIVATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     promotion_id: _builtins.str
     code: _builtins.str
@@ -780,6 +781,12 @@ class Coupon(_message.Message):
     def deactivated_at(self) -> _timestamp_pb2.Timestamp:
         """Set once, when it was deactivated."""
 
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """The moment of its last change (created, reserved, redeemed, released, deactivated): its
+        place in the list's updated_since feed.
+        """
+
     def __init__(
         self,
         *,
@@ -795,10 +802,11 @@ class Coupon(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         status: Global___CouponStatus.ValueType = ...,
         deactivated_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_hint", b"code_hint", "created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at", "id", b"id", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "redeemed_count", b"redeemed_count", "reserved_count", b"reserved_count", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "code_hint", b"code_hint", "created_at", b"created_at", "deactivated_at", b"deactivated_at", "expires_at", b"expires_at", "id", b"id", "max_uses", b"max_uses", "max_uses_per_customer", b"max_uses_per_customer", "promotion_id", b"promotion_id", "redeemed_count", b"redeemed_count", "reserved_count", b"reserved_count", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -874,6 +882,7 @@ class ListCouponsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     promotion_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
@@ -881,6 +890,13 @@ class ListCouponsRequest(_message.Message):
     """Only coupons in this status (unset: every one); a value not in the enum is
     INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
     """
+    @_builtins.property
+    def updated_since(self) -> _timestamp_pb2.Timestamp:
+        """The change feed: coupons changed at or after this moment, oldest change first, resumed
+        from the page token; a partner polls again with the last updated_at it saw and misses
+        nothing.
+        """
+
     def __init__(
         self,
         *,
@@ -888,10 +904,11 @@ class ListCouponsRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         status: Global___CouponStatus.ValueType = ...,
+        updated_since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_since", b"updated_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "promotion_id", b"promotion_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "promotion_id", b"promotion_id", "status", b"status", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
