@@ -1,7 +1,8 @@
-"""`updated_since` on the lists of staff, registers, shifts, webhook subscriptions and
-locations, end to end: only what changed at or after the time, oldest change first, walked page
-by page with the feed's own cursor (the kit's change feed, as on products and customers); a time
-without a zone is a 400, and a cursor by id is not one of the feed's."""
+"""`updated_since` on the lists of staff, registers, shifts, webhook subscriptions,
+locations, a promotion's coupons and customer groups, end to end: only what changed at or
+after the time, oldest change first, walked page by page with the feed's own cursor (the kit's
+change feed, as on products and customers); a time without a zone is a 400, and a cursor by id
+is not one of the feed's."""
 
 from __future__ import annotations
 
@@ -261,3 +262,19 @@ def test_a_promotions_coupons_take_updated_since(platform: Running) -> None:
         ids = [made[i]["id"] for i in (1, 0)]
         assert _fed(http, path, since, 2, status="deactivated") == ids
         assert _feed(http, path, since, status="active") == [made[2]["id"]]
+
+
+def test_customer_groups_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Group feed") as http:
+        made = [_post(http, "/v1/customer-groups", {"name": f"Group {n}"}) for n in range(3)]
+
+        def change(group: dict[str, Any]) -> dict[str, Any]:
+            answer = http.patch(
+                f"/v1/customer-groups/{group['id']}", json={"name": "Renamed " + group["id"][-6:]}
+            )
+            assert answer.status_code == 200, answer.text
+            changed: dict[str, Any] = answer.json()
+            assert changed["version"] == group["version"] + 1
+            return changed
+
+        _check_feed(http, "/v1/customer-groups", made, change)

@@ -199,6 +199,7 @@ GROUP = {
     "member_count": 42,
     "created_at": CREATED,
     "version": 1,
+    "updated_at": CREATED,
 }
 POINTS_ENTRY = {
     "id": "pte_01j9x6r4c5d6e7f8g9h0j1k2mp",

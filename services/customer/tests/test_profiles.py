@@ -367,6 +367,56 @@ async def test_list_by_change_time(merchant: Caller) -> None:
     assert await polled(listed, lambda ids: len(ids) >= 2) == [a.id, b.id]
 
 
+async def test_groups_list_by_change_time(merchant: Caller) -> None:
+    """`ListGroups` with `updated_since`: the kit's change feed, as the customers'. A group
+    renamed (a new version) moves to its end; members joining change no version and do not
+    move it; walked a page at a time with the feed's own token, which the list by id refuses."""
+    made = [
+        (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name=f"G{n}"))).group
+        for n in range(3)
+    ]
+    assert all(g.HasField("updated_at") for g in made)
+    renamed = (
+        await merchant("UpdateGroup", customer_pb2.UpdateGroupRequest(id=made[0].id, name="G0b"))
+    ).group
+    assert renamed.updated_at.ToDatetime() > made[2].updated_at.ToDatetime()
+    member = await merchant.create(given_name="M")
+    await merchant(
+        "AddGroupMembers",
+        customer_pb2.AddGroupMembersRequest(group_id=made[1].id, customer_ids=[member.id]),
+    )
+
+    async def walk(since: object) -> list[customer_pb2.Group]:
+        seen: list[customer_pb2.Group] = []
+        token = ""
+        for _ in range(20):
+            page = await merchant(
+                "ListGroups",
+                customer_pb2.ListGroupsRequest(updated_since=since, page_size=1, page_token=token),
+            )
+            seen += page.groups
+            token = page.next_page_token
+            if not token:
+                return seen
+        raise AssertionError("the feed did not end")
+
+    seen = await polled(lambda: walk(made[0].updated_at), lambda s: len(s) >= 3)
+    assert [(g.id, g.name) for g in seen] == [
+        (made[1].id, "G1"),
+        (made[2].id, "G2"),
+        (made[0].id, "G0b"),
+    ]
+    assert seen[0].member_count == 1
+    assert [g.id for g in await polled(lambda: walk(renamed.updated_at))] == [made[0].id]
+    by_change = await merchant(
+        "ListGroups", customer_pb2.ListGroupsRequest(updated_since=made[0].updated_at, page_size=1)
+    )
+    err = await _refused(
+        merchant("ListGroups", customer_pb2.ListGroupsRequest(page_token=by_change.next_page_token))
+    )
+    assert _fields(err) == ["page_token"]
+
+
 async def test_groups_and_the_customers_answer(merchant: Caller, other: Caller) -> None:
     vip = (await merchant("CreateGroup", customer_pb2.CreateGroupRequest(name="VIP"))).group
     a = await merchant.create(given_name="A")

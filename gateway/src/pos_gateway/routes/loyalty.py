@@ -25,12 +25,14 @@ from pos_gateway.routes.common import (
     Patch,
     PathId,
     Sku,
+    UpdatedSince,
     example,
     expected_version,
     op,
     patched,
     request_id,
     services,
+    timestamp,
     version_checked,
 )
 from pos_gateway.schemas.people import Group, GroupList, LoyaltyProgram
@@ -125,10 +127,16 @@ def _etag(response: Response, group: customer_pb2.Group) -> Group:
 @router.get(
     "/customer-groups", **op("customers:read", "List customer groups", example=ex.page(ex.GROUP))
 )
-async def list_groups(svc: Svc, limit: Limit = 50, cursor: Cursor = None) -> GroupList:
-    answer = await svc.customer.ListGroups(
-        customer_pb2.ListGroupsRequest(page_size=limit, page_token=cursor or "")
-    )
+async def list_groups(
+    svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> GroupList:
+    """By id, or with `updated_since` the change feed (oldest change first: a group renamed
+    or described anew, a new `version`, moves to its end), polled again from the last
+    `updated_at` seen without missing one."""
+    ask = customer_pb2.ListGroupsRequest(page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.customer.ListGroups(ask)
     return to_page(GroupList, answer.groups, answer.next_page_token)
 
 

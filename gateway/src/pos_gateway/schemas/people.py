@@ -96,6 +96,11 @@ class Group(Answer):
         description="Bumped by a change of its name or description (not by members joining or "
         "leaving); send it back in If-Match"
     )
+    updated_at: Timestamp | None = Field(
+        None,
+        description="The moment of its last change (made, or a new `version`): its place in "
+        "the list's `updated_since` feed",
+    )
 
 
 class GroupList(Page[Group]):

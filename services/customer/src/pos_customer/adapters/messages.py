@@ -196,4 +196,6 @@ def group_to_proto(g: Any) -> customer_pb2.Group:
     )
     if g.created_at is not None:
         msg.created_at.FromDatetime(g.created_at)
+    if getattr(g, "updated_at", None) is not None:
+        msg.updated_at.FromDatetime(g.updated_at)
     return msg

@@ -705,12 +705,11 @@ class SqlGroupRepository:
         ).first()
 
     async def list(self, page: PageRequest) -> Sequence[Row[Any]]:
-        query = self._query()
-        if page.after:
-            query = query.where(customer_groups.c.id > page.after)
-        return (
-            await self._conn.execute(query.order_by(customer_groups.c.id).limit(page.fetch))
-        ).all()
+        # With `updated_since` (in `page.since`): the kit's change feed, oldest change first,
+        # resumed from the (updated_at, id) cursor; otherwise by id.
+        return await list_page(
+            self._conn, self._query(), customer_groups.c.updated_at, customer_groups.c.id, page
+        )
 
     async def change(self, group_id: str, name: str, description: str) -> None:
         async with self._claiming_name():

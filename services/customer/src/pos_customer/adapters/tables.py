@@ -101,9 +101,13 @@ customer_groups = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # Bumped by a change of its name or description (If-Match); its members are theirs.
     Column("version", BigInteger, nullable=False, server_default="1"),
+    # The moment of its last change (made, or a new version), stamped by a trigger
+    # (pos_kit/changes.py, migration 0014): its place in the `updated_since` feed.
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("merchant_id", "id", name="customer_groups_pkey"),
     # "VIP" beside "vip " would read as one group on every screen (migration 0013).
     Index("customer_groups_name", "merchant_id", func.lower(func.btrim(text("name"))), unique=True),
+    Index("customer_groups_by_change", "merchant_id", "updated_at", "id"),
 )
 
 group_members = Table(

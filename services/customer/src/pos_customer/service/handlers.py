@@ -475,11 +475,19 @@ class Group:
     member_count: int
     created_at: Any
     version: int
+    # The moment of its last change (made, or a new version): its place in the change feed.
+    updated_at: Any = None
 
 
 def _group(row: Any) -> Group:
     return Group(
-        row.id, row.name, row.description, int(row.member_count), row.created_at, row.version
+        row.id,
+        row.name,
+        row.description,
+        int(row.member_count),
+        row.created_at,
+        row.version,
+        row.updated_at,
     )
 
 
