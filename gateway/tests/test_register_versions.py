@@ -242,3 +242,53 @@ async def test_if_match_with_a_list_holds_when_any_listed_version_is_current(
     assert (await gateway.http.get(one)).json()["name"] == "Listed 5"
     retired = await gateway.post(f"{one}/retire", **{"If-Match": '"4", "5"'})
     assert (retired.status_code, retired.json()["version"]) == (200, 6), retired.text
+
+
+async def test_roles_take_updated_since(gateway: Gateway) -> None:
+    """`GET /v1/roles?updated_since=`: the change feed, as the staff list's. A role changed (a
+    new version) moves to its end; walked a page at a time with the feed's own cursor, which
+    the list by id refuses (and the feed refuses the list's); the built-in roles never change
+    and are not in it; a time without a zone is a 400 naming `updated_since`."""
+    tag = uuid.uuid4().hex[:8]
+    made = []
+    for n in range(3):
+        answer = await gateway.post("/v1/roles", {"name": f"feed {tag} {n}", "permissions": []})
+        assert answer.status_code == 201, answer.text
+        made.append(answer.json())
+    assert all(r["updated_at"] for r in made)
+    ids = [r["id"] for r in made]
+    changed = await gateway.http.patch(f"/v1/roles/{ids[0]}", json={"discount_limit_bps": 7})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["updated_at"] >= made[2]["updated_at"]
+
+    async def walk(since: str) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(50):
+            params = {"updated_since": since, "limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = await gateway.http.get("/v1/roles", params=params)
+            assert page.status_code == 200, page.text
+            seen += [r["id"] for r in page.json()["data"]]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return seen
+        raise AssertionError("the feed did not end")
+
+    seen = await walk(made[0]["updated_at"])
+    assert [i for i in seen if i in ids] == [ids[1], ids[2], ids[0]]
+    assert not {"cashier", "manager", "admin"} & set(seen)
+    assert ids[0] in await walk(changed.json()["updated_at"])
+
+    naive = await gateway.http.get("/v1/roles", params={"updated_since": "2026-01-01T00:00:00"})
+    assert naive.status_code == 400, naive.text
+    assert [e["field"] for e in naive.json()["errors"]] == ["updated_since"]
+    since = made[0]["updated_at"]
+    by_id = (await gateway.http.get("/v1/roles", params={"limit": 1})).json()["next_cursor"]
+    fed = (await gateway.http.get("/v1/roles", params={"updated_since": since, "limit": 1})).json()[
+        "next_cursor"
+    ]
+    assert by_id and fed
+    for cursor, params in ((by_id, {"updated_since": since}), (fed, {})):
+        refused = await gateway.http.get("/v1/roles", params={**params, "cursor": cursor})
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["cursor"]

@@ -278,3 +278,21 @@ def test_customer_groups_take_updated_since(platform: Running) -> None:
             return changed
 
         _check_feed(http, "/v1/customer-groups", made, change)
+
+
+def test_roles_take_updated_since(platform: Running) -> None:
+    with platform.new_merchant("Role feed") as http:
+        made = [
+            _post(http, "/v1/roles", {"name": f"Lead {n}", "permissions": ["refund"]})
+            for n in range(3)
+        ]
+
+        def change(role: dict[str, Any]) -> dict[str, Any]:
+            answer = http.patch(f"/v1/roles/{role['id']}", json={"discount_limit_bps": 500})
+            assert answer.status_code == 200, answer.text
+            changed: dict[str, Any] = answer.json()
+            assert changed["version"] == role["version"] + 1
+            return changed
+
+        # The built-in roles never change: the feed has the merchant's own only.
+        _check_feed(http, "/v1/roles", made, change)

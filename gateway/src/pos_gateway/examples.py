@@ -952,6 +952,7 @@ ROLE = {
     "discount_limit_bps": 2000,
     "built_in": False,
     "version": 1,
+    "updated_at": CREATED,
 }
 REGISTER_SESSION = {
     "id": SESSION_ID,

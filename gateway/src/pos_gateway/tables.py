@@ -169,9 +169,13 @@ roles = Table(
     Column("request_id", Text),
     # Bumped by every change (If-Match); a role is changed as a whole, never partly.
     Column("version", Integer, nullable=False, server_default=text("1")),
+    # The moment of its last change (made, or a new version), stamped by a trigger
+    # (pos_kit/changes.py, migration 0018): its place in the `updated_since` feed.
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     # "Supervisor" beside "supervisor " would read as one role on every screen.
     Index("staff_roles_name", "merchant_id", func.lower(func.btrim(text("name"))), unique=True),
     Index("staff_roles_request", "merchant_id", "request_id", unique=True),
+    Index("staff_roles_by_change", "merchant_id", "updated_at", "id"),
 )
 
 staff_members = Table(

@@ -267,7 +267,7 @@ class RoleIn(Body):
 def _role_json(r: staff.Role) -> dict[str, Any]:
     return {"id": r.id, "name": r.name, "permissions": r.permissions,
             "discount_limit_bps": r.discount_limit_bps, "built_in": r.built_in,
-            "version": r.version}  # fmt: skip
+            "version": r.version, "updated_at": ts(r.updated_at)}  # fmt: skip
 
 
 @router.post(
@@ -292,11 +292,25 @@ async def create_role(body: RoleIn, request: Request) -> Role:
 
 
 @router.get("/roles", **op("staff:manage", "List roles", example=ex.listed(ex.ROLE)))
-async def list_roles(request: Request, limit: Limit = 50, cursor: Cursor = None) -> RoleList:
+async def list_roles(
+    request: Request, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
+) -> RoleList:
     """The built-in roles (`cashier`: no permission, discounts up to 10 %; `manager` and
     `admin`: every permission), then yours by id, in pages: a merchant may make any number
-    of roles."""
+    of roles. With `updated_since` the change feed (oldest change first: a role made or
+    changed, a new `version`, moves to its end), polled again from the last `updated_at` seen
+    without missing one; the built-in roles never change and are not in it."""
     _manager(request)
+    if updated_since is not None:
+        scope = bound(ROLES_SCOPE, updated_since)
+        changed = await staff.changed_roles(
+            request.app.state.engine, principal_of(request).merchant_id,
+            since_time(updated_since), change_after(cursor, scope), limit + 1,
+        )  # fmt: skip
+        return RoleList.model_validate(
+            {"data": [_role_json(r) for r in changed[:limit]],
+             "next_cursor": next_change(changed, limit, scope)}
+        )  # fmt: skip
     found = await staff.list_roles(
         request.app.state.engine, principal_of(request).merchant_id,
         cursor_after(cursor, ROLES_SCOPE), limit + 1,

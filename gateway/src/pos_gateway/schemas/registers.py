@@ -130,6 +130,11 @@ class Role(Answer):
     built_in: bool
     version: Version = Field(description="Bumped by every change; send it back in If-Match "
                              "(a built-in role stays at 1)")  # fmt: skip
+    updated_at: Timestamp | None = Field(
+        None,
+        description="The moment of its last change (made, or a new `version`): its place in "
+        "the list's `updated_since` feed; null for a built-in role, which never changes",
+    )
 
 
 class RoleList(Page[Role]):
