@@ -1,8 +1,8 @@
 """staff_roles.updated_at stamped at the moment of each change of a role (made, or a new
 version), for the `updated_since` feed of /v1/roles that never skips (pos_kit/changes.py)
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 """
 
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from pos_kit.changes import stamp_changes_sql
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
