@@ -52,15 +52,10 @@ def then(body: bytes, receive: Receive) -> Receive:
     return given
 
 
+async def _left() -> Message:
+    return {"type": "http.disconnect"}
+
+
 def replay(body: bytes) -> Receive:
     """A `receive` that gives `body` once, then says the client left."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
+    return then(body, _left)
