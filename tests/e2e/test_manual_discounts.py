@@ -32,6 +32,30 @@ def _sale(location: str, manual: dict[str, Any] | None, **extra: Any) -> dict[st
     }
 
 
+def _paired_till(
+    platform: Running, cashier: tuple[str, str], manager: tuple[str, str]
+) -> tuple[str, dict[str, str], str, str]:
+    """A cashier and a manager (name, PIN) at the first store, and a register there paired:
+    the store, the members by role, the register and its credential."""
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    tag = uuid.uuid4().hex[:4]
+    members = {}
+    for (name, pin), role in ((cashier, "cashier"), (manager, "manager")):
+        made = _post(
+            http,
+            "/v1/staff",
+            {"name": f"{name} {tag}", "role": role, "location_ids": [here], "pin": pin},
+        )
+        assert made.status_code == 201, made.text
+        members[role] = made.json()["id"]
+    register = _post(http, "/v1/registers", {"location_id": here, "name": f"Till {tag}"}).json()
+    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes").json()["code"]
+    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
+    assert paired.status_code == 201, paired.text
+    return here, members, register["id"], paired.json()["credential"]
+
+
 def _manual_discounts(order: dict[str, Any]) -> list[tuple[str, int, str, str]]:
     return [
         (d["promotion_id"], d["amount"]["amount"], d["reason"], d["requested_by"])
@@ -79,25 +103,13 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
     platform: Running,
 ) -> None:
     http = platform.http
-    here = http.get("/v1/locations").json()["data"][0]["id"]
-    tag = uuid.uuid4().hex[:4]
-    members = {}
-    for name, role, pin in (("Cassie", "cashier", "2468"), ("Manny", "manager", "8642")):
-        made = _post(
-            http,
-            "/v1/staff",
-            {"name": f"{name} {tag}", "role": role, "location_ids": [here], "pin": pin},
-        )
-        assert made.status_code == 201, made.text
-        members[role] = made.json()["id"]
-    register = _post(http, "/v1/registers", {"location_id": here, "name": f"Till {tag}"}).json()
-    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes").json()["code"]
-    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
-    assert paired.status_code == 201, paired.text
+    here, members, register_id, credential = _paired_till(
+        platform, ("Cassie", "2468"), ("Manny", "8642")
+    )
     with httpx.Client(
         base_url=platform.platform.gateway_url,
         timeout=15.0,
-        headers={"Authorization": f"Bearer {paired.json()['credential']}"},
+        headers={"Authorization": f"Bearer {credential}"},
     ) as till:
         signed = _post(
             till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "2468"}
@@ -149,9 +161,9 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
             assert recorded[0][3] == members["cashier"]
     # One audit entry per guarded action, naming the cashier who asked and the manager who
     # approved it; the sale within the cashier's own limit needed no one.
-    entries = http.get(
-        "/v1/audit-log", params={"register_id": register["id"], "limit": 200}
-    ).json()["data"]
+    entries = http.get("/v1/audit-log", params={"register_id": register_id, "limit": 200}).json()[
+        "data"
+    ]
     guarded = [(e["action"], e["staff_id"], e["approved_by"], e["resource_id"]) for e in entries
                if e["action"] in ("price_override", "discount")]  # fmt: skip
     assert sorted(guarded) == [
@@ -169,28 +181,13 @@ def test_a_cashier_cannot_stack_discounts_above_the_limit_across_a_drafts_edits(
     """A draft's edit is judged on the manual discounts the draft carries after it (those it
     keeps and those the edit gives), line and order together, as one request giving them all
     is: 10 % on a line, then 10 % on the order, is 19 % off that line."""
-    http = platform.http
-    here = http.get("/v1/locations").json()["data"][0]["id"]
-    tag = uuid.uuid4().hex[:4]
-    members = {}
-    for name, role, pin in (("Cara", "cashier", "1357"), ("Mona", "manager", "7531")):
-        made = _post(
-            http,
-            "/v1/staff",
-            {"name": f"{name} {tag}", "role": role, "location_ids": [here], "pin": pin},
-        )
-        assert made.status_code == 201, made.text
-        members[role] = made.json()["id"]
-    register = _post(http, "/v1/registers", {"location_id": here, "name": f"Till {tag}"}).json()
-    code = _post(http, f"/v1/registers/{register['id']}/pairing-codes").json()["code"]
-    paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
-    assert paired.status_code == 201, paired.text
+    here, members, _, credential = _paired_till(platform, ("Cara", "1357"), ("Mona", "7531"))
     line_off = {"kind": "percent", "value": 1000, "reason": "scuffed"}
     order_off = {"kind": "percent", "value": 1000, "reason": "loyal"}
     with httpx.Client(
         base_url=platform.platform.gateway_url,
         timeout=15.0,
-        headers={"Authorization": f"Bearer {paired.json()['credential']}"},
+        headers={"Authorization": f"Bearer {credential}"},
     ) as till:
         signed = _post(
             till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "1357"}
