@@ -55,6 +55,27 @@ def _on_hand(http: httpx.Client, sku: str, location: str) -> int:
     return int(levels["data"][0]["on_hand"]) if levels["data"] else 0
 
 
+def _exchange_that_cannot_refund(
+    http: httpx.Client, store: str, tee: str, mug: str
+) -> tuple[dict[str, Any], httpx.Response]:
+    """A tee paid by a gift card whose spend was since refunded to it by hand, exchanged for a
+    cheaper mug: the difference cannot go back to the card, so the exchange's return waits for
+    a person. The order, and the exchange's answer."""
+    card = _ok(
+        _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
+    )
+    order = _ok(_post(http, "/v1/orders", {"location_id": store,
+                "lines": [{"sku": tee, "quantity": 1}]}), 201)  # fmt: skip
+    tender = {"tender_type": "gift_card", "gift_card_code": card["code"]}
+    _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
+    order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    gift = card["gift_card"]["id"]
+    _ok(_post(http, f"/v1/gift-cards/{gift}/refunds", {"amount": order["total"]}), 201)
+    exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
+                "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
+    return order, _post(http, f"/v1/orders/{order['id']}/exchanges", exchange)
+
+
 def test_a_sale_with_a_gift_card_line_then_a_return_to_another_store(platform: Running) -> None:
     http = platform.http
     sku = f"RET-{uuid.uuid4().hex[:8].upper()}"
@@ -417,20 +438,7 @@ def test_a_refund_refused_for_good_is_settled_by_a_person(platform: Running) -> 
     Idempotency-Key, in the audit log with who and why."""
     http = platform.http
     store, (tee, mug) = _products(http, 2500, 1000)
-    card = _ok(
-        _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
-    )
-    order = _ok(_post(http, "/v1/orders", {"location_id": store,
-                "lines": [{"sku": tee, "quantity": 1}]}), 201)  # fmt: skip
-    tender = {"tender_type": "gift_card", "gift_card_code": card["code"]}
-    _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
-    order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
-    gift = card["gift_card"]["id"]
-    _ok(_post(http, f"/v1/gift-cards/{gift}/refunds", {"amount": order["total"]}), 201)
-
-    exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
-                "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
-    refused = _post(http, f"/v1/orders/{order['id']}/exchanges", exchange)
+    order, refused = _exchange_that_cannot_refund(http, store, tee, mug)
     assert refused.status_code == 409, refused.text
     problem = refused.json()
     assert problem["code"] == "refund_failed"
@@ -881,19 +889,7 @@ def test_returns_take_updated_since(platform: Running) -> None:
     with platform.new_merchant("Returns Feed") as http:
         seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
         store, (tee, mug) = _products(http, 2500, 1000)
-        card = _ok(
-            _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
-        )
-        order = _ok(_post(http, "/v1/orders", {"location_id": store,
-                    "lines": [{"sku": tee, "quantity": 1}]}), 201)  # fmt: skip
-        tender = {"tender_type": "gift_card", "gift_card_code": card["code"]}
-        _ok(_post(http, f"/v1/orders/{order['id']}/tenders", tender), 201)
-        order = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
-        gift = card["gift_card"]["id"]
-        _ok(_post(http, f"/v1/gift-cards/{gift}/refunds", {"amount": order["total"]}), 201)
-        exchange = {"lines": [{"line_id": "L1", "quantity": 1}],
-                    "new_lines": [{"sku": mug, "quantity": 1}], "reason": "unwanted"}  # fmt: skip
-        refused = _post(http, f"/v1/orders/{order['id']}/exchanges", exchange)
+        order, refused = _exchange_that_cannot_refund(http, store, tee, mug)
         assert refused.status_code == 409, refused.text
         waiting = _ok(http.get(f"/v1/returns/{refused.json()['return_id']}"))
         assert waiting["status"] == "pending" and waiting["updated_at"]
