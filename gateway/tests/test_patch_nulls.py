@@ -28,6 +28,7 @@ CLEARABLE = {
     "PATCH /v1/locations/{location_id}": {"geo"},
     "PATCH /v1/orders/{order_id}": {"order_manual"},
     "PATCH /v1/order-settings": {"receiptless_limit"},
+    "PATCH /v1/products/{product_id}": {"unit_cost"},
 }
 
 

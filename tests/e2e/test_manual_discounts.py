@@ -249,3 +249,79 @@ def test_a_cashier_cannot_stack_discounts_above_the_limit_across_a_drafts_edits(
         again = patch(on_order["id"], {"lines": [{"sku": "MUG-LOGO", "quantity": 1,
                                                   "manual": line_off}]})  # fmt: skip
         assert (again.status_code, again.json()["code"]) == (403, "permission_required")
+
+
+def test_selling_below_unit_cost_by_hand_needs_sell_below_cost(platform: Running) -> None:
+    """A product's unit cost is kept with it (its variants' too, or the product's); a line a
+    cashier's manual discount leaves below it is a 403 naming the line and the permission,
+    nothing sold, until a manager's override allows that one sale, which the audit log then
+    names. Within the cost, or sold by an API key (the merchant itself), it needs no one."""
+    http = platform.http
+    here, members, register_id, credential = _paired_till(
+        platform, ("Cody", "1470"), ("Mara", "0741")
+    )
+    sku = f"BOOK-{uuid.uuid4().hex[:6].upper()}"
+    made = _post(http, "/v1/products", {
+        "sku": sku, "name": "Atlas", "price": {"amount": 1000, "currency": "USD"},
+        "unit_cost": {"amount": 950, "currency": "USD"},
+        "variants": [{"sku": f"{sku}-HC", "name": "Hardcover",
+                      "price": {"amount": 2000, "currency": "USD"},
+                      "unit_cost": {"amount": 1500, "currency": "USD"}}],
+    })  # fmt: skip
+    assert made.status_code == 201, made.text
+    product = made.json()
+    assert product["unit_cost"] == {"amount": 950, "currency": "USD"}
+    assert product["variants"][0]["unit_cost"] == {"amount": 1500, "currency": "USD"}
+    other_currency = http.patch(
+        f"/v1/products/{product['id']}", json={"unit_cost": {"amount": 1, "currency": "EUR"}}
+    )
+    assert other_currency.status_code == 400, other_currency.text
+    assert {e["field"] for e in other_currency.json()["errors"]} == {"unit_cost.currency"}
+
+    def sale(line_sku: str, percent: int) -> dict[str, Any]:
+        body = _sale(here, {"kind": "percent", "value": percent, "reason": "shelf worn"})
+        body["lines"] = [{**body["lines"][0], "sku": line_sku, "quantity": 1}]
+        return body
+
+    with httpx.Client(
+        base_url=platform.platform.gateway_url,
+        timeout=15.0,
+        headers={"Authorization": f"Bearer {credential}"},
+    ) as till:
+        signed = _post(
+            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "1470"}
+        )
+        assert signed.is_success, signed.text
+        # 10 % off (within a cashier's limit) leaves 9.00 for a book that cost 9.50.
+        below = _post(till, "/v1/checkouts", sale(sku, 1000))
+        assert (below.status_code, below.json()["code"]) == (403, "permission_required")
+        assert below.json()["permission"] == "sell_below_cost"
+        assert {e["field"] for e in below.json()["errors"]} == {"lines[0]"}
+        # 4 % off leaves 9.60; the hardcover's own cost (15.00) is under its 10 % off price.
+        for line_sku, percent in ((sku, 400), (f"{sku}-HC", 1000)):
+            within = _post(till, "/v1/checkouts", sale(line_sku, percent))
+            assert within.status_code == 201, within.text
+        granted = _post(
+            till,
+            "/v1/overrides",
+            {"manager_id": members["manager"], "pin": "0741", "permission": "sell_below_cost"},
+        )
+        assert granted.status_code == 201, granted.text
+        allowed = _post(till, "/v1/checkouts", sale(sku, 1000))
+        assert allowed.status_code == 201, allowed.text
+        # The override was spent on that sale.
+        again = _post(till, "/v1/checkouts", sale(sku, 1000))
+        assert (again.status_code, again.json()["code"]) == (403, "permission_required")
+    # The merchant's own key sells below cost without anyone's approval.
+    assert _post(http, "/v1/checkouts", sale(sku, 1000)).status_code == 201
+    entries = http.get("/v1/audit-log", params={"register_id": register_id, "limit": 200}).json()[
+        "data"
+    ]
+    below_cost = [(e["staff_id"], e["approved_by"], e["resource_id"]) for e in entries
+                  if e["action"] == "sell_below_cost"]  # fmt: skip
+    assert below_cost == [(members["cashier"], members["manager"], allowed.json()["order"]["id"])]
+    # Unset (null), the product's cost is no longer known; a variant keeps its own.
+    cleared = http.patch(f"/v1/products/{product['id']}", json={"unit_cost": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["unit_cost"] is None
+    assert cleared.json()["variants"][0]["unit_cost"] == {"amount": 1500, "currency": "USD"}

@@ -80,9 +80,11 @@ PRODUCT = {
             "options": {"size": "M"},
             "price": usd(2500),
             "barcodes": [],
+            "unit_cost": None,
         }
     ],
     "open_price": False,
+    "unit_cost": usd(980),
 }
 STOCK_LEVEL = {
     "sku": "TEE-BLK-M",

@@ -145,3 +145,62 @@ async def test_a_cart_priced_without_promotions_says_so_in_a_warning() -> None:
     assert answer.warnings[0].message
     cart = await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "web")  # type: ignore[arg-type]
     assert cart_to_proto(cart).warnings == []
+
+
+def test_the_read_model_keeps_each_skus_unit_cost() -> None:
+    """A sale priced from the read model judges a line's cost as one priced live: a variant's
+    own cost, else the product's."""
+    from pos.common.v1 import money_pb2
+    from pos.inventory.v1 import inventory_pb2
+    from pos_order.entrypoints.consumers import _priced_skus
+
+    def usd(amount: int) -> money_pb2.Money:
+        return money_pb2.Money(amount=amount, currency="USD")
+
+    variants = [
+        inventory_pb2.ProductVariant(sku="TEE-M", name="M"),
+        inventory_pb2.ProductVariant(sku="TEE-X", name="XL", unit_cost=usd(1400)),
+    ]
+    tee = inventory_pb2.Product(
+        sku="TEE", name="Tee", price=usd(2500), unit_cost=usd(1200), variants=variants
+    )
+    assert [(i.sku, i.unit_cost) for i in _priced_skus(tee)] == [
+        ("TEE", 1200),
+        ("TEE-M", 1200),
+        ("TEE-X", 1400),
+    ]
+    plain = inventory_pb2.Product(sku="MUG", name="Mug", price=usd(900))
+    assert [i.unit_cost for i in _priced_skus(plain)] == [None]
+
+
+def test_only_a_price_given_by_hand_counts_as_selling_below_cost() -> None:
+    """A line is below cost when what it brings in without its tax is under its units' cost,
+    and a manual discount or an entered price made it so; an offer alone is the merchant's own
+    choice."""
+    from pos_order.domain.model import OrderLine, below_cost
+    from pos_order.domain.pricing import LineDiscount
+
+    items = {
+        "BOOK": PricedItem("BOOK", "Book", Money(1000, USD), unit_cost=950),
+        "DELI": PricedItem("DELI", "Deli", Money(100, USD), open_price=True, unit_cost=300),
+        "PEN": PricedItem("PEN", "Pen", Money(1000, USD)),
+    }
+
+    def line(sku: str, price: int, *discounts: tuple[str, int], tax: int = 0) -> OrderLine:
+        found = [LineDiscount(source, amount, "why") for source, amount in discounts]
+        off = sum(amount for _, amount in discounts)
+        return OrderLine(sku, sku, 2, Money(price, USD), discount=off, tax=tax, discounts=found)
+
+    lines = [
+        line("BOOK", 1000, ("manual", 101)),  # 18.99 for two that cost 19.00
+        line("BOOK", 1000, ("manual", 100)),  # exactly the cost
+        line("BOOK", 1000, ("promo_1", 500)),  # an offer alone
+        line("BOOK", 1000, ("promo_1", 500), ("manual", 1)),  # an offer and a hand
+        line("DELI", 250),  # an entered price under the cost
+        line("PEN", 1000, ("manual", 1999)),  # no cost known
+    ]
+    assert below_cost(lines, items, tax_inclusive=False) == [0, 3, 4]
+    # With prices holding their tax, the tax is not what the merchant keeps.
+    vat = [line("BOOK", 1200, ("manual", 101), tax=400)]  # 18.99 net of its tax
+    assert below_cost(vat, items, tax_inclusive=True) == [0]
+    assert below_cost(vat, items, tax_inclusive=False) == []

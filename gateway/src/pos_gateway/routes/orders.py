@@ -6,7 +6,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -268,44 +269,71 @@ async def _limit_over_draft(request: Request, body: OrderPatch) -> int | None:
     return None if _above(lines, body.order_manual, limit) else limit
 
 
+@dataclass
+class _Guards:
+    """The sensitive parts of a sale's pricing given by hand: their audit entries, and the
+    below-cost one, which only the order service can judge (it knows the costs)."""
+
+    entries: list[Done] = field(default_factory=list)
+    cost: Done | None = None
+
+    def ask(self, message: Any) -> None:
+        """Tell the order service whether the caller may sell below cost."""
+        message.below_cost_not_permitted = self.cost is not None and not self.cost.permitted
+
+    def answered(self, order_id: str, sold_below_cost: bool) -> None:
+        """Name the order on every entry; the below-cost one is written (and a manager's
+        override spent on it) only when a line was sold below cost."""
+        if self.cost is not None:
+            self.cost.needed = self.cost.changed = sold_below_cost
+        for entry in (*self.entries, *([self.cost] if self.cost else [])):
+            entry.resource = ("order", order_id)
+
+
 @asynccontextmanager
 async def _manual_guards(
     request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
-) -> AsyncIterator[list[Done]]:
+) -> AsyncIterator[_Guards]:
     """A price override needs `price_override`; a discount above the member's limit needs
     `discount_above_limit` (or a manager's override for that one sale). The limit is a
     percentage: an amount off cannot be judged before pricing, so it counts as above. A line's
     discount and the order's together are what its units are sold below their price: 10 % on
-    the line and 10 % on the order is 19 % off that line."""
+    the line and 10 % on the order is 19 % off that line. A line a manual discount or an
+    entered price leaves below its product's unit cost needs `sell_below_cost`: the order
+    service judges it, told whether the member may."""
     asked = [ln.manual for ln in lines if ln.manual is not None]
     if order is not None:
         asked.append(order)
-    entries: list[Done] = []
-    if not asked:
-        yield entries
+    guards = _Guards()
+    entered = any(ln.unit_price is not None for ln in lines)
+    if not asked and not entered:
+        yield guards
         return
     principal = principal_of(request)
     limit = 10_000
-    if principal.staff_id is not None:
+    if principal.staff_id is not None and asked:
         limit = await staff.discount_limit(
             request.app.state.engine, principal.merchant_id, principal.staff_id
         )
-    above = _above(lines, order, limit)
+    above = bool(asked) and _above(lines, order, limit)
     async with AsyncExitStack() as stack:
         if any(m.kind == "price" for m in asked):
-            entries.append(
+            guards.entries.append(
                 await stack.enter_async_context(
                     guarded(request, "price_override", "price_override", always=False)
                 )
             )
         if above:
-            entries.append(
+            guards.entries.append(
                 await stack.enter_async_context(
                     guarded(request, "discount", "discount_above_limit", always=False)
                 )
             )
+        guards.cost = await stack.enter_async_context(
+            guarded(request, "sell_below_cost", "sell_below_cost", always=False, required=False)
+        )
         # The route names the order on the entries once it has one.
-        yield entries
+        yield guards
 
 
 def _refuse_declined(payment: payment_pb2.Payment, answer: Checkout) -> None:
@@ -412,6 +440,7 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         _manual_guards(request, body.lines, body.order_manual) as approvals,
         guarded(request, "sale", always=False) as done,
     ):
+        approvals.ask(sale_request)
         answer = await svc.order.Checkout(sale_request)
         payment = to_json(answer.payment) if answer.HasField("payment") else None
         result: dict[str, object] = {"order": to_json(answer.order), "payment": payment}
@@ -421,8 +450,8 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
         # Inside the guards: a declined card sold nothing, so it is no sale in the audit log,
         # and a manager's override taken for its discount is given back for the next attempt.
         _refuse_declined(answer.payment, sale)
-        for entry in (done, *approvals):
-            entry.resource = ("order", answer.order.id)
+        done.resource = ("order", answer.order.id)
+        approvals.answered(answer.order.id, answer.sold_below_cost)
         done.details = {"payment_id": answer.payment.id, "total": answer.order.total.amount,
                         "currency": answer.order.total.currency}  # fmt: skip
     return sale
@@ -687,9 +716,9 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
         draft=body.status == "draft",
     )
     async with _manual_guards(request, body.lines, body.order_manual) as approvals:
+        approvals.ask(order_request)
         answer = await svc.order.CreateOrder(order_request)
-        for entry in approvals:
-            entry.resource = ("order", answer.order.id)
+        approvals.answered(answer.order.id, answer.sold_below_cost)
     return to_model(Order, answer.order)
 
 
@@ -780,6 +809,7 @@ async def update_draft_order(
     )
     ask.update_mask.paths.extend(sorted(sent))
     async with _manual_guards(request, body.lines or [], body.order_manual) as approvals:
+        approvals.ask(ask)
         limit = await _limit_over_draft(request, body)
         if limit is not None:
             ask.manual_limit_bps = limit
@@ -796,8 +826,7 @@ async def update_draft_order(
             ) as approved:
                 answer = await version_checked(svc.order.UpdateDraftOrder(ask))
                 approved.resource = ("order", answer.order.id)
-        for entry in approvals:
-            entry.resource = ("order", answer.order.id)
+        approvals.answered(answer.order.id, answer.sold_below_cost)
     response.headers["ETag"] = f'"{answer.order.version}"'
     return to_model(Order, answer.order)
 

@@ -60,9 +60,16 @@ TEE: dict[str, Any] = {
     "variants": [
         {"sku": "TEE-BLK-M", "name": "M", "options": {"size": "M"}, "barcodes": ["036000291452"]},
         {"sku": "TEE-BLK-XL", "name": "XL", "options": {"size": "XL"},
-         "price": {"amount": 2899, "currency": "USD"}},
+         "price": {"amount": 2899, "currency": "USD"},
+         "unit_cost": {"amount": 1150, "currency": "USD"}},
     ],
+    "unit_cost": {"amount": 990, "currency": "USD"},
 }  # fmt: skip
+UNIT_COST = (
+    "What a unit costs you, in the price's currency (unset: not known). A register sale whose "
+    "manual discount or entered price leaves a line below it needs the `sell_below_cost` "
+    "permission"
+)
 
 
 class VariantIn(Body):
@@ -73,6 +80,7 @@ class VariantIn(Body):
     )
     price: MoneyIn | None = Field(None, description="Unset: the product's price")
     barcodes: list[Barcode] = Field(default_factory=list, max_length=20)
+    unit_cost: MoneyIn | None = Field(None, description="Unset: the product's unit cost")
 
     def pb(self) -> inventory_pb2.ProductVariant:
         msg = inventory_pb2.ProductVariant(
@@ -80,6 +88,8 @@ class VariantIn(Body):
         )
         if self.price is not None:
             msg.price.CopyFrom(self.price.pb())
+        if self.unit_cost is not None:
+            msg.unit_cost.CopyFrom(self.unit_cost.pb())
         return msg
 
 
@@ -110,9 +120,10 @@ class ProductIn(Body):
         description="The price is entered at the sale (a line's `unit_price`); `price` is a "
         "suggestion",
     )
+    unit_cost: MoneyIn | None = Field(None, description=UNIT_COST)
 
     def pb(self) -> inventory_pb2.ProductInput:
-        return inventory_pb2.ProductInput(
+        msg = inventory_pb2.ProductInput(
             sku=self.sku,
             name=self.name,
             price=self.price.pb(),
@@ -124,6 +135,9 @@ class ProductIn(Body):
             variants=[v.pb() for v in self.variants],
             open_price=self.open_price,
         )
+        if self.unit_cost is not None:
+            msg.unit_cost.CopyFrom(self.unit_cost.pb())
+        return msg
 
 
 class ProductPatch(Patch):
@@ -144,6 +158,9 @@ class ProductPatch(Patch):
         None, max_length=100, description="Replaces the list; a variant keeps its id by SKU"
     )
     open_price: StrictBool | None = None
+    unit_cost: MoneyIn | None = Field(None, description="null: no longer known")
+
+    CLEARABLE = frozenset({"unit_cost"})
 
 
 class UpsertItem(ProductIn):
@@ -176,7 +193,7 @@ async def create_product(body: ProductIn, svc: Svc, response: Response) -> Produ
     `barcode_taken`, `external_id_taken`). Rules across fields (each a 400 naming the field):
     an all-digit barcode is a GTIN-8, -12, -13 or -14 with a valid check digit; the product's
     and its variants' SKUs all differ, and so do all their barcodes; a variant's price is in
-    the product's currency.
+    the product's currency, and so is any `unit_cost`.
     """
     fields = body.pb()
     request = inventory_pb2.CreateProductRequest(
@@ -192,6 +209,8 @@ async def create_product(body: ProductIn, svc: Svc, response: Response) -> Produ
         variants=fields.variants,
         open_price=fields.open_price,
     )
+    if fields.HasField("unit_cost"):
+        request.unit_cost.CopyFrom(fields.unit_cost)
     answer = await svc.inventory.CreateProduct(request)
     return _product(response, answer.product)
 
@@ -292,6 +311,8 @@ async def update_product(
     )  # fmt: skip
     if body.price is not None:
         fields.price.CopyFrom(body.price.pb())
+    if body.unit_cost is not None:
+        fields.unit_cost.CopyFrom(body.unit_cost.pb())
     request = inventory_pb2.UpdateProductRequest(
         request_id=request_id(),
         id=product_id,

@@ -25,6 +25,7 @@ class ProductVariant(Answer):
     options: dict[OptionName, OptionValue] = Field(max_length=10, examples=[{"size": "M"}])
     price: Money | None = Field(description="null: sold at the product's price")
     barcodes: list[Barcode] = Field(max_length=20)
+    unit_cost: Money | None = Field(None, description="null: the product's unit cost")
 
 
 class Product(Answer):
@@ -43,6 +44,12 @@ class Product(Answer):
     barcodes: list[Barcode] = Field(max_length=20)
     variants: list[ProductVariant] = Field(max_length=100)
     open_price: bool = Field(False, description="The price is entered at the sale")
+    unit_cost: Money | None = Field(
+        None,
+        description="What a unit costs you, in the price's currency; null when not known. A "
+        "register sale whose manual discount or entered price leaves a line below it needs "
+        "the `sell_below_cost` permission",
+    )
 
 
 class ItemError(Answer):

@@ -145,6 +145,8 @@ def product_to_proto(p: Product) -> inventory_pb2.Product:
         variants=[variant_to_proto(v) for v in p.variants],
         open_price=p.open_price,
     )
+    if p.unit_cost is not None:
+        msg.unit_cost.CopyFrom(to_proto(p.unit_cost))
     if p.created_at is not None:
         msg.created_at.FromDatetime(p.created_at)
     if p.updated_at is not None:

@@ -19,6 +19,8 @@ def variant_to_proto(v: Variant) -> inventory_pb2.ProductVariant:
     )
     if v.price is not None:
         msg.price.CopyFrom(to_proto(v.price))
+    if v.unit_cost is not None:
+        msg.unit_cost.CopyFrom(to_proto(v.unit_cost))
     return msg
 
 
@@ -49,6 +51,9 @@ def fields_from_proto(
             dict(v.options),
             _money(f"variants[{i}].price", v.price, problems) if v.HasField("price") else None,
             list(v.barcodes),
+            _money(f"variants[{i}].unit_cost", v.unit_cost, problems)
+            if v.HasField("unit_cost")
+            else None,
         )
         for i, v in enumerate(msg.variants if "variants" in wanted else [])
     ]
@@ -63,6 +68,9 @@ def fields_from_proto(
         list(msg.barcodes),
         variants,
         msg.open_price,
+        _money("unit_cost", msg.unit_cost, problems)
+        if "unit_cost" in (mask or {"unit_cost"}) and msg.HasField("unit_cost")
+        else None,
     )
     if problems:
         raise InvalidArgument("the product is not valid", problems)
@@ -81,4 +89,5 @@ def create_input(req: inventory_pb2.CreateProductRequest) -> inventory_pb2.Produ
         barcodes=req.barcodes,
         variants=req.variants,
         open_price=req.open_price,
+        unit_cost=req.unit_cost if req.HasField("unit_cost") else None,
     )

@@ -44,7 +44,13 @@ def _money(raw: dict[str, Any] | None) -> Money | None:
 
 def _variant(raw: dict[str, Any]) -> Variant:
     return Variant(
-        raw["id"], raw["sku"], raw["name"], raw["options"], _money(raw["price"]), raw["barcodes"]
+        raw["id"],
+        raw["sku"],
+        raw["name"],
+        raw["options"],
+        _money(raw["price"]),
+        raw["barcodes"],
+        _money(raw.get("unit_cost")),
     )
 
 
@@ -66,7 +72,12 @@ def _product(row: Row[Any]) -> Product:
         list(m["barcodes"]),
         [_variant(v) for v in m["variants"]],
         m["open_price"],
+        _cost(m["unit_cost_amount"], m["price_currency"]),
     )
+
+
+def _cost(amount: int | None, currency: str) -> Money | None:
+    return None if amount is None else Money(amount, currency)
 
 
 def _row(merchant: str, p: Product) -> dict[str, Any]:
@@ -94,11 +105,15 @@ def _row(merchant: str, p: Product) -> dict[str, Any]:
                 if v.price
                 else None,
                 "barcodes": v.barcodes,
+                "unit_cost": {"amount": v.unit_cost.amount, "currency": v.unit_cost.currency}
+                if v.unit_cost
+                else None,
             }
             for v in p.variants
         ],
         "search_text": p.search_text(),
         "open_price": p.open_price,
+        "unit_cost_amount": p.unit_cost.amount if p.unit_cost else None,
     }
 
 

@@ -81,6 +81,8 @@ products = Table(
     Column("search_text", Text, nullable=False, server_default=""),
     # The price is entered at the sale (`price` is a suggestion).
     Column("open_price", Boolean, nullable=False, server_default=text("false")),
+    # What a unit costs the merchant, in price_currency; NULL when not known.
+    Column("unit_cost_amount", BigInteger),
     Column(
         "search",
         TSVECTOR,

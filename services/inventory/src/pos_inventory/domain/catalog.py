@@ -28,7 +28,7 @@ DEFAULT_TAX_CATEGORY = "standard"
 # Fields a partial update may name.
 UPDATABLE = frozenset(
     {"sku", "name", "price", "description", "category", "tax_category", "external_id"}
-    | {"barcodes", "variants", "open_price"}
+    | {"barcodes", "variants", "open_price", "unit_cost"}
 )
 
 
@@ -45,6 +45,7 @@ class Variant:
     options: dict[str, str] = field(default_factory=dict)
     price: Money | None = None  # None: the product's price
     barcodes: list[str] = field(default_factory=list)
+    unit_cost: Money | None = None  # None: the product's unit cost
 
 
 @dataclass
@@ -62,6 +63,9 @@ class ProductFields:
     variants: list[Variant] = field(default_factory=list)
     # The price is entered at the sale; `price` is a suggestion.
     open_price: bool = False
+    # What a unit costs the merchant (None: not known): the floor below which a register sells
+    # only with the `sell_below_cost` permission.
+    unit_cost: Money | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class Product:
     barcodes: list[str] = field(default_factory=list)
     variants: list[Variant] = field(default_factory=list)
     open_price: bool = False
+    unit_cost: Money | None = None
 
     @classmethod
     def new(cls, product_id: str, fields: ProductFields) -> Product:
@@ -100,6 +105,7 @@ class Product:
             list(self.barcodes),
             [replace(v, id="") for v in self.variants],
             self.open_price,
+            self.unit_cost,
         )
 
     def describe(self, fields: ProductFields) -> None:
@@ -111,6 +117,7 @@ class Product:
         self.barcodes = list(fields.barcodes)
         self.variants = [replace(v, id=ids.get(v.sku) or v.id) for v in fields.variants]
         self.open_price = fields.open_price
+        self.unit_cost = fields.unit_cost
 
     @property
     def archived(self) -> bool:
@@ -131,7 +138,13 @@ class Product:
         for v in self.variants:
             if v.sku == sku:
                 name = f"{self.name} / {v.name}" if v.name else self.name
-                return replace(self, sku=v.sku, name=name, price=v.price or self.price)
+                return replace(
+                    self,
+                    sku=v.sku,
+                    name=name,
+                    price=v.price or self.price,
+                    unit_cost=v.unit_cost or self.unit_cost,
+                )
         return self
 
     def search_text(self) -> str:
@@ -203,7 +216,18 @@ def _variant(v: Variant, currency: str, path: str) -> list[FieldViolation]:
         found += require(
             v.price.currency == currency, f"{path}.price.currency", "must be the product's currency"
         )
+    found += _cost(v.unit_cost, currency, f"{path}.unit_cost")
     return found + _barcodes(v.barcodes, f"{path}.barcodes")
+
+
+def _cost(cost: Money | None, currency: str, path: str) -> list[FieldViolation]:
+    if cost is None:
+        return []
+    found = require(cost.amount >= 0, f"{path}.amount", "must not be negative")
+    # Compared with the price a line sells at: in the same currency, or it compares nothing.
+    return found + require(
+        cost.currency == currency, f"{path}.currency", "must be the product's price currency"
+    )
 
 
 def product_violations(fields: ProductFields) -> list[FieldViolation]:
@@ -224,6 +248,7 @@ def product_violations(fields: ProductFields) -> list[FieldViolation]:
     )
     found += require(len(f.external_id) <= 255, "external_id", "must be at most 255 characters")
     found += _barcodes(f.barcodes, "barcodes")
+    found += _cost(f.unit_cost, f.price.currency, "unit_cost")
     found += require(len(f.variants) <= MAX_VARIANTS, "variants", f"must be at most {MAX_VARIANTS}")
     first_with: dict[frozenset[tuple[str, str]], int] = {}
     for i, v in enumerate(f.variants):

@@ -139,6 +139,7 @@ class InventoryCatalog(_Client):
                 product_id=p.id,
                 category=p.category,
                 open_price=p.open_price,
+                unit_cost=p.unit_cost.amount if p.HasField("unit_cost") else None,
             )
             for p in answer.products
         }

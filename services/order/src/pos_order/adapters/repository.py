@@ -371,6 +371,7 @@ def _order(row: Row[Any]) -> Order:
                 code_supplied=ln.get("code_supplied", False),
                 gift_card_id=ln.get("gift_card_id", ""),
                 gift_card_last4=ln.get("gift_card_last4", ""),
+                below_cost=ln.get("below_cost", False),
             )
             for i, ln in enumerate(m["lines"])
         ],
@@ -446,6 +447,7 @@ def _values(order: Order) -> dict[str, Any]:
                 "product_id": ln.product_id,
                 "category": ln.category,
                 "id": ln.id,
+                **({"below_cost": True} if ln.below_cost else {}),
                 **(
                     {
                         "gift_card": True,
@@ -968,6 +970,7 @@ class SqlPriceBook:
                     "category": item.category,
                     "tax_category": item.tax_category,
                     "open_price": item.open_price,
+                    "unit_cost": item.unit_cost,
                 }
                 for item, version in items
             ]
@@ -985,6 +988,7 @@ class SqlPriceBook:
                     "category": statement.excluded.category,
                     "tax_category": statement.excluded.tax_category,
                     "open_price": statement.excluded.open_price,
+                    "unit_cost": statement.excluded.unit_cost,
                     "seen_at": func.now(),
                 },
                 where=t.c.version <= statement.excluded.version,
@@ -1089,6 +1093,7 @@ class SqlPriceBook:
                 r.product_id,
                 r.category,
                 r.open_price,
+                r.unit_cost,
             )
             for r in rows
         }

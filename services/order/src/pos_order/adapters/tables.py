@@ -167,6 +167,8 @@ catalog_prices = Table(
     Column("category", Text, nullable=False, server_default=""),
     Column("tax_category", Text, nullable=False, server_default=""),
     Column("open_price", Boolean, nullable=False, server_default=text("false")),
+    # What a unit costs the merchant (minor units); NULL when not known.
+    Column("unit_cost", BigInteger),
     PrimaryKeyConstraint("merchant_id", "sku", name="catalog_prices_pkey"),
 )
 

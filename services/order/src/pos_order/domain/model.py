@@ -184,6 +184,8 @@ class PricedItem:
     product_id: str = ""  # what promotions select items by, beside the SKU
     category: str = ""
     open_price: bool = False  # the price is entered at the sale
+    # What a unit costs the merchant (minor units, the price's currency); None: not known.
+    unit_cost: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,10 +243,49 @@ class OrderLine:
     code_supplied: bool = False
     gift_card_id: str = ""
     gift_card_last4: str = ""
+    # Sold below what a unit costs the merchant by a discount or a price given by hand, which
+    # the caller was permitted (`sell_below_cost`) to give; not compared, as `tax_rates`.
+    below_cost: bool = field(default=False, compare=False)
 
     @property
     def line_total(self) -> Money:
         return self.unit_price * self.quantity
+
+    @property
+    def net(self) -> int:
+        """What the line brings in after its discounts, without its tax (minor units)."""
+        return self.line_total.amount - self.discount
+
+
+def below_cost(
+    lines: list[OrderLine], items: dict[str, PricedItem], tax_inclusive: bool
+) -> list[int]:
+    """The lines a discount or a price given by hand (a manual discount, an open product's
+    entered price) leaves below what their units cost the merchant: a line's net, without its
+    tax, under its unit cost times its quantity. Offers the merchant set up and points the
+    customer redeems are the merchant's own choices, so a line they alone take below cost is
+    not counted; with a manual discount on it too, the whole discount counts."""
+    out = []
+    for i, line in enumerate(lines):
+        item = items.get(line.sku)
+        if line.gift_card or item is None or item.unit_cost is None:
+            continue
+        by_hand = item.open_price or any(d.promotion_id == "manual" for d in line.discounts)
+        net = line.net - (line.tax if tax_inclusive else 0)
+        if by_hand and net < item.unit_cost * line.quantity:
+            out.append(i)
+    return out
+
+
+def below_cost_refused(lines: list[int]) -> DomainError:
+    return DomainError(
+        "a discount or price given by hand sells below cost: the signed-in member may not do "
+        "that alone, a manager's override is needed for this action",
+        "permission_required",
+        [FieldViolation(f"lines[{i}]", "is sold below its unit cost") for i in lines],
+        {"permission": "sell_below_cost"},
+        ErrorKind.FORBIDDEN,
+    )
 
 
 @dataclass(frozen=True)

@@ -77,13 +77,17 @@ def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:
     """The product's own SKU and each variant's, with the price a sale of it takes."""
     price = Money(product.price.amount, product.price.currency)
     same = (product.tax_category, product.id, product.category, product.open_price)
-    items = [PricedItem(product.sku, product.name, price, *same)] if product.sku else []
+    cost = product.unit_cost.amount if product.HasField("unit_cost") else None
+    items = [PricedItem(product.sku, product.name, price, *same, cost)] if product.sku else []
     for variant in product.variants:
         own = variant.price if variant.HasField("price") else product.price
         # Named as inventory names it when it prices the sale (`Tee / M`): the same line reads
         # the same whether inventory is up or not.
         name = f"{product.name} / {variant.name}" if variant.name else product.name
-        items.append(PricedItem(variant.sku, name, Money(own.amount, own.currency), *same))
+        unit_cost = variant.unit_cost.amount if variant.HasField("unit_cost") else cost
+        items.append(
+            PricedItem(variant.sku, name, Money(own.amount, own.currency), *same, unit_cost)
+        )
     return items
 
 

@@ -26,14 +26,17 @@ class CodePrinter:
         return hmac.new(self._key, code.encode(), hashlib.sha256).hexdigest()
 
     def sale(self, request: M) -> M:
-        """A checkout or an order: its coupon codes and pre-printed gift cards' codes."""
+        """A checkout or an order: its coupon codes and pre-printed gift cards' codes keyed, and
+        without whether the caller may sell below cost, which says who asks, not what is asked
+        (a retry a manager's override allows is the same sale)."""
         printed_cards = isinstance(request, order_pb2.CheckoutRequest) and any(
             ln.gift_card.code for ln in request.lines
         )
-        if not request.coupon_codes and not printed_cards:
+        if not request.coupon_codes and not printed_cards and not request.below_cost_not_permitted:
             return request
         printed = type(request)()
         printed.CopyFrom(request)
+        printed.below_cost_not_permitted = False
         printed.coupon_codes[:] = [self._keyed(c) for c in request.coupon_codes]
         if isinstance(printed, order_pb2.CheckoutRequest):
             for ln in printed.lines:

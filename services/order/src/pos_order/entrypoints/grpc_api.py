@@ -162,6 +162,7 @@ def _command(request: order_pb2.CheckoutRequest, fingerprint: bytes) -> Checkout
         order_manual=_manual(request.order_manual, request.HasField("order_manual")),
         redeem_points=request.redeem_points,
         fingerprint=fingerprint,
+        below_cost_permitted=not request.below_cost_not_permitted,
     )
 
 
@@ -232,6 +233,7 @@ def _create_command(
         redeem_points=request.redeem_points,
         fingerprint=fingerprint,
         draft=request.draft,
+        below_cost_permitted=not request.below_cost_not_permitted,
     )
 
 
@@ -270,15 +272,18 @@ def _draft_change(request: order_pb2.UpdateDraftOrderRequest) -> DraftChange:
         # unset value is no value of its own.
         clear_order_manual="order_manual" in mask and not request.HasField("order_manual"),
         manual_limit_bps=request.manual_limit_bps if request.HasField("manual_limit_bps") else None,
+        below_cost_permitted=not request.below_cost_not_permitted,
     )
 
 
 def _unjudged(request: order_pb2.UpdateDraftOrderRequest) -> order_pb2.UpdateDraftOrderRequest:
-    """The edit as its fingerprint is taken: without the caller's discount limit, which says
-    who may ask, not what is asked (a retry allowed by a manager's override is the same edit)."""
+    """The edit as its fingerprint is taken: without the caller's discount limit and whether
+    it may sell below cost, which say who may ask, not what is asked (a retry allowed by a
+    manager's override is the same edit)."""
     printed = order_pb2.UpdateDraftOrderRequest()
     printed.CopyFrom(request)
     printed.ClearField("manual_limit_bps")
+    printed.below_cost_not_permitted = False
     return printed
 
 
@@ -289,7 +294,13 @@ def _payment(payment: PaymentResult | None) -> payment_pb2.Payment | None:
 
 
 def _checkout_response(order: Order, payment: PaymentResult | None) -> order_pb2.CheckoutResponse:
-    return order_pb2.CheckoutResponse(order=order_to_proto(order), payment=_payment(payment))
+    return order_pb2.CheckoutResponse(
+        order=order_to_proto(order), payment=_payment(payment), sold_below_cost=_below_cost(order)
+    )
+
+
+def _below_cost(order: Order) -> bool:
+    return any(ln.below_cost for ln in order.lines)
 
 
 def _tender_response(order: Order, payment: PaymentResult | None) -> order_pb2.AddTenderResponse:
@@ -383,7 +394,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.ports,
             self.bound_uow,
             self.policy,
-            lambda o: order_pb2.CreateOrderResponse(order=order_to_proto(o)),
+            lambda o: order_pb2.CreateOrderResponse(
+                order=order_to_proto(o), sold_below_cost=_below_cost(o)
+            ),
         )
 
     @across_calls(order_pb2.UpdateDraftOrderResponse, fingerprint_of=lambda _, r: _unjudged(r))
@@ -396,7 +409,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         change = _draft_change(request)
 
         def answer(o: Order) -> order_pb2.UpdateDraftOrderResponse:
-            return order_pb2.UpdateDraftOrderResponse(order=order_to_proto(o))
+            return order_pb2.UpdateDraftOrderResponse(
+                order=order_to_proto(o), sold_below_cost=_below_cost(o)
+            )
 
         if set(request.update_mask.paths) <= handlers.ANNOTATIONS:
             # Notes and metadata alone: any order's, nothing priced again.

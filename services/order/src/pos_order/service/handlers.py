@@ -48,6 +48,8 @@ from pos_order.domain.model import (
     Tender,
     TenderRecord,
     TenderState,
+    below_cost,
+    below_cost_refused,
     build_fulfillments,
     metadata_violations,
     price_points,
@@ -176,6 +178,7 @@ async def _priced_order(
     coupon_codes: tuple[str, ...] = (),
     order_manual: Manual | None = None,
     redeem_points: int = 0,
+    below_cost_permitted: bool = True,
 ) -> Priced:
     # Before anything is priced or charged: another merchant's customer is no customer, and a
     # duplicate merged away is the survivor (the sale, its points and its history are theirs).
@@ -211,6 +214,11 @@ async def _priced_order(
         )
         # An order-level discount after the promotions', before tax (the pricing step's).
         totals = pricing.apply_points(cart, points_discount.amount)
+    below = below_cost(priced, cart.items, location.tax_inclusive)
+    if below and not below_cost_permitted:
+        raise below_cost_refused(below)
+    for i in below:
+        priced[i].below_cost = True
     register_id, staff_id = at_register()
     order = Order(
         id=order_id,
@@ -355,6 +363,7 @@ class Checkout(Generic[R]):
                     cmd.coupon_codes,
                     cmd.order_manual,
                     cmd.redeem_points,
+                    cmd.below_cost_permitted,
                 )
                 order = priced.order
                 validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
@@ -792,6 +801,7 @@ class CreateOrder(Generic[R]):
                     cmd.coupon_codes,
                     cmd.order_manual,
                     cmd.redeem_points,
+                    cmd.below_cost_permitted,
                 )
                 order = priced.order
                 await check_gift_card_lines(
@@ -903,7 +913,12 @@ async def _draft_start(
 
 
 async def _price_draft(
-    ports: CheckoutPorts, new_uow: NewUow, started: Started, ask: DraftAsk, customer_id: str
+    ports: CheckoutPorts,
+    new_uow: NewUow,
+    started: Started,
+    ask: DraftAsk,
+    customer_id: str,
+    below_cost_permitted: bool = True,
 ) -> Priced:
     """The draft priced from its cart as the catalog, the promotions, the tax and the loyalty
     program stand now (no write): what CreateOrder's pricing step gives a new order."""
@@ -922,6 +937,7 @@ async def _price_draft(
         ask.coupon_codes,
         ask.order_manual,
         ask.redeem_points,
+        below_cost_permitted,
     )
     await check_gift_card_lines(ports, ask.lines, priced.order, started.settings.hold_seconds)
     return priced
@@ -1103,7 +1119,9 @@ class UpdateDraftOrder(Generic[R]):
         cmd = self.cmd
         assert started.existing is not None
         customer_id = started.existing.customer_id if cmd.customer_id is None else cmd.customer_id
-        priced = await _price_draft(self.ports, self.new_uow, started, ask, customer_id)
+        priced = await _price_draft(
+            self.ports, self.new_uow, started, ask, customer_id, cmd.below_cost_permitted
+        )
 
         def revise(o: Order) -> None:
             o.edited(priced.order, ask)

@@ -515,6 +515,9 @@ class CheckoutCommand:
     # The request's fingerprint (pos_kit.idempotency.request_fingerprint_of, bearer codes keyed),
     # kept with its start: the same request id with another body is refused, not run on.
     fingerprint: bytes = b""
+    # False: the caller may not sell a line below its unit cost by hand (a 403
+    # `permission_required` naming `sell_below_cost`, nothing sold).
+    below_cost_permitted: bool = True
 
 
 @dataclass(frozen=True)
@@ -535,6 +538,9 @@ class CreateOrderCommand:
     fingerprint: bytes = b""
     # Kept as a draft: priced, nothing held, no tender, until SubmitOrder.
     draft: bool = False
+    # False: the caller may not sell a line below its unit cost by hand (a 403
+    # `permission_required` naming `sell_below_cost`, nothing sold).
+    below_cost_permitted: bool = True
 
 
 @dataclass(frozen=True)
@@ -558,3 +564,6 @@ class DraftChange:
     # The most (basis points) the caller may take off a line by hand, judged on the draft's
     # manual discounts after the change; None: not judged.
     manual_limit_bps: int | None = None
+    # False: the caller may not sell a line below its unit cost by hand (a 403
+    # `permission_required` naming `sell_below_cost`, nothing sold).
+    below_cost_permitted: bool = True

@@ -73,6 +73,7 @@ class PricedCart:
     totals: Totals
     leaves_from: list[SellingLocation] = field(default_factory=list)
     tax_exempt: bool = False
+    items: dict[str, PricedItem] = field(default_factory=dict)  # as the catalog priced them
 
 
 async def price_cart(
@@ -143,7 +144,7 @@ async def price_cart(
         else _nothing_to_discount(location.currency, coupon_codes, order_manual)
     )
     totals = _with_cards(apply(goods, quote, location, goods_from, buyer.tax_exempt), priced)
-    return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt)
+    return PricedCart(location, live, priced, quote, totals, leaves_from, buyer.tax_exempt, items)
 
 
 # The promotion service's refusal of a code that gives the cart no discount.

@@ -390,6 +390,7 @@ class Product(_message.Message):
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
     OPEN_PRICE_FIELD_NUMBER: _builtins.int
+    UNIT_COST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -419,6 +420,14 @@ class Product(_message.Message):
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]:
         """Each variant is sold under its own SKU; the product's own `sku` stays sellable too."""
 
+    @_builtins.property
+    def unit_cost(self) -> _money_pb2.Money:
+        """What one unit costs the merchant, in the price's currency; unset when not known. A sale
+        at a register whose manual discount (or entered price) leaves a line below it needs the
+        `sell_below_cost` permission. For a variant SKU (GetPrices) the variant's own cost, else
+        the product's.
+        """
+
     def __init__(
         self,
         *,
@@ -437,10 +446,11 @@ class Product(_message.Message):
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
         open_price: _builtins.bool = ...,
+        unit_cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "price", b"price", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "price", b"price", "unit_cost", b"unit_cost", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "created_at", b"created_at", "description", b"description", "external_id", b"external_id", "id", b"id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "status", b"status", "tax_category", b"tax_category", "updated_at", b"updated_at", "variants", b"variants", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "created_at", b"created_at", "description", b"description", "external_id", b"external_id", "id", b"id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "status", b"status", "tax_category", b"tax_category", "unit_cost", b"unit_cost", "updated_at", b"updated_at", "variants", b"variants", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -775,6 +785,7 @@ class CreateProductRequest(_message.Message):
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
     OPEN_PRICE_FIELD_NUMBER: _builtins.int
+    UNIT_COST_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -792,6 +803,8 @@ class CreateProductRequest(_message.Message):
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]:
         """Variant ids are assigned by the service; ids sent here are ignored."""
 
+    @_builtins.property
+    def unit_cost(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -806,10 +819,11 @@ class CreateProductRequest(_message.Message):
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
         open_price: _builtins.bool = ...,
+        unit_cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price", "unit_cost", b"unit_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "request_id", b"request_id", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "request_id", b"request_id", "sku", b"sku", "tax_category", b"tax_category", "unit_cost", b"unit_cost", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1226,6 +1240,7 @@ class ProductVariant(_message.Message):
     OPTIONS_FIELD_NUMBER: _builtins.int
     PRICE_FIELD_NUMBER: _builtins.int
     BARCODES_FIELD_NUMBER: _builtins.int
+    UNIT_COST_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -1239,6 +1254,10 @@ class ProductVariant(_message.Message):
 
     @_builtins.property
     def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def unit_cost(self) -> _money_pb2.Money:
+        """Unset: the product's unit cost. Set: this variant's, in the product's currency."""
+
     def __init__(
         self,
         *,
@@ -1248,10 +1267,11 @@ class ProductVariant(_message.Message):
         options: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         price: _money_pb2.Money | None = ...,
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
+        unit_cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price", "unit_cost", b"unit_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "id", b"id", "name", b"name", "options", b"options", "price", b"price", "sku", b"sku"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "id", b"id", "name", b"name", "options", b"options", "price", b"price", "sku", b"sku", "unit_cost", b"unit_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1273,6 +1293,7 @@ class ProductInput(_message.Message):
     BARCODES_FIELD_NUMBER: _builtins.int
     VARIANTS_FIELD_NUMBER: _builtins.int
     OPEN_PRICE_FIELD_NUMBER: _builtins.int
+    UNIT_COST_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -1286,6 +1307,8 @@ class ProductInput(_message.Message):
     def barcodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def variants(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProductVariant]: ...
+    @_builtins.property
+    def unit_cost(self) -> _money_pb2.Money: ...
     def __init__(
         self,
         *,
@@ -1299,10 +1322,11 @@ class ProductInput(_message.Message):
         barcodes: _abc.Iterable[_builtins.str] | None = ...,
         variants: _abc.Iterable[Global___ProductVariant] | None = ...,
         open_price: _builtins.bool = ...,
+        unit_cost: _money_pb2.Money | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price", "unit_cost", b"unit_cost"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "tax_category", b"tax_category", "variants", b"variants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["barcodes", b"barcodes", "category", b"category", "description", b"description", "external_id", b"external_id", "name", b"name", "open_price", b"open_price", "price", b"price", "sku", b"sku", "tax_category", b"tax_category", "unit_cost", b"unit_cost", "variants", b"variants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1326,7 +1350,7 @@ class UpdateProductRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """Which fields of `product` to change (sku, name, price, description, category,
-        tax_category, external_id, barcodes, variants, open_price); lists are replaced whole. Variants keep
+        tax_category, external_id, barcodes, variants, open_price, unit_cost); lists are replaced whole. Variants keep
         their ids when their SKU stays.
         """
 

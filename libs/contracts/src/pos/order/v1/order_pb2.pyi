@@ -852,6 +852,7 @@ class CheckoutRequest(_message.Message):
     COUPON_CODES_FIELD_NUMBER: _builtins.int
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
+    BELOW_COST_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     location_id: _builtins.str
     customer_id: _builtins.str
@@ -859,6 +860,11 @@ class CheckoutRequest(_message.Message):
     card_token: _builtins.str
     redeem_points: _builtins.int
     """Loyalty points of the customer to redeem, priced as a discount (0: none)."""
+    below_cost_not_permitted: _builtins.bool
+    """The caller may not sell a line below its product's unit cost by hand (a manual discount or
+    an open product's entered price): such a line is PERMISSION_DENIED `permission_required`
+    (metadata permission `sell_below_cost`, each line named), nothing done.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]: ...
     @_builtins.property
@@ -886,10 +892,11 @@ class CheckoutRequest(_message.Message):
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
         order_manual: Global___ManualAdjustment | None = ...,
         redeem_points: _builtins.int = ...,
+        below_cost_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cash_tendered", b"cash_tendered", "order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_cost_not_permitted", b"below_cost_not_permitted", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "lines", b"lines", "location_id", b"location_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "tender_type", b"tender_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -902,6 +909,9 @@ class CheckoutResponse(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     PAYMENT_FIELD_NUMBER: _builtins.int
     GIFT_CARDS_FIELD_NUMBER: _builtins.int
+    SOLD_BELOW_COST_FIELD_NUMBER: _builtins.int
+    sold_below_cost: _builtins.bool
+    """A line was sold below its unit cost by hand (the caller was permitted to)."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     @_builtins.property
@@ -916,10 +926,11 @@ class CheckoutResponse(_message.Message):
         order: Global___Order | None = ...,
         payment: _payment_pb2.Payment | None = ...,
         gift_cards: _abc.Iterable[Global___IssuedGiftCard] | None = ...,
+        sold_below_cost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "payment", b"payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order", "payment", b"payment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_cards", b"gift_cards", "order", b"order", "payment", b"payment", "sold_below_cost", b"sold_below_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1159,6 +1170,7 @@ class CreateOrderRequest(_message.Message):
     ORDER_MANUAL_FIELD_NUMBER: _builtins.int
     REDEEM_POINTS_FIELD_NUMBER: _builtins.int
     DRAFT_FIELD_NUMBER: _builtins.int
+    BELOW_COST_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     channel: _builtins.str
     location_id: _builtins.str
@@ -1170,6 +1182,11 @@ class CreateOrderRequest(_message.Message):
     draft: _builtins.bool
     """Saved as a `draft`: priced (discounts, tax, totals), announced, nothing held, reserved or
     set aside, no tender taken, until SubmitOrder.
+    """
+    below_cost_not_permitted: _builtins.bool
+    """The caller may not sell a line below its product's unit cost by hand (a manual discount or
+    an open product's entered price): such a line is PERMISSION_DENIED `permission_required`
+    (metadata permission `sell_below_cost`, each line named), nothing done.
     """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLineRequest]: ...
@@ -1200,10 +1217,11 @@ class CreateOrderRequest(_message.Message):
         order_manual: Global___ManualAdjustment | None = ...,
         redeem_points: _builtins.int = ...,
         draft: _builtins.bool = ...,
+        below_cost_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_manual", b"order_manual"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "draft", b"draft", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_cost_not_permitted", b"below_cost_not_permitted", "channel", b"channel", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "draft", b"draft", "fulfillments", b"fulfillments", "lines", b"lines", "location_id", b"location_id", "metadata", b"metadata", "notes", b"notes", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1214,16 +1232,20 @@ class CreateOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    SOLD_BELOW_COST_FIELD_NUMBER: _builtins.int
+    sold_below_cost: _builtins.bool
+    """A line was sold below its unit cost by hand (the caller was permitted to)."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        sold_below_cost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "sold_below_cost", b"sold_below_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1266,6 +1288,7 @@ class UpdateDraftOrderRequest(_message.Message):
     NOTES_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     MANUAL_LIMIT_BPS_FIELD_NUMBER: _builtins.int
+    BELOW_COST_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     expected_version: _builtins.int
@@ -1279,6 +1302,11 @@ class UpdateDraftOrderRequest(_message.Message):
     line's and the order's compounded), as a request giving them all at once is: above it
     (an amount off always is) a 403 `discount_above_limit`, nothing changed. Unset: not
     judged (the caller may give any discount).
+    """
+    below_cost_not_permitted: _builtins.bool
+    """The caller may not sell a line below its product's unit cost by hand (a manual discount or
+    an open product's entered price): such a line is PERMISSION_DENIED `permission_required`
+    (metadata permission `sell_below_cost`, each line named), nothing done.
     """
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
@@ -1313,10 +1341,11 @@ class UpdateDraftOrderRequest(_message.Message):
         notes: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         manual_limit_bps: _builtins.int | None = ...,
+        below_cost_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps", "manual_limit_bps", b"manual_limit_bps", "order_manual", b"order_manual", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "expected_version", b"expected_version", "fulfillments", b"fulfillments", "lines", b"lines", "manual_limit_bps", b"manual_limit_bps", "metadata", b"metadata", "notes", b"notes", "order_id", b"order_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps", "below_cost_not_permitted", b"below_cost_not_permitted", "coupon_codes", b"coupon_codes", "customer_id", b"customer_id", "expected_version", b"expected_version", "fulfillments", b"fulfillments", "lines", b"lines", "manual_limit_bps", b"manual_limit_bps", "metadata", b"metadata", "notes", b"notes", "order_id", b"order_id", "order_manual", b"order_manual", "redeem_points", b"redeem_points", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__manual_limit_bps: _TypeAlias = _typing.Literal["manual_limit_bps"]  # noqa: Y015
     _WhichOneofArgType__manual_limit_bps: _TypeAlias = _typing.Literal["_manual_limit_bps", b"_manual_limit_bps"]  # noqa: Y015
@@ -1329,16 +1358,20 @@ class UpdateDraftOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    SOLD_BELOW_COST_FIELD_NUMBER: _builtins.int
+    sold_below_cost: _builtins.bool
+    """A line was sold below its unit cost by hand (the caller was permitted to)."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        sold_below_cost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "sold_below_cost", b"sold_below_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
