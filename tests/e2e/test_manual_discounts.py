@@ -5,6 +5,8 @@ limit alone, while a price override or a discount above the limit needs a manage
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -54,6 +56,21 @@ def _paired_till(
     paired = httpx.post(platform.platform.gateway_url + "/v1/registers/pair", json={"code": code})
     assert paired.status_code == 201, paired.text
     return here, members, register["id"], paired.json()["credential"]
+
+
+@contextmanager
+def _signed_in(
+    platform: Running, credential: str, staff_id: str, pin: str
+) -> Iterator[httpx.Client]:
+    """A client of the paired register with the member signed in at it."""
+    with httpx.Client(
+        base_url=platform.platform.gateway_url,
+        timeout=15.0,
+        headers={"Authorization": f"Bearer {credential}"},
+    ) as till:
+        signed = _post(till, "/v1/register-sessions", {"staff_id": staff_id, "pin": pin})
+        assert signed.is_success, signed.text
+        yield till
 
 
 def _manual_discounts(order: dict[str, Any]) -> list[tuple[str, int, str, str]]:
@@ -106,15 +123,7 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
     here, members, register_id, credential = _paired_till(
         platform, ("Cassie", "2468"), ("Manny", "8642")
     )
-    with httpx.Client(
-        base_url=platform.platform.gateway_url,
-        timeout=15.0,
-        headers={"Authorization": f"Bearer {credential}"},
-    ) as till:
-        signed = _post(
-            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "2468"}
-        )
-        assert signed.is_success, signed.text
+    with _signed_in(platform, credential, members["cashier"], "2468") as till:
         within = _post(
             till,
             "/v1/checkouts",
@@ -184,15 +193,7 @@ def test_a_cashier_cannot_stack_discounts_above_the_limit_across_a_drafts_edits(
     here, members, _, credential = _paired_till(platform, ("Cara", "1357"), ("Mona", "7531"))
     line_off = {"kind": "percent", "value": 1000, "reason": "scuffed"}
     order_off = {"kind": "percent", "value": 1000, "reason": "loyal"}
-    with httpx.Client(
-        base_url=platform.platform.gateway_url,
-        timeout=15.0,
-        headers={"Authorization": f"Bearer {credential}"},
-    ) as till:
-        signed = _post(
-            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "1357"}
-        )
-        assert signed.is_success, signed.text
+    with _signed_in(platform, credential, members["cashier"], "1357") as till:
 
         def patch(order_id: str, body: dict[str, Any]) -> httpx.Response:
             return till.patch(
@@ -283,15 +284,7 @@ def test_selling_below_unit_cost_by_hand_needs_sell_below_cost(platform: Running
         body["lines"] = [{**body["lines"][0], "sku": line_sku, "quantity": 1}]
         return body
 
-    with httpx.Client(
-        base_url=platform.platform.gateway_url,
-        timeout=15.0,
-        headers={"Authorization": f"Bearer {credential}"},
-    ) as till:
-        signed = _post(
-            till, "/v1/register-sessions", {"staff_id": members["cashier"], "pin": "1470"}
-        )
-        assert signed.is_success, signed.text
+    with _signed_in(platform, credential, members["cashier"], "1470") as till:
         # 10 % off (within a cashier's limit) leaves 9.00 for a book that cost 9.50.
         below = _post(till, "/v1/checkouts", sale(sku, 1000))
         assert (below.status_code, below.json()["code"]) == (403, "permission_required")
