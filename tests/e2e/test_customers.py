@@ -300,6 +300,44 @@ def test_a_points_change_is_a_new_version_of_the_customer(platform: Running) -> 
     assert _eventually(announced) == [earned.json(), adjusted.json()]
 
 
+def test_the_updated_since_feed_shows_merges_and_erasures(platform: Running) -> None:
+    """A partner polling `GET /v1/customers?updated_since=` learns that a customer was merged
+    into another (`status: merged`, `merged_into`) or erased (`status: erased`, nothing
+    personal), after their last change; the list without `updated_since` shows active
+    customers only."""
+    http = platform.new_merchant("Customer tombstones e2e")
+    keep = _post(http, "/v1/customers", {"email": "keep.feed@example.com", "given_name": "Kay"})
+    dup = _post(http, "/v1/customers", {"email": "dup.feed@example.com", "given_name": "Kay"})
+    profile = {"email": "gone.feed@example.com", "given_name": "Gus", "phone": "+14155550123"}
+    gone = _post(http, "/v1/customers", profile)
+    since = {"updated_since": keep["updated_at"], "limit": 100}
+    _post(http, f"/v1/customers/{keep['id']}/merge", {"duplicate_id": dup["id"]}, 200)
+    erased = http.delete(f"/v1/customers/{gone['id']}", headers=_key())
+    assert erased.status_code == 200, erased.text
+
+    def read() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = http.get("/v1/customers", params=since).json()["data"]
+        return found if len(found) >= 3 else []
+
+    by_id = {c["id"]: c for c in polled(read)}
+    assert sorted(by_id) == sorted([keep["id"], dup["id"], gone["id"]])
+    merged, tomb = by_id[dup["id"]], by_id[gone["id"]]
+    assert (merged["status"], merged["merged_into"], merged["email"]) == (
+        "merged", keep["id"], "")  # fmt: skip
+
+    def at(c: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(c["updated_at"])
+
+    assert at(merged) > at(dup) and merged["version"] > dup["version"]
+    assert (tomb["status"], tomb["merged_into"], tomb["email"], tomb["phone"]) == (
+        "erased", "", "", "")  # fmt: skip
+    assert (tomb["given_name"], tomb["addresses"], tomb["loyalty_points"]) == ("", [], 0)
+    assert not (tomb["marketing_consent"] or {}).get("granted")
+    assert at(tomb) > at(gone) and tomb["version"] > gone["version"]
+    plain = http.get("/v1/customers").json()["data"]
+    assert [c["id"] for c in plain] == [keep["id"]]
+
+
 def test_groups_merge_and_the_program(platform: Running) -> None:
     http = platform.new_merchant("Groups e2e")
     a = _post(http, "/v1/customers", {"email": "a@example.com"})

@@ -367,6 +367,54 @@ async def test_list_by_change_time(merchant: Caller) -> None:
     assert await polled(listed, lambda ids: len(ids) >= 2) == [a.id, b.id]
 
 
+async def test_the_change_feed_shows_merged_and_erased_customers_as_tombstones(
+    merchant: Caller,
+) -> None:
+    """A poller of `updated_since` learns that a customer was merged away (status `merged`,
+    `merged_into`) or erased (status `erased`, no personal data), each at the change's time;
+    the list by id shows active customers only."""
+    keep = await merchant.create(given_name="Keep", email="keep@example.com")
+    dup = await merchant.create(given_name="Dup", email="dup@example.com", external_id="x-dup")
+    gone = await merchant.create(
+        given_name="Gone", family_name="Away", email="gone@example.com", phone="+14155550100"
+    )
+    since = keep.updated_at
+    await merchant(
+        "MergeCustomers", customer_pb2.MergeCustomersRequest(winner_id=keep.id, loser_id=dup.id)
+    )
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=gone.id))
+    feed = customer_pb2.ListCustomersRequest(updated_since=since)
+
+    async def listed() -> list[customer_pb2.Customer]:
+        return list((await merchant("ListCustomers", feed)).customers)
+
+    seen = await polled(listed, lambda cs: len(cs) >= 3)
+    by_id = {c.id: c for c in seen}
+    assert sorted(by_id) == sorted([keep.id, dup.id, gone.id])
+    merged, erased = by_id[dup.id], by_id[gone.id]
+    assert (merged.status, merged.merged_into) == ("merged", keep.id)
+    assert merged.updated_at.ToDatetime() > dup.updated_at.ToDatetime()
+    assert merged.version > dup.version
+    assert (merged.email, merged.given_name, merged.external_id) == ("", "", "")
+    assert erased.status == "erased" and erased.merged_into == ""
+    assert erased.updated_at.ToDatetime() > gone.updated_at.ToDatetime()
+    blank = customer_pb2.Customer(
+        id=gone.id,
+        status="erased",
+        version=erased.version,
+        created_at=erased.created_at,
+        updated_at=erased.updated_at,
+        marketing_consent=customer_pb2.MarketingConsent(),
+    )
+    assert erased == blank
+    # Oldest change first: the merge (the duplicate, then the survivor's new version), then the
+    # erasure.
+    assert [c.id for c in seen] == [dup.id, keep.id, gone.id]
+    # Without updated_since the list holds the active customers only, as before.
+    plain = (await merchant("ListCustomers", customer_pb2.ListCustomersRequest())).customers
+    assert [c.id for c in plain] == [keep.id]
+
+
 async def test_groups_list_by_change_time(merchant: Caller) -> None:
     """`ListGroups` with `updated_since`: the kit's change feed, as the customers'. A group
     renamed (a new version) moves to its end; members joining change no version and do not

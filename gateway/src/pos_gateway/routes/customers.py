@@ -260,9 +260,15 @@ async def list_customers(
         ),
     ] = None,
 ) -> CustomerList:
-    """Your customers by id, or with `updated_since` the change feed (oldest change first).
-    `group_id` narrows either to the group's members; a cursor pages on only with the filters
-    it was given with."""
+    """Your active customers by id, or with `updated_since` the change feed (oldest change
+    first), which also holds the customers merged away or erased since then, so a poller
+    learns of them as an event reader does: a duplicate merged into another as it reads
+    (`status: merged`, `merged_into` naming the survivor, no personal data), an erased
+    customer as a tombstone (`status: erased`: `id`, `version`, `created_at` and `updated_at`,
+    every other field empty). Each is there at the time of the merge or the erasure.
+    `group_id` narrows either to the group's members (a customer merged or erased has left
+    its groups, so it is not among them); a cursor pages on only with the filters it was given
+    with."""
     request = customer_pb2.ListCustomersRequest(
         page_size=limit, page_token=cursor or "", group_id=group_id or ""
     )

@@ -57,8 +57,15 @@ class Customer(Answer):
     marketing_consent: MarketingConsent | None = Field(description="Null: never asked")
     tags: list[Tag] = Field(max_length=50)
     group_ids: list[Id] = Field(max_length=1000)
-    status: str = Field(max_length=10, description="active, or merged (see merged_into)")
-    merged_into: str = Field(max_length=64, description="The customer a merge moved it to")
+    status: str = Field(
+        max_length=10,
+        description="active, or merged (see merged_into). In the list's `updated_since` feed "
+        "also erased: a tombstone holding only `id`, `status`, `version` and the times, every "
+        "other field empty",
+    )
+    merged_into: str = Field(
+        max_length=64, description="The customer a merge moved it to; empty unless merged"
+    )
     points_held: int = Field(
         ge=0, le=INT64_MAX, json_schema_extra=INT64, description="Held by open orders"
     )

@@ -441,7 +441,12 @@ class SqlCustomerRepository:
         return [r[0] for r in await self._conn.execute(query)]
 
     async def list(self, page: PageRequest, group_id: str = "") -> list[Customer]:
-        query = select(customers).where(self._mine(), customers.c.status == ACTIVE)
+        """Active customers by id; with `page.since` (the change feed) the merged and erased
+        ones changed since too, so a poller learns where a customer went (the caller answers
+        them as tombstones)."""
+        query = select(customers).where(self._mine())
+        if page.since is None:
+            query = query.where(customers.c.status == ACTIVE)
         if group_id:
             query = query.where(
                 customers.c.id.in_(

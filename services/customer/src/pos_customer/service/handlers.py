@@ -138,10 +138,30 @@ async def list_customers(
     uow: CustomerUnitOfWork, page: PageRequest, group_id: str = ""
 ) -> list[Customer]:
     """By id, or the change feed partners poll (oldest change first, resumable by cursor);
-    with `group_id`, only that group's members."""
+    with `group_id`, only that group's members. The feed also holds the customers merged or
+    erased since: a merged one as its read answers it (no personal data, `merged_into`), an
+    erased one as a tombstone (its id, status, version and times, nothing else), so a poller
+    learns of both as event readers do."""
     if group_id:
         await get_group(uow, group_id)
-    return await uow.customers.list(page, group_id)
+    return [tombstone(c) for c in await uow.customers.list(page, group_id)]
+
+
+def tombstone(customer: Customer) -> Customer:
+    """What the change feed shows of a customer: an erased one is its id, `erased`, its
+    version and its times; nothing that was theirs (points, tier, whom they merged with)."""
+    if customer.status != ERASED:
+        return customer
+    return Customer(
+        id=customer.id,
+        email=None,
+        given_name="",
+        family_name="",
+        version=customer.version,
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+        status=ERASED,
+    )
 
 
 async def update_customer(
@@ -361,7 +381,11 @@ async def erase_customer(
         found = customer if gone == customer_id else await uow.customers.get(gone, for_update=True)
         if found is None or found.status not in (ACTIVE, MERGED):
             continue  # erased already
-        await uow.customers.erase(erased_copy(found), requested_by)
+        # A new version: the change feed shows the erasure, and a poller comparing versions
+        # does not take the tombstone for the copy it holds.
+        erased = erased_copy(found)
+        erased.version += 1
+        await uow.customers.erase(erased, requested_by)
         await uow.groups.forget(gone)
         await uow.customers.purge_copies(gone)
         uow.publish(CustomerErased(gone))

@@ -243,7 +243,10 @@ class Customer(_message.Message):
     birthday: _builtins.str
     notes: _builtins.str
     status: _builtins.str
-    """"active", or "merged" (then merged_into names the customer it went to)."""
+    """"active", or "merged" (then merged_into names the customer it went to); "erased" only in
+    the ListCustomers updated_since feed, a tombstone: id, status, version and times, nothing
+    else.
+    """
     merged_into: _builtins.str
     points_held: _builtins.int
     """Points held by open orders: loyalty_points - points_held can be redeemed."""
@@ -400,7 +403,9 @@ class ListCustomersRequest(_message.Message):
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """Only what changed at or after this time, oldest change first (then by id): a partner
-        polls with the last updated_at it saw and misses nothing.
+        polls with the last updated_at it saw and misses nothing. The feed also holds the
+        customers merged away (status "merged", merged_into) or erased (status "erased", a
+        tombstone with no personal data) since then; without it, active customers only.
         """
 
     def __init__(
