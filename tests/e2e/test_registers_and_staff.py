@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
 
+from pos_devstack.http_checks import polled
 from pos_devstack.platform import seed_demo_data
 from pos_devstack.testing import Running
 
@@ -1904,3 +1906,39 @@ def test_a_lock_that_ran_out_reads_as_none(platform: Running) -> None:
     assert [m["locked_until"] for m in picker if m["id"] == cashier] == [None]
     signed = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "3579"})
     assert signed.status_code == 201, signed.text
+
+
+def test_a_lock_is_a_new_version_of_the_member(platform: Running) -> None:
+    """Five wrong PINs lock a member: `locked_until` shows on the member, so the lock is a new
+    `version` (ETag), moves `updated_at` (the `updated_since` feed finds it), makes an
+    `If-Match` of the version before stale and is announced as `staff.updated`. A wrong PIN
+    short of the lock changes nothing a reader sees: no new version."""
+    http = platform.http
+    here = _locations(http)[0]
+    cashier = _member(http, "Locked Versioned", "cashier", here, "9753")
+    path = f"/v1/staff/{cashier}"
+    first = http.get(path)
+    assert (first.json()["version"], first.headers["ETag"]) == (1, '"1"')
+    _, device = _paired_register(platform, here)
+    for attempt in range(5):
+        if attempt == 4:
+            assert http.get(path).json() == first.json()
+        wrong = _post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1357"})
+        assert wrong.json()["code"] == "pin_incorrect", wrong.text
+    locked = http.get(path)
+    assert locked.json()["locked_until"] is not None
+    assert (locked.json()["version"], locked.headers["ETag"]) == (2, '"2"')
+    assert datetime.fromisoformat(locked.json()["updated_at"]) > datetime.fromisoformat(
+        first.json()["updated_at"]
+    )
+    since = {"updated_since": first.json()["updated_at"], "limit": 200}
+
+    def fed() -> list[dict[str, Any]]:
+        found = http.get("/v1/staff", params=since).json()["data"]
+        return [m for m in found if m["id"] == cashier]
+
+    assert polled(fed) == [locked.json()]
+    stale = http.patch(path, json={"name": "Stale"}, headers={"If-Match": '"1"'})
+    assert (stale.status_code, stale.json()["current_version"]) == (412, 2), stale.text
+    announced = _event_of(http, "staff.updated", cashier)["data"]["object"]
+    assert announced == locked.json()

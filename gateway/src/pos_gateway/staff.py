@@ -659,16 +659,24 @@ async def _check_pin(
         await audit.record(conn, merchant_id, "staff.pin_failed", actor, ("staff", staff_id),
                            {"failures": failures})  # fmt: skip
         if failures is not None and failures >= MAX_PIN_FAILURES:
+            # The lock shows on the member (`locked_until`): a new version, so its ETag and
+            # `updated_at` move (the trigger stamps a new version: the `updated_since` feed
+            # finds it) and it is announced as every change is. A wrong PIN short of it
+            # changes nothing a reader sees, and stays bookkeeping.
             await conn.execute(
                 update(_T)
                 .where(_T.c.id == staff_id)
                 .values(
                     failed_pin_attempts=0,
                     locked_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, LOCK_SECONDS),
+                    version=_T.c.version + 1,
                 )
             )
             await audit.record(conn, merchant_id, "staff.locked", actor, ("staff", staff_id),
                                {"lock_seconds": LOCK_SECONDS})  # fmt: skip
+            now_locked = await _member(conn, merchant_id, staff_id)
+            assert now_locked is not None
+            await outbox.publish(conn, merchant_id, pb.StaffUpdated(staff=now_locked.message()))
             # Locked: signed out everywhere at once (a till where they are signed in would
             # otherwise keep acting as them through the lock, the guesser's own included).
             # Once the lock is over or lifted, they sign in again with the right PIN.

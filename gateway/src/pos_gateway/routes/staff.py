@@ -164,7 +164,9 @@ def _staff_missing(staff_id: str) -> Problem:
 @router.get("/staff/{staff_id}", **op("staff:manage", "Get a staff member", (404,),
                                       example=ex.STAFF))  # fmt: skip
 async def get_staff(staff_id: PathId, request: Request, response: Response) -> StaffMember:
-    """The ETag is the version, for `If-Match` on a change."""
+    """The ETag is the version, for `If-Match` on a change. A lock after five wrong PINs
+    (`locked_until` set) is a new version too, announced as `staff.updated` and in the
+    `updated_since` feed; a lock running out is not."""
     _manager(request)
     found = await staff.get(request.app.state.engine, principal_of(request).merchant_id, staff_id)
     if found is None:
