@@ -1942,3 +1942,48 @@ def test_a_lock_is_a_new_version_of_the_member(platform: Running) -> None:
     assert (stale.status_code, stale.json()["current_version"]) == (412, 2), stale.text
     announced = _event_of(http, "staff.updated", cashier)["data"]["object"]
     assert announced == locked.json()
+
+
+def test_a_member_is_not_given_a_closed_location(platform: Running) -> None:
+    """A location the merchant closed (`status: inactive`) takes no new member and is added to
+    no member's locations: a 409 `location_inactive` naming the entry as sent
+    (`location_ids[1]`), nothing made or changed, as a register or a shift there is refused.
+    A member who already works at a store that closed keeps it when their locations are
+    sent again."""
+    http = platform.new_merchant(f"Closed staff {uuid.uuid4().hex[:8]}")
+
+    def store(name: str) -> str:
+        made = _post(http, "/v1/locations",
+                     {"name": name, "currency": "USD", "time_zone": "UTC"})  # fmt: skip
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    def close(location: str) -> None:
+        closed = http.patch(f"/v1/locations/{location}", json={"status": "inactive"})
+        assert closed.status_code == 200 and closed.json()["status"] == "inactive", closed.text
+
+    def refused(answer: httpx.Response, field: str) -> None:
+        assert answer.status_code == 409, answer.text
+        problem = answer.json()
+        assert problem["code"] == "location_inactive", problem
+        assert [e["field"] for e in problem["errors"]] == [field], problem
+
+    here, leaving, closing = store("Open"), store("Leaving"), store("Closing")
+    close(closing)
+    body = {"name": "New Hire", "role": "cashier", "location_ids": [here, closing], "pin": "2580"}
+    refused(_post(http, "/v1/staff", body), "location_ids[1]")
+    assert http.get("/v1/staff").json()["data"] == []
+
+    member = _member(http, "Moving", "cashier", here, "2580")
+    before = http.get(f"/v1/staff/{member}").json()
+    refused(http.patch(f"/v1/staff/{member}", json={"location_ids": [here, closing]}),
+            "location_ids[1]")  # fmt: skip
+    assert http.get(f"/v1/staff/{member}").json() == before
+
+    kept = _member(http, "Staying", "cashier", leaving, "2580")
+    close(leaving)
+    moved = http.patch(f"/v1/staff/{kept}", json={"location_ids": [leaving, here]})
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["location_ids"] == [leaving, here]
+    refused(http.patch(f"/v1/staff/{kept}", json={"location_ids": [here, leaving, closing]}),
+            "location_ids[2]")  # fmt: skip

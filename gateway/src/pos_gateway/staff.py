@@ -60,6 +60,16 @@ class Refused(Exception):
         self.extra = extra
 
 
+class LocationInactive(Exception):
+    """A location the merchant closed would be added to the member's: `fields` names the
+    request's entries that chose them (`location_ids[1]`)."""
+
+    def __init__(self, location_id: str, fields: list[str]) -> None:
+        super().__init__(location_id)
+        self.location_id = location_id
+        self.fields = fields
+
+
 @dataclass(frozen=True)
 class Member:
     id: str
@@ -222,10 +232,13 @@ async def update_member(
     actor: audit.Actor,
     request_id: str,
     expected_version: int = 0,
+    closed: dict[str, str] | None = None,
 ) -> Member | None:
     """Change what is given (a new PIN also clears a lock); None: no such member. With
     `expected_version`, a member at another version is refused (`version_mismatch`) and
-    nothing changes."""
+    nothing changes. `closed`: the locations sent in `location_ids` that the merchant closed,
+    each with the entry that named it; one the member does not work at already is refused
+    (LocationInactive), decided on the member as locked. One they work at stays theirs."""
     changes = dict(fields)
     if pin is not None:
         pin_hash, salt = await pins.hash_pin(secret, pin)
@@ -242,6 +255,9 @@ async def update_member(
             )
         if before.status == "deactivated":
             raise Refused("staff_deactivated", "a deactivated member cannot be changed")
+        added = {k: f for k, f in (closed or {}).items() if k not in before.location_ids}
+        if added:
+            raise LocationInactive(next(iter(added)), list(added.values()))
         if pin is None and all(getattr(before, k) == v for k, v in fields.items()):
             # What it already is: no new version, no audit entry, no event (as a product's).
             return before

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
+from pos.inventory.v1 import inventory_pb2
 from pos_gateway import audit, staff
 from pos_gateway import examples as ex
 from pos_gateway.actions import principal_of
@@ -74,6 +75,28 @@ def _reused() -> Problem:
     )
 
 
+def _closed(found: list[inventory_pb2.Location], sent: list[str]) -> dict[str, str]:
+    """The locations sent that the merchant closed (`status: inactive`), each with the entry
+    as sent that first named it (`location_ids[1]`), in the order sent."""
+    closed = {loc.id for loc in found if loc.status == inventory_pb2.LOCATION_STATUS_INACTIVE}
+    named: dict[str, str] = {}
+    for index, location_id in enumerate(sent):
+        if location_id in closed:
+            named.setdefault(location_id, f"location_ids[{index}]")
+    return named
+
+
+def _location_inactive(location_id: str, fields: list[str]) -> Problem:
+    """409 `location_inactive`, as a register or a shift at a closed location is refused."""
+    return Problem(
+        409,
+        "location_inactive",
+        f"location {location_id!r} is inactive: no member is given a location the merchant closed",
+        [{"field": f, "reason": "the location is inactive"} for f in fields],
+        extra={"location_id": location_id},
+    )
+
+
 def _manager(request: Request) -> audit.Actor:
     principal = principal_of(request)
     if principal.register_id is not None:
@@ -101,11 +124,14 @@ class StaffIn(Body):
 )
 async def create_staff(body: StaffIn, request: Request, svc: Svc) -> StaffMember:
     """The PIN is stored only as a slow keyed hash and never shown again. An unknown role or
-    location is a 404."""
+    location is a 404; a location the merchant closed (`status: inactive`) a 409
+    `location_inactive` naming each such entry (`location_ids[1]`), and nothing is made."""
     actor = _manager(request)
     # Checked as sent, so a refusal names the entry the client wrote (`location_ids[2]`), not
     # its place in the list without repeats; stored without them.
-    await locations_of(svc, body.location_ids, "location_ids")
+    found = await locations_of(svc, body.location_ids, "location_ids")
+    if closed := _closed(found, body.location_ids):
+        raise _location_inactive(next(iter(closed)), list(closed.values()))
     locations = list(dict.fromkeys(body.location_ids))
     state = request.app.state
     fields = {"name": body.name, "role": body.role, "location_ids": locations}
@@ -202,24 +228,31 @@ async def update_staff(
     each change bumps `version`. Send `If-Match:
     "<version>"` to change only the version you saw: a stale one is a 412 `version_mismatch`
     with `current_version`, and nothing changes. A deactivated member is a 409
-    `staff_deactivated`. A body with no field is a 400, nothing changed."""
+    `staff_deactivated`. A location the merchant closed (`status: inactive`) that the member
+    does not work at already is a 409 `location_inactive` naming each such entry
+    (`location_ids[1]`), nothing changed; one they work at stays theirs when sent again. A
+    body with no field is a 400, nothing changed."""
     patched(body)
     actor = _manager(request)
     version = expected_version(if_match)
     fields: dict[str, Any] = {}
+    closed: dict[str, str] = {}
     if body.name is not None:
         fields["name"] = body.name
     if body.role is not None:
         fields["role"] = body.role
     if body.location_ids is not None:
-        await locations_of(svc, body.location_ids, "location_ids")
+        found = await locations_of(svc, body.location_ids, "location_ids")
+        closed = _closed(found, body.location_ids)
         fields["location_ids"] = list(dict.fromkeys(body.location_ids))
     state = request.app.state
     try:
         changed = await staff.update_member(
             state.engine, state.secret, principal_of(request).merchant_id, staff_id, fields,
-            body.pin, actor, request_id(), version,
+            body.pin, actor, request_id(), version, closed,
         )  # fmt: skip
+    except staff.LocationInactive as exc:
+        raise _location_inactive(exc.location_id, exc.fields) from None
     except staff.Refused as exc:
         raise refusal(exc) from None
     if changed is None:
