@@ -87,7 +87,10 @@ SCOPES = {
     "webhooks:manage": "Create and change webhook subscriptions; read and replay deliveries",
     "registers:read": "Read registers (a register's own credential: its own register)",
     "registers:manage": "Create and retire registers; issue their pairing codes",
-    "staff:manage": "Create, change and deactivate staff members and roles",
+    "staff:manage": "Create, change and deactivate staff members and roles: the merchant's "
+    "staff administration, which decides who may do what at a till (it defines every role's "
+    "permissions and gives any role, `manager` and `admin` included); grant it as you would "
+    "the owner's say over the tills. A register's credential never holds it",
     "register:session": "Sign staff in and out at a paired register; take a manager's override "
     "(a register's own credential only)",
     "audit:read": "Read the audit log",
