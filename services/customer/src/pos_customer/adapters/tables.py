@@ -69,6 +69,9 @@ customers = Table(
         postgresql_where=text("external_id IS NOT NULL"),
     ),
     Index("customers_phone", "merchant_id", "phone", postgresql_where=text("phone IS NOT NULL")),
+    # The `updated_since` feed's order (pos_kit/changes.py): a poll reads the rows it answers,
+    # not every customer of the merchant sorted (migration 0015).
+    Index("customers_by_change", "merchant_id", "updated_at", "id"),
     # The customers merged into one (their points history counts towards its tier); few.
     Index(
         "customers_merged_into",
