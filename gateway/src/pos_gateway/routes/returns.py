@@ -380,14 +380,21 @@ async def _declined(svc: Services, problem: Problem) -> Problem:
     **op("orders:read", "List an order's returns", (404,), example=ex.page(ex.RETURN)),
 )
 async def list_returns(
-    order_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+    order_id: PathId,
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    updated_since: UpdatedSince = None,
 ) -> ReturnList:
     """The order's returns (its exchanges' included) by id, oldest first, a page at a time
-    (`next_cursor` null on the last). A cursor is good for this order's list only: another's
-    is a 400 naming `cursor`."""
-    answer = await svc.order.ListReturns(
-        order_pb2.ListReturnsRequest(order_id=order_id, page_size=limit, page_token=cursor or "")
-    )
+    (`next_cursor` null on the last); or with `updated_since` the order's change feed, as
+    `GET /v1/returns` has it (oldest change first: a return completed or settled moves to its
+    end), polled again from the last `updated_at` seen without missing one. A cursor is good
+    for this order's list, read the same way, only: another's is a 400 naming `cursor`."""
+    ask = order_pb2.ListReturnsRequest(order_id=order_id, page_size=limit, page_token=cursor or "")
+    if updated_since is not None:
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    answer = await svc.order.ListReturns(ask)
     return to_page(ReturnList, answer.returns, answer.next_page_token)
 
 
