@@ -282,6 +282,31 @@ def test_a_refunds_lines_are_units_of_its_order_not_given_back_yet(shop: httpx.C
     _ok(_post(http, by_payment, {"amount": ten}), 201)
 
 
+def test_a_refund_naming_units_needs_its_amount(shop: httpx.Client) -> None:
+    """`lines` with no `amount` is a 400 naming `amount`, nothing refunded, on the order's
+    refunds and on the payment's: absent, the amount meant all that is left, so a price
+    adjustment of one unit gave the whole sale back. What units are worth is what a return
+    refunds (`POST /v1/orders/{id}/returns`, `restock: false` for goods kept)."""
+    http = shop
+    sale = _sale(http, _store(http), [{"sku": "SOCKS-3PK", "quantity": 2},
+                                      {"sku": "MUG-LOGO", "quantity": 1}])  # fmt: skip
+    order, payment = sale["order"], sale["payment"]
+    by_payment = f"/v1/payments/{payment['id']}/refunds"
+    by_order = f"/v1/orders/{order['id']}/refunds"
+    one = [{"sku": "SOCKS-3PK", "quantity": 1}]
+    for path in (by_order, by_payment):
+        refused = _post(http, path, {"lines": one, "reason": "price match"})
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["amount"]
+    assert _ok(http.get("/v1/refunds", params={"order_id": order["id"]}))["data"] == []
+    paid = _ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    assert paid["refunded"]["amount"] == 0
+    # With its amount it is made, and only that goes back.
+    ten = {"amount": 10, "currency": "USD"}
+    made = _ok(_post(http, by_order, {"lines": one, "amount": ten}), 201)
+    assert [r["amount"] for r in made["data"]] == [ten]
+
+
 def test_an_exchanges_declined_tender_answers_the_order_and_the_payment(
     shop: httpx.Client,
 ) -> None:

@@ -765,6 +765,45 @@ async def test_split_tender_refund_spreads_from_the_last_tender_back(running: Ru
     assert len(listed.refunds) == 3
 
 
+async def test_a_refund_naming_units_says_how_much_it_gives_back(running: Running) -> None:
+    """A refund with `lines` (a price adjustment, a gesture on an item) and no amount is
+    INVALID_ARGUMENT naming `amount`, and nothing is refunded: absent, the amount meant all
+    that is left, so a refund meant for one unit gave back the whole sale (the units' worth
+    is what a return refunds). With `amount`, or the amounts per tender, it is made."""
+    order = "ord_units_named"
+    visa = await pay(running, card(rid(), order, 4000, "tok_visa"))
+    tee = [P.RefundLine(sku="TEE-BLK-M", quantity=1)]
+    for ask in (
+        P.CreateRefundRequest(request_id=rid(), order_id=order, lines=tee),
+        P.CreateRefundRequest(request_id=rid(), payment_id=visa.id, lines=tee),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.stub.CreateRefund(ask, metadata=md(), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in read_error(err.value).violations] == ["amount"]
+    listed = await running.stub.ListRefunds(
+        P.ListRefundsRequest(order_id=order), metadata=md(), timeout=10
+    )
+    assert list(listed.refunds) == []
+    made = await running.stub.CreateRefund(
+        P.CreateRefundRequest(request_id=rid(), order_id=order, lines=tee, amount=usd(500)),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [r.amount.amount for r in made.refunds] == [500]
+    named = await running.stub.CreateRefund(
+        P.CreateRefundRequest(
+            request_id=rid(),
+            order_id=order,
+            lines=tee,
+            amounts=[P.TenderAmount(payment_id=visa.id, amount=usd(300))],
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    assert [r.amount.amount for r in named.refunds] == [300]
+
+
 # --- pending and the reconciler ------------------------------------------------------------
 
 

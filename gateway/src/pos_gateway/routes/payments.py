@@ -201,6 +201,12 @@ async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Paymen
     return to_model(Payment, answer.payment)
 
 
+LINES_NEED_AN_AMOUNT = (
+    "is required with lines: what to give back for those units (to give back what they were "
+    "paid, return them: POST /v1/orders/{id}/returns, restock false for goods kept)"
+)
+
+
 class RefundLineIn(Body):
     sku: Sku
     quantity: int = Field(ge=1, le=10_000, json_schema_extra=INT64)
@@ -216,16 +222,28 @@ class RefundIn(Body):
     )
 
     amount: AmountIn | None = Field(
-        None, description="How much to give back; absent: all that is left to refund"
+        None,
+        description="How much to give back; absent: all that is left to refund, which only a "
+        "refund naming no `lines` may ask (with `lines` it is required: a 400 naming `amount`)",
     )
     reason: str = Field("", max_length=500)
     lines: list[RefundLineIn] = Field(
         default_factory=list,
         max_length=200,
-        description="The order's units it is for: SKUs of the payment's order, each at most "
-        "what was sold less what its returns took back and earlier refunds listed (a 400 "
-        "naming the line otherwise)",
+        description="The order's units it is for (a price adjustment, a gesture on an item): "
+        "SKUs of the payment's order, each at most what was sold less what its returns took "
+        "back and earlier refunds listed (a 400 naming the line otherwise). Takes an `amount`: "
+        "what is given back for them. To give back what units were paid, return them "
+        "(`POST /v1/orders/{id}/returns`, `restock: false` for goods the customer keeps)",
     )
+
+    def amount_with_lines(self) -> None:
+        """A refund naming units says how much it gives back for them: absent, the amount
+        was all that is left, and a price adjustment of one unit gave the whole sale back.
+        Refused before anything is read or held (the payment service refuses it too)."""
+        if self.lines and self.amount is None:
+            errors = [{"field": "amount", "reason": LINES_NEED_AN_AMOUNT}]
+            raise Problem(400, "invalid_request", "the request is not valid", errors)
 
     def pb(self, payment_id: str = "", order_id: str = "") -> payment_pb2.CreateRefundRequest:
         request = payment_pb2.CreateRefundRequest(
@@ -371,7 +389,10 @@ async def refund_payment(
     shift open, it is a 409 `cash_refund_needs_open_shift` naming `amount`, and nothing is
     refunded; at a register whose open shift counts another currency than the payment's, a
     409 `shift_currency_mismatch` naming `amount.currency` (a drawer holds its shift's
-    currency only). Refunds to cards, gift cards and other tenders need no register."""
+    currency only). Refunds to cards, gift cards and other tenders need no register.
+
+    `lines` take an `amount` (a 400 naming `amount` without one): see the order's refunds."""
+    body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
         order_id = ""
         if body.lines:
@@ -400,7 +421,13 @@ async def refund_order(
 ) -> RefundsCreated:
     """Spreads the amount over the order's captured tenders from the last one taken
     backwards, each up to what it has left: one refund per tender, each to that tender. To
-    name the amount of each tender, refund each payment instead. Never more than the tenders
+    name the amount of each tender, refund each payment instead. With no `amount`, all that
+    is left is given back; a refund naming `lines` (a price adjustment, a gesture on an item)
+    says how much it gives back for them, else it is a 400 naming `amount` and nothing is
+    refunded (until 2026-12-05 it gave back all that was left, the whole sale for one unit).
+    What units are worth, per line by what each line paid after its discounts with its tax, is
+    a return's to compute: to give that back, return them (`POST /v1/orders/{id}/returns`,
+    `restock: false` for goods the customer keeps). Never more than the tenders
     captured net of earlier refunds, also when refunds race: beyond it is a 409
     `amount_exceeds_refundable` (with `refundable`); nothing captured (also an order with no
     payment yet) is a 409 `not_captured`.
@@ -417,6 +444,7 @@ async def refund_order(
     refunded; at a register whose open shift counts another currency than the payment's, a
     409 `shift_currency_mismatch` naming `amount.currency` (a drawer holds its shift's
     currency only). Refunds to cards, gift cards and other tenders need no register."""
+    body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
         try:
             async with _units_held(svc, order_id if body.lines else ""):

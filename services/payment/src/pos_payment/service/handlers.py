@@ -481,6 +481,12 @@ class RefundAsk:
     register_id: str = ""
 
 
+LINES_NEED_AN_AMOUNT = (
+    "is required with lines: what to give back for those units (to give back what they were "
+    "paid, return them: POST /v1/orders/{id}/returns, restock false for goods kept)"
+)
+
+
 def validate_refund(req: RefundAsk) -> RefundAsk:
     validate_refund_request(
         req.payment_id, req.order_id, req.reason, list(req.lines), len(req.named)
@@ -498,6 +504,14 @@ def validate_refund(req: RefundAsk) -> RefundAsk:
         seen.add(payment_id)
     violations += require(
         not (req.named and req.amount is not None), "amount", "send amount or amounts, not both"
+    )
+    # Absent, the amount is all that is left to refund: with `lines` (a price adjustment, a
+    # gesture on an item) that gave the whole sale back for one unit. What units are worth
+    # is a return's to say (per line, by what each line paid); here the caller says it.
+    violations += require(
+        not req.lines or req.amount is not None or bool(req.named),
+        "amount",
+        LINES_NEED_AN_AMOUNT,
     )
     raise_if(violations)
     return req

@@ -887,8 +887,9 @@ class CreateRefundRequest(_message.Message):
     """
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
-        """Unset (and no per-tender amounts): all that is left to refund. With an order_id it is
-        spread over the order's tenders from the last one taken backwards.
+        """Unset (and no per-tender amounts): all that is left to refund, which a refund naming
+        lines may not ask (INVALID_ARGUMENT naming amount). With an order_id it is spread over
+        the order's tenders from the last one taken backwards.
         """
 
     @_builtins.property
