@@ -267,6 +267,69 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
     assert running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m) == before
 
 
+async def test_a_tenders_activities_name_its_payment_never_a_request(running: Running) -> None:
+    """What a gift card tender did to the card (its redemption, the rest of it given back by
+    a void, a refund) is listed with the payment's id as `reference`, as the card's event
+    shows it: what the merchant finds in `GET /v1/payments/{id}` (with its order). Until
+    2026-12-05 it was the payment service's processor key (`<merchant>/<request id>`), an id
+    of a request no user ever sees."""
+    m = merchant()
+    issued = await issue(running, m, 10_000)
+    card_id = issued.gift_card.id
+    requests = [rid(), rid(), rid(), rid()]
+    held = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=requests[0],
+                order_id="ord_gift_refs",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(4000),
+                gift_card_code=issued.code,
+                capture=False,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    await running.payments.CapturePayment(
+        P.CapturePaymentRequest(request_id=requests[1], payment_id=held.id, amount=usd(3000)),
+        metadata=md(m),
+        timeout=30,
+    )
+    await running.payments.VoidPayment(
+        P.VoidPaymentRequest(
+            request_id=requests[2], payment_id=held.id, release_uncaptured_rest=True
+        ),
+        metadata=md(m),
+        timeout=30,
+    )
+    await running.payments.CreateRefund(
+        P.CreateRefundRequest(request_id=requests[3], payment_id=held.id, amount=usd(500)),
+        metadata=md(m),
+        timeout=30,
+    )
+    listed = await running.cards.ListGiftCardActivities(
+        G.ListGiftCardActivitiesRequest(gift_card_id=card_id), metadata=md(m), timeout=30
+    )
+    moved = [
+        (a.kind, a.amount.amount, a.reference)
+        for a in listed.activities
+        if a.kind != G.GIFT_CARD_ACTIVITY_KIND_ACTIVATE
+    ]
+    assert moved == [
+        (G.GIFT_CARD_ACTIVITY_KIND_REDEEM, -4000, held.id),
+        (G.GIFT_CARD_ACTIVITY_KIND_REFUND, 1000, held.id),
+        (G.GIFT_CARD_ACTIVITY_KIND_REFUND, 500, held.id),
+    ]
+    assert balance(running, m, card_id) == 7500
+    stored = running.sql(
+        "SELECT reference FROM gift_card_activities WHERE merchant_id = %s AND gift_card_id = %s",
+        m,
+        card_id,
+    )
+    assert not [r for (r,) in stored if m in r or any(q in r for q in requests)]
+
+
 async def test_a_card_sold_on_an_order_line_is_activated_on_confirm_and_deactivated_on_cancel(
     running: Running,
 ) -> None:

@@ -53,17 +53,21 @@ class LosesAnswers:
             raise ProcessorTimeout()
         return result
 
-    async def authorize(self, source: str, amount: Money, capture: bool, key: str) -> Any:
-        return await self.inner.authorize(source, amount, capture, key)
+    async def authorize(
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
+    ) -> Any:
+        return await self.inner.authorize(source, amount, capture, key, payment_id=payment_id)
 
     async def capture(self, reference: str, amount: Money, key: str) -> Any:
         return await self._maybe_lose(self.inner.capture(reference, amount, key))
 
-    async def void(self, reference: str, key: str) -> Any:
-        return await self._maybe_lose(self.inner.void(reference, key))
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> Any:
+        return await self._maybe_lose(self.inner.void(reference, key, payment_id=payment_id))
 
-    async def refund(self, reference: str, amount: Money, key: str) -> Any:
-        return await self._maybe_lose(self.inner.refund(reference, amount, key))
+    async def refund(self, reference: str, amount: Money, key: str, *, payment_id: str = "") -> Any:
+        return await self._maybe_lose(
+            self.inner.refund(reference, amount, key, payment_id=payment_id)
+        )
 
     async def lookup(self, key: str) -> Any:
         return await self.inner.lookup(key)

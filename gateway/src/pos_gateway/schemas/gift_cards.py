@@ -54,7 +54,12 @@ class GiftCardActivity(Answer):
     )
     amount: SignedMoney = Field(description="Value in positive, value out negative")
     balance_after: Money
-    reference: str = Field(max_length=200, description="A payment, order or note")
+    reference: str = Field(
+        max_length=200,
+        description="What caused it: the payment's id for the card taken as a tender (its "
+        "redemption, what a void gave back, the payment's refunds), the order's id for a card "
+        "sold on an order, or your own reference (loads, redemptions and refunds made here)",
+    )
     location_id: OptionalId
     created_at: Timestamp
 

@@ -397,7 +397,7 @@ class GiftCardTender:
             return await _remembered(uow, key)
 
     async def authorize(
-        self, source: str, amount: Money, capture: bool, key: str
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
     ) -> ProcessorAnswer:
         try:
             code = normalize_code(source)
@@ -423,7 +423,9 @@ class GiftCardTender:
                 decline = "insufficient_funds"
             reference = new_id("gca")
             if not decline:
-                activity = card.redeem(reference, amount.amount, amount.currency, False, key, "")
+                activity = card.redeem(
+                    reference, amount.amount, amount.currency, False, payment_id, ""
+                )
                 await _apply(uow, card, activity)
             answer = ProcessorAnswer(not decline, reference, "gift_card", card.code_last4, decline)
             await _remember(uow, key, "authorize", card.id, amount.amount, answer)
@@ -442,7 +444,7 @@ class GiftCardTender:
             await uow.commit()
             return answer
 
-    async def void(self, reference: str, key: str) -> ProcessorAnswer:
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> ProcessorAnswer:
         async with self._new_uow().bind(merchant_of(key)) as uow:
             card, held = await _authorization(uow, reference)
             known = await _remembered(uow, key)  # under the card's lock, as in authorize
@@ -456,7 +458,7 @@ class GiftCardTender:
                 # it, so it is on the card's ledger for the merchant to reissue. Until
                 # 2026-12-05 it was dropped (`back = 0`): the held value was in no balance.
                 activity = card.refund(
-                    new_id("gca"), back, card.currency, key, "", of_a_payment=True
+                    new_id("gca"), back, card.currency, payment_id, "", of_a_payment=True
                 )
                 await _apply(uow, card, activity)
             answer = ProcessorAnswer(True, reference)
@@ -464,7 +466,9 @@ class GiftCardTender:
             await uow.commit()
             return answer
 
-    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
+    async def refund(
+        self, reference: str, amount: Money, key: str, *, payment_id: str = ""
+    ) -> ProcessorAnswer:
         async with self._new_uow().bind(merchant_of(key)) as uow:
             card, _ = await _authorization(uow, reference)
             known = await _remembered(uow, key)  # under the card's lock, as in authorize
@@ -479,7 +483,7 @@ class GiftCardTender:
                 # A card deactivated since takes it too, and stays deactivated: the refund is
                 # on its ledger, never lost (domain.gift_cards.GiftCard.refund).
                 activity = card.refund(
-                    new_id("gca"), amount.amount, amount.currency, key, "", of_a_payment=True
+                    new_id("gca"), amount.amount, amount.currency, payment_id, "", of_a_payment=True
                 )
                 await _apply(uow, card, activity)
             answer = ProcessorAnswer(not decline, reference, decline_code=decline)
@@ -566,21 +570,25 @@ class WithSandboxCodes:
         return self._sandbox if reference.startswith("sbx_") else self._cards
 
     async def authorize(
-        self, source: str, amount: Money, capture: bool, key: str
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
     ) -> ProcessorAnswer:
         try:
-            return await self._cards.authorize(source, amount, capture, key)
+            return await self._cards.authorize(source, amount, capture, key, payment_id=payment_id)
         except UnknownSource:
-            return await self._sandbox.authorize(source, amount, capture, key)
+            return await self._sandbox.authorize(
+                source, amount, capture, key, payment_id=payment_id
+            )
 
     async def capture(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
         return await self._of(reference).capture(reference, amount, key)
 
-    async def void(self, reference: str, key: str) -> ProcessorAnswer:
-        return await self._of(reference).void(reference, key)
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> ProcessorAnswer:
+        return await self._of(reference).void(reference, key, payment_id=payment_id)
 
-    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
-        return await self._of(reference).refund(reference, amount, key)
+    async def refund(
+        self, reference: str, amount: Money, key: str, *, payment_id: str = ""
+    ) -> ProcessorAnswer:
+        return await self._of(reference).refund(reference, amount, key, payment_id=payment_id)
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
         return await self._cards.lookup(key) or await self._sandbox.lookup(key)

@@ -87,7 +87,7 @@ class SandboxProcessor:
         self._delay = delay_seconds
 
     async def authorize(
-        self, source: str, amount: Money, capture: bool, key: str
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
     ) -> ProcessorAnswer:
         await self._wait()
         script = self._script(source)
@@ -107,11 +107,13 @@ class SandboxProcessor:
         await self._wait()
         return await self.remember(key, "capture", amount, ProcessorAnswer(True, _reference(key)))
 
-    async def void(self, reference: str, key: str) -> ProcessorAnswer:
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> ProcessorAnswer:
         await self._wait()
         return await self.remember(key, "void", None, ProcessorAnswer(True, _reference(key)))
 
-    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
+    async def refund(
+        self, reference: str, amount: Money, key: str, *, payment_id: str = ""
+    ) -> ProcessorAnswer:
         await self._wait()
         return await self.remember(key, "refund", amount, ProcessorAnswer(True, _reference(key)))
 
@@ -213,17 +215,19 @@ class RecordedTender:
     The same port keeps one flow for every tender type."""
 
     async def authorize(
-        self, source: str, amount: Money, capture: bool, key: str
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
     ) -> ProcessorAnswer:
         return ProcessorAnswer(True)
 
     async def capture(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
         return ProcessorAnswer(True)
 
-    async def void(self, reference: str, key: str) -> ProcessorAnswer:
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> ProcessorAnswer:
         return ProcessorAnswer(True)
 
-    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer:
+    async def refund(
+        self, reference: str, amount: Money, key: str, *, payment_id: str = ""
+    ) -> ProcessorAnswer:
         return ProcessorAnswer(True)
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:

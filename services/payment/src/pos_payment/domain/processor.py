@@ -48,15 +48,21 @@ class ProcessorTimeout(Exception):
 
 
 class TenderProcessor(Protocol):
+    """`payment_id`: the payment the money moves for, the merchant's own reference (an
+    acquirer's merchant reference): a processor that keeps a ledger its merchant reads (gift
+    cards) names the movement by it, never by `key`, which is the payment service's."""
+
     async def authorize(
-        self, source: str, amount: Money, capture: bool, key: str
+        self, source: str, amount: Money, capture: bool, key: str, *, payment_id: str = ""
     ) -> ProcessorAnswer: ...
 
     async def capture(self, reference: str, amount: Money, key: str) -> ProcessorAnswer: ...
 
-    async def void(self, reference: str, key: str) -> ProcessorAnswer: ...
+    async def void(self, reference: str, key: str, *, payment_id: str = "") -> ProcessorAnswer: ...
 
-    async def refund(self, reference: str, amount: Money, key: str) -> ProcessorAnswer: ...
+    async def refund(
+        self, reference: str, amount: Money, key: str, *, payment_id: str = ""
+    ) -> ProcessorAnswer: ...
 
     async def lookup(self, key: str) -> ProcessorAnswer | None:
         """The answer the call made with `key` got, or None if no such call reached it."""

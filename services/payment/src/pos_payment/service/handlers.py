@@ -195,6 +195,7 @@ class TakePayment:
                     payment.money(payment.total),
                     self.charge.capture,
                     payment.request_key,
+                    payment_id=payment.id,
                 ),
                 self.policy.processor_timeout,
             )
@@ -421,7 +422,7 @@ class VoidPayment(_PaymentOperation):
 
     def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
         return self.processors[payment.tender_type].void(
-            payment.processor_reference, op.request_key
+            payment.processor_reference, op.request_key, payment_id=payment.id
         )
 
 
@@ -638,7 +639,10 @@ class RefundPayments:
         processor = self.processors[payment.tender_type]
         try:
             call = processor.refund(
-                payment.processor_reference, payment.money(refund.amount), refund.request_key
+                payment.processor_reference,
+                payment.money(refund.amount),
+                refund.request_key,
+                payment_id=payment.id,
             )
             outcome = await ask(call, self.policy.processor_timeout)
         except ProcessorUnavailable:

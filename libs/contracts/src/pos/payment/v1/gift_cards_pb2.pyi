@@ -138,7 +138,10 @@ class GiftCardActivity(_message.Message):
     gift_card_id: _builtins.str
     kind: Global___GiftCardActivityKind.ValueType
     reference: _builtins.str
-    """What caused it: a payment or refund id, an order id, or the merchant's note."""
+    """What caused it: the payment's id for a gift card tender (its redemption, what a void
+    gave back, a refund of the payment), the order's id for a card sold on an order, or the
+    merchant's own reference; never an id of a request.
+    """
     location_id: _builtins.str
     @_builtins.property
     def amount(self) -> _money_pb2.Money:
