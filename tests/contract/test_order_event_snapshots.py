@@ -116,6 +116,15 @@ def test_every_event_of_a_sourced_order_in_each_state_fits_the_public_model() ->
         "order.cancelled",
     ]
     assert all(_stores(e) == ["loc_a", "loc_b"] for e in seen)
+    # Each fulfilment's step says which fulfilment moved, and to what.
+    moved = [
+        (e.data["fulfillment_id"], e.data["fulfillment_status"])
+        for e in seen
+        if e.type == "order.fulfillment_updated"
+    ]
+    assert moved == [
+        (f.id, s) for f in order.fulfillments for s in ("picked", "shipped", "delivered")
+    ]
 
 
 @pytest.mark.parametrize("reason", ["insufficient_stock", "abandoned"])

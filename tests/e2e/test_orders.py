@@ -139,6 +139,14 @@ def _pickup_flow(http: httpx.Client) -> None:
     kinds = eventually(lambda: len(feed()) >= 5 and feed())
     assert kinds[0] == "order.created" and "order.confirmed" in kinds
     assert kinds.count("order.fulfillment_updated") == 2 and kinds[-1] == "order.completed"
+    # Each step's event says which fulfilment moved, and to what.
+    events = http.get("/v1/events", params={"types": "order.fulfillment_updated", "limit": 200})
+    moved = [
+        (e["data"]["fulfillment_id"], e["data"]["fulfillment_status"])
+        for e in events.json()["data"]
+        if e["data"]["object"]["id"] == order["id"]
+    ]
+    assert moved == [(pickup["id"], "ready_for_pickup"), (pickup["id"], "picked_up")]
 
 
 def test_a_split_shipment_captures_each_share_at_shipment(platform: Running) -> None:

@@ -382,3 +382,35 @@ def test_the_feed_blanks_an_order_events_data_as_erasure_blanks_the_message() ->
         )
         seen.add(before.type)
     assert {"order.confirmed", "order.returned", "order.fulfillment_updated"} <= seen
+
+
+def test_a_fulfillment_update_names_the_fulfillment_and_its_new_status() -> None:
+    """`order.fulfillment_updated` says which of the order's fulfilments changed and to what
+    (`fulfillment_id`, `fulfillment_status`, beside the order as `object`), so a partner
+    shipping one store's share acts on it without searching the order; documented where
+    partners read the event's data. Until 2026-12-05 its data was the order alone."""
+    order = _personal_order()
+    shipped = order_pb2.Fulfillment()
+    shipped.CopyFrom(order.fulfillments[0])
+    shipped.id, shipped.status = "ful_2", order_pb2.FULFILLMENT_STATUS_SHIPPED
+    order.fulfillments.append(shipped)
+    message = order_events_pb2.OrderFulfillmentUpdated(order=order, fulfillment_id="ful_2")
+    message.meta.event_id = "evt_1"
+    message.meta.occurred_at.FromDatetime(datetime(2026, 12, 2, tzinfo=UTC))
+    # Said by the event: the status this change took it to, though the order moved on since
+    # (changes made in one transaction share its snapshot).
+    message.fulfillment_status = order_pb2.FULFILLMENT_STATUS_PICKED
+    (event,) = public_events(message)
+    assert (event.type, event.resource_id) == ("order.fulfillment_updated", "ord_1")
+    assert (event.data["fulfillment_id"], event.data["fulfillment_status"]) == ("ful_2", "picked")
+    assert [f["status"] for f in event.data["object"]["fulfillments"]] == ["reserved", "shipped"]
+    # An event from before the status was sent: as the order's snapshot shows it.
+    message.ClearField("fulfillment_status")
+    (older,) = public_events(message)
+    assert (older.data["fulfillment_id"], older.data["fulfillment_status"]) == ("ful_2", "shipped")
+    documented = EventData.model_json_schema()["properties"]
+    for name in ("fulfillment_id", "fulfillment_status"):
+        assert "order.fulfillment_updated" in documented[name]["description"]
+    # The order's other events gain no field.
+    (confirmed,) = public_events(order_events_pb2.OrderConfirmed(meta=message.meta, order=order))
+    assert set(confirmed.data) == {"object"}

@@ -67,6 +67,20 @@ def _documented_extras(schema: dict[str, Any]) -> None:
     schema["properties"]["threshold"] = LOW_STOCK_THRESHOLD
     schema["properties"]["order_id"] = _use_of("order")
     schema["properties"]["customer_id"] = _use_of("customer (empty when the sale named none)")
+    schema["properties"]["fulfillment_id"] = {
+        "type": "string",
+        "maxLength": 64,
+        "description": "`order.fulfillment_updated` only: the fulfilment of `object` (the "
+        "order) that changed, one of its `fulfillments[]`",
+    }
+    schema["properties"]["fulfillment_status"] = {
+        "type": "string",
+        "maxLength": 32,
+        "description": "`order.fulfillment_updated` only: the `status` this change took that "
+        "fulfilment to, in the words of `object.fulfillments[]` (a pickup's `ready_for_pickup`, "
+        "`picked_up`, `cancelled` or `expired`; a shipment's `picked`, `shipped`, `delivered` "
+        "or `cancelled`; more values may come)",
+    }
     schema["properties"]["merged_customer_id"] = {
         "type": "string",
         "maxLength": 64,
@@ -78,9 +92,10 @@ def _documented_extras(schema: dict[str, Any]) -> None:
 class EventData(Answer):
     """`object`, and for some types more beside it: `order.returned` carries the return as
     `object` and the order as it stands after it as `order` (null for a return without a
-    receipt); `inventory.low_stock` carries
-    the stock level (its `sku`, `location_id` and `available`) as `object` and the threshold
-    it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
+    receipt); `order.fulfillment_updated` carries the order as `object` and the fulfilment
+    that changed as `fulfillment_id` with its new `fulfillment_status`; `inventory.low_stock`
+    carries the stock level (its `sku`, `location_id` and `available`) as `object` and the
+    threshold it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
     coupon as `object` and the `order_id` and `customer_id` of the use; `customer.merged`
     carries the survivor as `object` and the duplicate's id as `merged_customer_id`."""
 

@@ -98,6 +98,22 @@ def _use(m: Any) -> dict[str, Any]:
     return {**_object(Coupon, coupon), "order_id": m.order_id, "customer_id": m.customer_id}
 
 
+def _fulfillment_updated(m: order_events.OrderFulfillmentUpdated) -> list[Part]:
+    """The order, and beside it which of its fulfilments changed and the status the change
+    took it to (the words of the order's `fulfillments[]`), so a partner acts on that
+    fulfilment without searching the order for it. An event from before the status was sent
+    takes it from the order's snapshot."""
+    data = _object(Order, m.order)
+    data["fulfillment_id"] = m.fulfillment_id
+    if m.fulfillment_status != order_pb2.FULFILLMENT_STATUS_UNSPECIFIED:
+        status = order_pb2.FulfillmentStatus.Name(m.fulfillment_status)
+        data["fulfillment_status"] = status.removeprefix("FULFILLMENT_STATUS_").lower()
+    else:
+        shown = [f for f in data["object"]["fulfillments"] if f["id"] == m.fulfillment_id]
+        data["fulfillment_status"] = shown[0]["status"] if shown else ""
+    return [("order.fulfillment_updated", m.order.id, data)]
+
+
 def _level_id(level: Any) -> str:
     return f"{level.location_id}:{level.sku}"
 
@@ -222,9 +238,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     order_events.OrderCompleted: lambda m: [
         ("order.completed", m.order.id, _object(Order, m.order))
     ],
-    order_events.OrderFulfillmentUpdated: lambda m: [
-        ("order.fulfillment_updated", m.order.id, _object(Order, m.order))
-    ],
+    order_events.OrderFulfillmentUpdated: _fulfillment_updated,
     # The return is the object; the order as it stands after it rides beside it (null for a
     # return without a receipt, which has none).
     order_events.OrderReturned: lambda m: [

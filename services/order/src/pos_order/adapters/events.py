@@ -12,7 +12,7 @@ from pos_kit import personal
 from pos_kit.events import EventRegistry
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
-from pos_order.adapters.messages import order_to_proto, return_to_proto
+from pos_order.adapters.messages import FULFILLMENT_STATUSES, order_to_proto, return_to_proto
 from pos_order.domain.model import (
     OrderCancelled,
     OrderCompleted,
@@ -56,6 +56,8 @@ def _fulfillment(event: OrderFulfillmentUpdated) -> events_pb2.OrderFulfillmentU
     msg = events_pb2.OrderFulfillmentUpdated(
         order=order_to_proto(event.order), fulfillment_id=event.fulfillment_id
     )
+    if event.status is not None:
+        msg.fulfillment_status = FULFILLMENT_STATUSES.to_proto(event.status)
     if event.goods_given_back is not None:
         currency = event.order.currency
         msg.goods_total.CopyFrom(to_proto(Money(event.order.goods_total, currency)))

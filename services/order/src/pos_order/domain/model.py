@@ -1312,7 +1312,7 @@ class Order:
         if to is F.SHIPPED:
             f.carrier, f.tracking_number = carrier, tracking_number
         self._moved(f"{f.id}:{to.value}", at, reason)
-        self.events.append(OrderFulfillmentUpdated(self, f.id))
+        self.events.append(OrderFulfillmentUpdated(self, f.id, status=to))
         self._maybe_complete(at)
 
     # -- one fulfilment cancelled -------------------------------------------------------------
@@ -1702,6 +1702,9 @@ class OrderFulfillmentUpdated:
     # (OrderReturned): what of the order's goods its completed returns and its cancelled and
     # expired fulfilments took back so far. Set by the service, which reads the returns.
     goods_given_back: int | None = None
+    # The status this change took it to: the order may have moved on by the time the event is
+    # written (several changes in one transaction share the order's snapshot).
+    status: FulfillmentStatus | None = None
 
     @property
     def gives_back(self) -> bool:

@@ -163,7 +163,12 @@ class OrderFulfillmentUpdated(_message.Message):
     FULFILLMENT_ID_FIELD_NUMBER: _builtins.int
     GOODS_TOTAL_FIELD_NUMBER: _builtins.int
     GOODS_GIVEN_BACK_FIELD_NUMBER: _builtins.int
+    FULFILLMENT_STATUS_FIELD_NUMBER: _builtins.int
     fulfillment_id: _builtins.str
+    fulfillment_status: _order_pb2.FulfillmentStatus.ValueType
+    """The fulfilment's status this change took it to (UNSPECIFIED in events from before it was
+    said: the order's snapshot shows it).
+    """
     @_builtins.property
     def meta(self) -> _event_pb2.EventMeta: ...
     @_builtins.property
@@ -185,10 +190,11 @@ class OrderFulfillmentUpdated(_message.Message):
         fulfillment_id: _builtins.str = ...,
         goods_total: _money_pb2.Money | None = ...,
         goods_given_back: _money_pb2.Money | None = ...,
+        fulfillment_status: _order_pb2.FulfillmentStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["goods_given_back", b"goods_given_back", "goods_total", b"goods_total", "meta", b"meta", "order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "goods_given_back", b"goods_given_back", "goods_total", b"goods_total", "meta", b"meta", "order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fulfillment_id", b"fulfillment_id", "fulfillment_status", b"fulfillment_status", "goods_given_back", b"goods_given_back", "goods_total", b"goods_total", "meta", b"meta", "order", b"order"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
