@@ -28,7 +28,7 @@ class CustomerAddress(Answer):
 
 class MarketingConsent(Answer):
     granted: bool
-    given_at: Timestamp | None = Field(description="When the customer said so")
+    given_at: Timestamp | None = Field(description="When the customer said so; null: never")
     channel: str = Field(
         max_length=20, description="web, in_store, email, sms, phone, app or import"
     )
@@ -54,7 +54,10 @@ class Customer(Answer):
     addresses: list[CustomerAddress] = Field(max_length=10)
     birthday: str = Field(max_length=10, description="YYYY-MM-DD; empty when unknown")
     notes: str = Field(max_length=2000)
-    marketing_consent: MarketingConsent | None = Field(description="Null: never asked")
+    marketing_consent: MarketingConsent | None = Field(
+        description="Whether the customer agreed to marketing: `granted` false when it was never "
+        "given or was withdrawn (`given_at`: when the choice was recorded, null when none was)"
+    )
     tags: list[Tag] = Field(max_length=50)
     group_ids: list[Id] = Field(max_length=1000)
     status: str = Field(
