@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from pos_gateway import audit, clients, metrics, outbox, problems, tokens
+from pos_gateway import audit, clients, media, metrics, outbox, problems, tokens
 from pos_gateway import openapi as openapi_document
 from pos_gateway.admission import AdmissionLimit
 from pos_gateway.auth import KeyStore
@@ -150,6 +150,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.declared_operations = {
             member: declared(document, member) for member in (SHOWN_ONCE, REQUIRED_SCOPES)
         }
+        setattr(app.state, media.MEDIA_TABLE, media.table(document))
         app.state.services = clients.connect(settings)
         app.state.jetstream = JetStreamLink(settings)
         await limits.start()

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pos_gateway import confinement, metrics
+from pos_gateway import confinement, media, metrics
 from pos_gateway.auth import authenticate, insufficient_scope
 from pos_gateway.bodies import read_body, read_bounded, replay, then
 from pos_gateway.idempotency import (
@@ -173,6 +173,7 @@ class EdgeMiddleware:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await problem_response(too_large)(scope, receive, send)
             return
+        has_body = length is not None and int(length) > 0
         if length is None and "chunked" in headers.get("transfer-encoding", "").lower():
             # No length to judge it by: read up to the bound, and no further, before anything
             # else (else it was read whole, however large, by whatever read it first).
@@ -180,6 +181,7 @@ class EdgeMiddleware:
             if body is None:
                 await problem_response(too_large)(scope, receive, send)
                 return
+            has_body = bool(body)
             receive = then(body, receive)
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
             problem = Problem(
@@ -216,6 +218,10 @@ class EdgeMiddleware:
                 # caller without the platform credential never learns what a route takes.
                 await problem_response(platform_refused(scope))(scope, receive, send)
                 return
+            unreadable = _media_refused(scope, headers, has_body)
+            if unreadable is not None:
+                await problem_response(unreadable)(scope, receive, send)
+                return
             key = headers.get("idempotency-key")
             if scope["method"] == "POST" and key is not None and admin:
                 await self._idempotent(scope, receive, send, PLATFORM_TENANT, key)
@@ -249,6 +255,12 @@ class EdgeMiddleware:
                 return
 
         if not await self._counted(scope, receive, send, extra, principal.key_id):
+            return
+        unreadable = _media_refused(scope, headers, has_body)
+        if unreadable is not None:
+            # Before the Idempotency-Key: a body the operation does not take keeps nothing
+            # under it.
+            await problem_response(unreadable)(scope, receive, send)
             return
 
         key = headers.get("idempotency-key")
@@ -423,6 +435,12 @@ class EdgeMiddleware:
         # progress" (409): kept, it would be replayed after the work had finished. (Let go in
         # `keep` as the answer left; here if it never did.)
         await let_go()
+
+
+def _media_refused(scope: Scope, headers: Headers, has_body: bool) -> Problem | None:
+    """A body in a media type the operation does not take (415): `media`, from the
+    operation's declaration."""
+    return media.unsupported(scope, headers, has_body)
 
 
 _LOCATION_PATH = re.compile(r"^/v1/locations/([^/]+)")

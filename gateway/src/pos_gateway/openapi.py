@@ -198,6 +198,14 @@ HEADERS["Retry-After-If-Overloaded"] = {
     "requests in progress (`overloaded`) and when a service the request needs is unavailable",
 }
 
+HEADERS["Accept-Taken"] = {
+    "description": "The media types the operation takes a request body in (RFC 9110 section "
+    "15.5.16)",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 200, "pattern": r"^[ -~]+$"},
+    "example": "application/json",
+}
+
 PARAMETERS: dict[str, dict[str, Any]] = {
     "Idempotency-Key": {
         "name": "Idempotency-Key",
@@ -245,6 +253,7 @@ def _headers(*names: str) -> dict[str, Any]:
         "ETag-Unless-Replayed": "ETag",
         "WWW-Authenticate-Scope": "WWW-Authenticate",
         "WWW-Authenticate-Basic": "WWW-Authenticate",
+        "Accept-Taken": "Accept",
     }
     return {wire.get(n, n): _ref("headers", n) for n in names}
 
@@ -600,6 +609,7 @@ def with_edge_answers(document: dict[str, Any]) -> None:
     shared.pop("", None)
     document["components"]["responses"] = dict(sorted(shared.items()))
     with_every_possible_problem(document)
+    with_media_type_problems(document)
 
 
 def _no_store(path: str, method: str, operation: dict[str, Any]) -> bool:
@@ -633,3 +643,36 @@ def with_every_possible_problem(document: dict[str, Any]) -> None:
             if name not in shared:  # no route describes this problem: nothing to point at
                 raise ValueError(f"{method.upper()} {path} can answer {status}; describe it")
             answers[status] = _ref("responses", name)
+
+
+# The edge's answers about media types (edge._media_refused, pos_gateway.media), on every /v1
+# operation that declares what they are about, after its credential was counted.
+MEDIA_PROBLEMS = {
+    "415": (
+        "UnsupportedMediaType",
+        "The request body is not in a media type the operation takes "
+        "(`unsupported_media_type`, `errors[]` naming `Content-Type`): a JSON body says "
+        "`Content-Type: application/json` (or a `+json` type); `Accept` names what is taken",
+        (*COUNTED, "Accept-Taken"),
+    ),
+}
+
+
+def with_media_type_problems(document: dict[str, Any]) -> None:
+    """A 415 on every /v1 operation that takes a body (but the token exchange: RFC 6749 makes
+    its every refusal a 400)."""
+    responses = document["components"]["responses"]
+    for name, description, headers in MEDIA_PROBLEMS.values():
+        responses[name] = {
+            "description": description,
+            "content": {"application/problem+json": {"schema": _ref("schemas", Problem.__name__)}},
+            "headers": _headers(*headers),
+        }
+    document["components"]["responses"] = dict(sorted(responses.items()))
+    for path, _, operation in _operations(document):
+        if not path.startswith("/v1/"):
+            continue
+        answers = operation["responses"]
+        if operation.get("requestBody") and path != TOKEN_URL:
+            answers.setdefault("415", _ref("responses", MEDIA_PROBLEMS["415"][0]))
+        operation["responses"] = dict(sorted(answers.items()))
