@@ -127,3 +127,59 @@ async def test_a_refused_body_keeps_nothing_under_its_idempotency_key(
         "/v1/roles", json={"name": "Media corrected", "permissions": []}, headers=headers
     )
     assert made.status_code == 201, made.text
+
+
+async def test_every_operation_refuses_an_accept_it_cannot_answer(
+    gateway: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    """An Accept that allows none of the media types an operation answers in is a 406, before
+    anything runs (a receipt asked for as a PDF was answered in JSON)."""
+    app, http = gateway
+    operations = sorted(
+        (method.upper(), path)
+        for path, item in app.openapi()["paths"].items()
+        if path.startswith("/v1/") and path != "/v1/oauth/token"
+        for method in item
+    )
+    wrong: dict[str, object] = {}
+    for method, path in operations:
+        url = re.sub(r"\{[^}]+\}", "x_1", path)
+        headers = {**_admin(path), "Accept": "application/pdf"}
+        answer = await http.request(method, url, headers=headers)
+        problem = answer.json()
+        if (answer.status_code, problem.get("code")) != (406, "not_acceptable") or (
+            problem.get("errors", [{}])[0].get("field") != "Accept"
+        ):
+            wrong[f"{method} {path}"] = (answer.status_code, problem)
+    assert not wrong, wrong
+
+
+async def test_a_receipt_is_refused_only_in_a_type_it_cannot_be_written_in(
+    gateway: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    _, http = gateway
+    receipt = "/v1/orders/ord_1/receipt"
+    refused = await http.get(receipt, headers={"Accept": "application/pdf"})
+    assert refused.status_code == 406, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    reason = refused.json()["errors"][0]["reason"]
+    assert all(media in reason for media in ("application/json", "text/html", "text/plain"))
+    for accept in ("text/html;q=0, application/json;q=0, text/plain;q=0", "image/*"):
+        answer = await http.get(receipt, headers={"Accept": accept})
+        assert answer.status_code == 406, (accept, answer.text)
+    # Whatever it can be written in passes to the route (which asks the order service,
+    # nobody's here: a 503).
+    passed = ("*/*", "application/json", "text/plain", "text/html", "text/*", "",
+              "application/pdf, */*;q=0.1", "application/json; charset=utf-8")  # fmt: skip
+    for accept in (None, *passed):
+        headers = {"Accept": accept} if accept is not None else {}
+        answer = await http.get(receipt, headers=headers)
+        assert answer.status_code == 503, (accept, answer.text)
+    # The live feed answers its server-sent events to an EventSource, and JSON to nobody.
+    stream = await http.get("/v1/events/stream", headers={"Accept": "text/event-stream"})
+    assert stream.status_code == 503, stream.text
+    not_json = await http.get("/v1/events/stream", headers={"Accept": "application/json"})
+    assert not_json.status_code == 406, not_json.text
+    # And the feed's other operations answer JSON, as ever.
+    page = await http.get("/v1/events/evt_1", headers={"Accept": "application/json"})
+    assert page.status_code == 503, page.text

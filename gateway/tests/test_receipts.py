@@ -372,3 +372,26 @@ def test_a_card_authorised_for_goods_not_handed_over_yet_shows_what_it_pays() ->
     voided = {**ex.PAYMENT, "captured": usd(4000), "voided": usd(2040)}
     receipt = Receipt.model_validate(receipts.build(ex.ORDER, [voided], [], {"id": "x"}, 30))
     assert [t.amount.amount for t in receipt.tenders] == [4000]
+
+
+def test_the_receipt_is_written_in_the_type_the_accept_header_prefers() -> None:
+    """RFC 9110's negotiation: quality values, the most specific range, then the client's
+    order; JSON when anything goes. (A type was picked by finding its name in the header: a
+    range of quality 0 was read as asked for, `text/*` and quality values not at all.)"""
+    from starlette.requests import Request
+
+    from pos_gateway.routes.receipt import _wanted
+
+    def wanted(accept: str | None, format_: str | None = None) -> str:
+        headers = [(b"accept", accept.encode())] if accept is not None else []
+        return _wanted(Request({"type": "http", "headers": headers}), format_)
+
+    assert wanted(None) == wanted("*/*") == wanted("application/json") == "json"
+    assert wanted("text/plain") == wanted("text/*") == wanted("text/plain, text/html") == "text"
+    assert wanted("text/html") == wanted("text/html, text/plain") == "html"
+    assert wanted("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8") == "html"
+    assert wanted("text/html;q=0, application/json") == "json"
+    assert wanted("text/plain;q=0.5, text/html") == "html"
+    assert wanted("application/json;q=0.1, text/*") == "text"
+    assert wanted("application/json, text/html") == "json"
+    assert wanted("text/html", "json") == "json"  # `format` wins

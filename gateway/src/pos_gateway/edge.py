@@ -258,8 +258,8 @@ class EdgeMiddleware:
             return
         unreadable = _media_refused(scope, headers, has_body)
         if unreadable is not None:
-            # Before the Idempotency-Key: a body the operation does not take keeps nothing
-            # under it.
+            # Before the Idempotency-Key: a body the operation does not take, or an answer
+            # the client cannot read, keeps nothing under it.
             await problem_response(unreadable)(scope, receive, send)
             return
 
@@ -438,9 +438,9 @@ class EdgeMiddleware:
 
 
 def _media_refused(scope: Scope, headers: Headers, has_body: bool) -> Problem | None:
-    """A body in a media type the operation does not take (415): `media`, from the
-    operation's declaration."""
-    return media.unsupported(scope, headers, has_body)
+    """A body in a media type the operation does not take (415), or an Accept that allows
+    none of those it answers in (406): `media`, from the operation's declaration."""
+    return media.unsupported(scope, headers, has_body) or media.not_acceptable(scope, headers)
 
 
 _LOCATION_PATH = re.compile(r"^/v1/locations/([^/]+)")

@@ -1,16 +1,18 @@
 """Media types, from the document: what an operation takes (a request body's `Content-Type`,
-415 otherwise).
+415 otherwise) and what it answers in (the `Accept` header, 406 when it allows none of them).
 
 Read from the app's own OpenAPI document, as `idempotency.shown_once` is, so every operation,
 present and future, is held to what it declares with no code of its own: a JSON body says it is
 JSON (`application/json`, or a `+json` type such as `application/merge-patch+json`; parameters
-such as `charset` are passed over, RFC 8259 gives JSON none).
+such as `charset` are passed over, RFC 8259 gives JSON none), and a client's `Accept` is
+negotiated by RFC 9110 section 12.5.1 (quality values, the most specific range deciding a
+type's quality, `*/*` and `type/*`), the client's order then the operation's breaking ties.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -85,6 +87,70 @@ def taken(content_type: str, takes: Iterable[str]) -> bool:
     return JSON in declared and kind == "application" and subtype.endswith("+json")
 
 
+def _ranges(accept: str) -> list[tuple[str, str, float, int]]:
+    """The media ranges of an Accept value: (type, subtype, quality, place); a malformed range
+    is passed over."""
+    ranges = []
+    for place, item in enumerate(accept.split(",")):
+        media, *parameters = item.split(";")
+        kind, slash, subtype = media.strip().lower().partition("/")
+        if not slash or not _TOKEN.match(kind) or not _TOKEN.match(subtype):
+            continue
+        if kind == "*" and subtype != "*":
+            continue
+        quality = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = -1.0
+        if 0.0 <= quality <= 1.0:
+            ranges.append((kind, subtype, quality, place))
+    return ranges
+
+
+def negotiate(accept: str | None, offered: Sequence[str]) -> str | None:
+    """The one of `offered` that `accept` prefers (RFC 9110 section 12.5.1): each type's
+    quality is that of the most specific range naming it; the highest wins, then the range the
+    client listed first, then the order of `offered`. None: the client accepts none of them.
+    No Accept (or one with no range we can read) accepts anything: the first offered."""
+    if not offered:
+        return None
+    ranges = _ranges(accept or "")
+    if not ranges:
+        return offered[0]
+    best: tuple[float, int, int] | None = None
+    chosen: str | None = None
+    for rank, media in enumerate(offered):
+        kind, _, subtype = essence(media).partition("/")
+        matching = [
+            (specific, quality, place)
+            for want_kind, want_subtype, quality, place in ranges
+            if (specific := _specificity(want_kind, want_subtype, kind, subtype)) >= 0
+        ]
+        if not matching:
+            continue
+        _, quality, place = max(matching, key=lambda m: m[0])
+        if quality <= 0:
+            continue
+        key = (-quality, place, rank)
+        if best is None or key < best:
+            best, chosen = key, media
+    return chosen
+
+
+def _specificity(want_kind: str, want_subtype: str, kind: str, subtype: str) -> int:
+    if want_kind == "*":
+        return 0
+    if want_kind != kind:
+        return -1
+    if want_subtype == "*":
+        return 1
+    return 2 if want_subtype == subtype else -1
+
+
 def unsupported(scope: Mapping[str, Any], headers: Headers, has_body: bool) -> Problem | None:
     """The 415 of a body the operation does not take in its media type (a JSON body sent as
     `text/plain`, or with no Content-Type): refused before anything reads it. A request with
@@ -110,4 +176,26 @@ def unsupported(scope: Mapping[str, Any], headers: Headers, has_body: bool) -> P
         [{"field": "Content-Type", "reason": reason}],
         # What the body may be sent as (RFC 9110 section 15.5.16).
         headers={"Accept": ", ".join(takes)},
+    )
+
+
+def not_acceptable(scope: Mapping[str, Any], headers: Headers) -> Problem | None:
+    """The 406 of a request whose Accept allows none of the media types the operation answers
+    in (`application/pdf` of a receipt), refused before the route runs. Its problem comes as
+    `application/problem+json` all the same, as RFC 9110 allows."""
+    accept = headers.get("accept")
+    if accept is None or scope.get("path") in OAUTH_PATHS:
+        return None  # the token exchange answers as RFC 6749 says (above)
+    declared = _declared(scope)
+    if declared is None or not declared[1]:
+        return None
+    gives = declared[1]
+    if negotiate(accept, gives) is not None:
+        return None
+    named = ", ".join(gives)
+    return Problem(
+        406,
+        "not_acceptable",
+        f"this operation answers in {named}; the Accept header allows none of them",
+        [{"field": "Accept", "reason": f"must accept one of {named}"}],
     )

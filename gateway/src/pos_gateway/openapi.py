@@ -648,6 +648,13 @@ def with_every_possible_problem(document: dict[str, Any]) -> None:
 # The edge's answers about media types (edge._media_refused, pos_gateway.media), on every /v1
 # operation that declares what they are about, after its credential was counted.
 MEDIA_PROBLEMS = {
+    "406": (
+        "NotAcceptable",
+        "The `Accept` header allows none of the media types the operation answers in "
+        "(`not_acceptable`, `errors[]` naming `Accept`); this problem comes as "
+        "`application/problem+json` all the same",
+        COUNTED,
+    ),
     "415": (
         "UnsupportedMediaType",
         "The request body is not in a media type the operation takes "
@@ -659,8 +666,8 @@ MEDIA_PROBLEMS = {
 
 
 def with_media_type_problems(document: dict[str, Any]) -> None:
-    """A 415 on every /v1 operation that takes a body (but the token exchange: RFC 6749 makes
-    its every refusal a 400)."""
+    """A 415 on every /v1 operation that takes a body and a 406 on every one that answers
+    content (but the token exchange: RFC 6749 makes its every refusal a 400)."""
     responses = document["components"]["responses"]
     for name, description, headers in MEDIA_PROBLEMS.values():
         responses[name] = {
@@ -670,9 +677,11 @@ def with_media_type_problems(document: dict[str, Any]) -> None:
         }
     document["components"]["responses"] = dict(sorted(responses.items()))
     for path, _, operation in _operations(document):
-        if not path.startswith("/v1/"):
+        if not path.startswith("/v1/") or path == TOKEN_URL:
             continue
         answers = operation["responses"]
-        if operation.get("requestBody") and path != TOKEN_URL:
+        if operation.get("requestBody"):
             answers.setdefault("415", _ref("responses", MEDIA_PROBLEMS["415"][0]))
+        if any(status.startswith("2") and a.get("content") for status, a in answers.items()):
+            answers.setdefault("406", _ref("responses", MEDIA_PROBLEMS["406"][0]))
         operation["responses"] = dict(sorted(answers.items()))

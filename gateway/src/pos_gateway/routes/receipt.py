@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway import receipts
+from pos_gateway import media, receipts
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json
 from pos_gateway.problems import Problem
@@ -48,14 +48,17 @@ async def _location(svc: Services, location_id: str) -> dict[str, Any]:
         return {"id": location_id, "name": "", "time_zone": "UTC", "tax_rate_bps": 0}
 
 
+# What a receipt is written in, JSON first when the client has no preference.
+_KINDS = {"application/json": "json", "text/plain": "text", "text/html": "html"}
+
+
 def _wanted(request: Request, format_: str | None) -> str:
+    """`format`, else what the Accept header prefers (RFC 9110's negotiation, `media`); one
+    that allows none of them never gets here: the edge answered it 406."""
     if format_ is not None:
         return format_
-    accept = request.headers.get("accept", "")
-    for media, kind in (("text/html", "html"), ("text/plain", "text")):
-        if media in accept and "application/json" not in accept.split(media)[0]:
-            return kind
-    return "json"
+    chosen = media.negotiate(request.headers.get("accept"), tuple(_KINDS))
+    return _KINDS.get(chosen or "", "json")
 
 
 @router.get("/orders/{order_id}/receipt", response_model=Receipt, **_op)
@@ -85,8 +88,9 @@ async def get_receipt(
     currency's minor units (`USD 25.00`, `JPY 2500`). With `return_id`, that return's receipt:
     the units back, the refund, the tenders refunded (a refund the payment processor refused
     is not among them) and how a person settled what they did not pay (`settlement`). JSON
-    by default; `text/plain` or `text/html` by the Accept header or `format`. A return not of
-    this order is a 404."""
+    by default; `text/plain` or `text/html` by the Accept header (quality values counted;
+    one that allows none of the three is a 406) or `format`. A return not of this order is a
+    404."""
     order = to_json((await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order)
     returns = [to_json(r) for r in await order_returns(svc, order_id)]
     payments: list[dict[str, Any]] = []
