@@ -5,12 +5,15 @@ the store is unreachable."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import gateway_alone
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -26,7 +29,7 @@ from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
 from pos_gateway.idempotency import IdempotencyStore
 from pos_gateway.routes.gift_cards import CodeBudget
-from pos_gateway.shared_ratelimit import SharedBuckets
+from pos_gateway.shared_ratelimit import SharedBuckets, plain_url
 from pos_kit.db import make_engine
 
 SECRET = "shared-limit-test-secret-0123456789ab"
@@ -164,3 +167,77 @@ async def test_gift_card_code_lookups_spend_one_budget_across_replicas(database:
     finally:
         for limits in (one_limits, two_limits, api_budget):
             await limits.close()
+
+
+async def _rows(database: str, keys: list[str]) -> dict[str, float]:
+    async with await psycopg.AsyncConnection.connect(plain_url(database)) as conn:
+        found = await conn.execute(
+            "SELECT credential_id, tokens FROM rate_limit_buckets WHERE credential_id = ANY(%s)",
+            (keys,),
+        )
+        return {key: tokens for key, tokens in await found.fetchall()}
+
+
+async def _idle_for(database: str, keys: list[str], seconds: float) -> None:
+    """The buckets of `keys` last used `seconds` ago."""
+    async with await psycopg.AsyncConnection.connect(plain_url(database), autocommit=True) as c:
+        await c.execute(
+            "UPDATE rate_limit_buckets SET updated_at = now() - make_interval(secs => %s)"
+            " WHERE credential_id = ANY(%s)",
+            (seconds, keys),
+        )
+
+
+async def test_idle_buckets_are_purged_in_batches_and_live_ones_stay(database: str) -> None:
+    """A row per credential, address and code budget stayed forever: the table only grew. A
+    bucket left alone for as long as the slowest budget takes to fill is full, the same as no
+    row, so it goes, a bounded batch at a time; one in use, or still filling under any budget
+    sharing the table, stays as it is."""
+    run = uuid.uuid4().hex[:8]
+    fast = SharedBuckets(database, 1.0, 2, PATIENT)  # full again 2 s after its last use
+    slow = SharedBuckets(database, RATE, BURST, PATIENT)  # 30,000 s
+    idle = [f"purge-{run}-idle-{n}" for n in range(5)]
+    filling, live = f"purge-{run}-filling", f"purge-{run}-live"
+    await fast.start()
+    await slow.start()
+    try:
+        for key in (*idle, filling):
+            assert (await fast.decide(key)).allowed
+        assert (await slow.decide(live)).allowed
+        await _idle_for(database, idle, 2 * BURST / RATE)
+        # Idle for far longer than the fast budget takes to fill, but not the slow one's: a
+        # code look-up's bucket may be refilling still.
+        await _idle_for(database, [filling], 600)
+        horizon = max(fast.full_after, slow.full_after)
+        assert horizon == BURST / RATE
+        assert await slow.purge_idle(horizon, batch=2, batches=1) == 2
+        assert len(await _rows(database, idle)) == 3
+        assert await slow.purge_idle(horizon, batch=2, batches=10) == 3
+        left = await _rows(database, [*idle, filling, live])
+        assert left == {filling: 1.0, live: BURST - 1.0}, left
+        # A purged bucket is a full one: the next request starts it again.
+        assert (await fast.decide(idle[0])).remaining == 1
+    finally:
+        await fast.close()
+        await slow.close()
+
+
+async def test_the_gateway_purges_idle_buckets_while_it_serves(database: str) -> None:
+    """The purge runs in the background of every replica with the shared store, with the
+    slowest of its budgets (the token exchange's, 100 s) as the horizon."""
+    run = uuid.uuid4().hex[:8]
+    gone, kept = f"bg-{run}-gone", f"bg-{run}-kept"
+    async with await psycopg.AsyncConnection.connect(plain_url(database), autocommit=True) as c:
+        await c.execute(
+            "INSERT INTO rate_limit_buckets (credential_id, tokens, allowed, updated_at)"
+            " VALUES (%s, 0, false, now() - interval '1 day'),"
+            " (%s, 0, false, now() - interval '90 seconds')",
+            (gone, kept),
+        )
+    made = gateway_alone.settings(database, SECRET, rate_limit_store="postgres")
+    async with gateway_alone.serve(made):
+        for _ in range(200):
+            if gone not in await _rows(database, [gone]):
+                break
+            await asyncio.sleep(0.05)
+    assert await _rows(database, [gone, kept]) == {kept: 0.0}

@@ -68,7 +68,7 @@ from pos_gateway.routes.credentials import (
 from pos_gateway.routes.gift_cards import CODE_LOOKUP_BURST, CODE_LOOKUP_RATE
 from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
-from pos_gateway.shared_ratelimit import SharedBuckets
+from pos_gateway.shared_ratelimit import SharedBuckets, purge_idle_buckets
 from pos_kit.db import make_engine, reads
 
 DESCRIPTION = """
@@ -160,6 +160,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         await client_auth.start()
         await address_auth.start()
         purger = asyncio.create_task(_purge_hourly(app.state.idempotency, engine))
+        # The shared store's idle buckets (none to purge in memory, where they are bounded).
+        bucket_purger = asyncio.create_task(
+            purge_idle_buckets([limits, code_lookups, client_auth, address_auth])
+        )
         stop_relay = asyncio.Event()
         relaying = asyncio.create_task(outbox.relay(engine, settings, stop_relay))
         try:
@@ -169,6 +173,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(relaying, 5)
             purger.cancel()
+            bucket_purger.cancel()
             await app.state.services.close()
             await app.state.jetstream.close()
             await limits.close()

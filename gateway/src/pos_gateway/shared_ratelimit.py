@@ -10,6 +10,14 @@ full, where every credential starts anyway), and skipping the WAL means a decisi
 wait for a disk flush, which is most of a commit's cost here. A standby does not have the
 table's rows, so a failover also starts every bucket full.
 
+A bucket left alone for as long as its budget takes to fill is full: the same as no row. So
+every replica deletes such rows in the background (`purge_idle_buckets`, every minute, at most
+PURGE_BATCHES statements of PURGE_BATCH rows each, skipping rows another statement holds): the
+table holds the buckets in use, not one row for every credential, address and code budget
+ever seen. The table is shared by every budget (the API's, gift card code look-ups', the token
+exchange's), so the horizon is the slowest of them to fill: a purge never hands back a token
+that a budget was still refilling.
+
 Fail open, per replica: when the database does not answer within TIMEOUT_SECONDS, the
 request is decided by this replica's own in-memory buckets instead. A limiter exists to
 protect capacity; refusing every request because the limiter's store is down would turn a
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -53,6 +62,25 @@ REFUND = """
     UPDATE rate_limit_buckets SET tokens = least(%(burst)s::double precision, tokens + 1)
     WHERE credential_id = %(key)s
 """
+
+
+# Rows idle past the horizon, a batch at a time. Locked rows (a decision on them under way)
+# are passed over, and the time is checked again on the row deleted: a bucket used since it
+# was picked stays.
+PURGE = """
+    DELETE FROM rate_limit_buckets
+    WHERE credential_id IN (
+        SELECT credential_id FROM rate_limit_buckets
+        WHERE updated_at < now() - make_interval(secs => %(idle)s)
+        LIMIT %(batch)s
+        FOR UPDATE SKIP LOCKED
+    ) AND updated_at < now() - make_interval(secs => %(idle)s)
+"""
+PURGE_BATCH = 1000
+PURGE_BATCHES = 20
+PURGE_EVERY_SECONDS = 60.0
+# Beyond the slowest budget's time to fill, for a decision's rounding.
+PURGE_MARGIN_SECONDS = 60.0
 
 
 def plain_url(url: str) -> str:
@@ -87,8 +115,27 @@ class SharedBuckets:
         )
         self._warned_at = -WARN_EVERY_SECONDS
 
+    @property
+    def full_after(self) -> float:
+        """Seconds an emptied bucket takes to fill again: one unused for that long is full."""
+        return self.burst / self.rate
+
     def header(self, decision: Decision) -> str:
         return header(decision)
+
+    async def purge_idle(
+        self, idle_seconds: float, batch: int = PURGE_BATCH, batches: int = PURGE_BATCHES
+    ) -> int:
+        """Delete up to `batches` times `batch` rows unused for `idle_seconds`, one statement
+        per batch (each short: no long lock, no long transaction); how many went."""
+        deleted = 0
+        for _ in range(batches):
+            async with self._pool.connection() as conn:
+                done = await conn.execute(PURGE, {"idle": idle_seconds, "batch": batch})
+            deleted += done.rowcount
+            if done.rowcount < batch:
+                break
+        return deleted
 
     async def start(self) -> None:
         # Not waiting for the first connection: a store that is down at start-up is the same
@@ -133,3 +180,21 @@ class SharedBuckets:
                 "shared rate-limit store unavailable (%s); deciding per replica",
                 type(exc).__name__,
             )
+
+
+async def purge_idle_buckets(
+    limiters: Sequence[object], every: float = PURGE_EVERY_SECONDS
+) -> None:
+    """Forever: the rows of buckets idle past the slowest shared budget's time to fill go
+    (nothing to do when no budget is shared). A failure is tried again next time."""
+    shared = [limiter for limiter in limiters if isinstance(limiter, SharedBuckets)]
+    if not shared:
+        return
+    horizon = max(limiter.full_after for limiter in shared) + PURGE_MARGIN_SECONDS
+    while True:
+        try:
+            await shared[0].purge_idle(horizon)
+        except Exception as exc:
+            # The exception's type only, as above.
+            log.warning("could not purge idle rate-limit buckets (%s)", type(exc).__name__)
+        await asyncio.sleep(every)
