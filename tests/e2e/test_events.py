@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -493,3 +494,39 @@ def test_a_location_created_and_changed_reaches_the_feed_as_get_answers_it(
                    if e["type"].startswith("location.")]  # fmt: skip
         now = http.get(f"/v1/locations/{store['id']}").json()
         assert located == [("location.created", store), ("location.updated", now)]
+
+
+def test_a_webhook_test_event_matches_the_published_event_schema(
+    platform: Running, receiver: tuple[str, list[tuple[dict[str, str], str, float]]]
+) -> None:
+    """The test event a subscription is sent on request is signed like any other and holds to
+    the document's `Event` schema, which a receiver may validate every delivery with. It is
+    not in the feed, so it has no place among the feed's sequences: its `sequence` is 0, which
+    the schema says (it said at least 1, and a receiver validating by it refused the test)."""
+    url, got = receiver
+    with platform.new_merchant(f"Tested {uuid.uuid4().hex[:6]}") as http:
+        made = http.post(
+            "/v1/webhook-subscriptions",
+            json={"url": url, "event_types": ["order.*"]},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert made.status_code == 201, made.text
+        sub_id = made.json()["subscription"]["id"]
+        sent = http.post(
+            f"/v1/webhook-subscriptions/{sub_id}/test",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert sent.status_code == 201, sent.text
+        headers, body, _ = _eventually(lambda: got and got[0])
+        event = Webhook(made.json()["secret"]).verify(body, headers)
+        assert event["type"] == "webhook_subscription.tested", event
+        assert (event["id"], event["sequence"]) == (sent.json()["event_id"], 0), event
+        document = http.get("/openapi.json").json()
+        components = document["components"]
+        schema = {**components["schemas"]["Event"], "components": components}
+        jsonschema.validate(
+            event, schema, cls=jsonschema.Draft202012Validator,
+            format_checker=jsonschema.FormatChecker(),
+        )  # fmt: skip
+        # Never in the feed.
+        assert event["id"] not in {e["id"] for e in http.get("/v1/events").json()["data"]}

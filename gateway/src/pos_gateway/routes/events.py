@@ -478,7 +478,9 @@ async def rotate_webhook_secret(
     **op("webhooks:manage", "Send a test event", (404, *CREATE), example=ex.DELIVERY, status=201),
 )
 async def send_test_webhook(subscription_id: PathId, svc: Svc) -> Delivery:
-    """A `webhook_subscription.tested` event, to this subscription only (never in the feed)."""
+    """A `webhook_subscription.tested` event, to this subscription only (never in the feed),
+    signed and shaped as every event (the `Event` schema): its `sequence` is 0, since it has no
+    place among the feed's, and `data.object` names the subscription."""
     answer = await svc.dispatcher.SendTestEvent(
         pb.SendTestEventRequest(request_id=request_id(), id=subscription_id)
     )

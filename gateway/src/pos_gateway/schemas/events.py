@@ -38,7 +38,16 @@ TYPE_FILTERS = (
 EVENT_TYPE = r"^[a-z_]+\.[a-z_]+$"
 TYPE_PATTERN = r"^(\*|[a-z_]+\.(\*|[a-z_]+))$"
 SECRET = r"^whsec_[A-Za-z0-9+/]{43}=$"  # noqa: S105 - the pattern of one, not one
-Sequence = Field(ge=1, le=INT64_MAX, json_schema_extra=INT64)
+# An event's place in its merchant's feed (1, 2, 3 ... without gaps); 0 on the one event that
+# is not in the feed, a webhook subscription's test event.
+Sequence = Field(
+    ge=0,
+    le=INT64_MAX,
+    json_schema_extra=INT64,
+    description="The event's place in your feed: 1, 2, 3 ... in commit order, without gaps; "
+    "order by it. 0 only on a webhook subscription's test event "
+    "(`webhook_subscription.tested`, sent on request), which is not in the feed",
+)
 
 
 # What `inventory.low_stock` carries beside its level: documented in the schema, not a field
