@@ -150,7 +150,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.declared_operations = {
             member: declared(document, member) for member in (SHOWN_ONCE, REQUIRED_SCOPES)
         }
-        setattr(app.state, media.MEDIA_TABLE, media.table(document))
+        setattr(app.state, media.MEDIA_TABLE, media.indexed(media.table(document)))
         app.state.services = clients.connect(settings)
         app.state.jetstream = JetStreamLink(settings)
         await limits.start()

@@ -22,8 +22,12 @@ from pos_gateway.problems import OAUTH_PATHS, Problem
 JSON = "application/json"
 MEDIA_TABLE = "media_types"
 
-# (path pattern, parameters in the template, method, media types taken, media types answered)
-Entry = tuple[re.Pattern[str], int, str, tuple[str, ...], tuple[str, ...]]
+# (path pattern, parameters in the template, the template's slashes, method, media types
+# taken, media types answered)
+Entry = tuple[re.Pattern[str], int, int, str, tuple[str, ...], tuple[str, ...]]
+# The entries by method and number of path segments (a template's parameter matches one), so
+# a request is matched against a few templates, not every one.
+Index = dict[tuple[str, int], list[Entry]]
 
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -46,7 +50,9 @@ def table(document: Mapping[str, Any]) -> list[Entry]:
                 if str(status).startswith("2") and isinstance(answer, dict)
                 for media in answer.get("content", {})
             )
-            found.append((pattern, len(parts) - 1, method.upper(), takes, tuple(gives)))
+            found.append(
+                (pattern, len(parts) - 1, path.count("/"), method.upper(), takes, tuple(gives))
+            )
     return sorted(found, key=lambda entry: entry[1])
 
 
@@ -57,17 +63,25 @@ def _declared(scope: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...
     state = getattr(app, "state", None)
     if state is None:
         return None
-    entries: list[Entry] | None = getattr(state, MEDIA_TABLE, None)
-    if entries is None:
+    index: Index | None = getattr(state, MEDIA_TABLE, None)
+    if index is None:
         build = getattr(app, "openapi", None)
-        entries = table(build()) if callable(build) else []
-        setattr(state, MEDIA_TABLE, entries)
-    method = scope.get("method")
-    method = "GET" if method == "HEAD" else method
-    for pattern, _, declared_method, takes, gives in entries:
-        if declared_method == method and pattern.fullmatch(scope.get("path", "")):
+        index = indexed(table(build()) if callable(build) else [])
+        setattr(state, MEDIA_TABLE, index)
+    method = scope.get("method", "")
+    path = scope.get("path", "")
+    for pattern, _, _, _, takes, gives in index.get(("GET" if method == "HEAD" else method,
+                                                  path.count("/")), ()):  # fmt: skip
+        if pattern.fullmatch(path):
             return takes, gives
     return None
+
+
+def indexed(entries: list[Entry]) -> Index:
+    index: Index = {}
+    for entry in entries:
+        index.setdefault((entry[3], entry[2]), []).append(entry)
+    return index
 
 
 def essence(value: str) -> str:
@@ -184,8 +198,8 @@ def not_acceptable(scope: Mapping[str, Any], headers: Headers) -> Problem | None
     in (`application/pdf` of a receipt), refused before the route runs. Its problem comes as
     `application/problem+json` all the same, as RFC 9110 allows."""
     accept = headers.get("accept")
-    if accept is None or scope.get("path") in OAUTH_PATHS:
-        return None  # the token exchange answers as RFC 6749 says (above)
+    if accept is None or accept == "*/*" or scope.get("path") in OAUTH_PATHS:
+        return None  # anything goes; the token exchange answers as RFC 6749 says (above)
     declared = _declared(scope)
     if declared is None or not declared[1]:
         return None
