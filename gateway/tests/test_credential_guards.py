@@ -2,8 +2,9 @@
 exchange (HTTP Basic, RFC 6749 errors, failed authentications throttled), rate-limit and cache
 headers on every /v1 answer, and the platform's merchant creation under an Idempotency-Key.
 
-The real gateway application (its routes, edge and stores) against its real database; the
-services are never called by these routes.
+The real gateway application (its routes, edge and stores) against its real database; of the
+services only inventory, in process, which says whether a register's location is open before
+a pairing code is issued for it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import psycopg
 import pytest_asyncio
 from fastapi import FastAPI
 
-from pos_devstack.testing import Infra
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
 from pos_gateway import audit, registers
 from pos_gateway.admin import issue_key
 from pos_gateway.keys import ALL_SCOPES, REGISTER_SCOPES
@@ -38,6 +40,7 @@ class Gateway:
     app: FastAPI
     http: httpx.AsyncClient  # as the merchant's first key (every scope)
     database_url: str
+    location_id: str  # the merchant's store, open
 
     async def post(self, path: str, body: dict[str, Any], **headers: str) -> httpx.Response:
         headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
@@ -58,12 +61,24 @@ class Gateway:
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
     key = await gateway_alone.merchant_key(url, SECRET, "Guarded", role="owner")
-    # The services are never dialled: these routes do not reach them.
-    made = gateway_alone.settings(
-        url, SECRET, token_signing_keys=[SIGNING], platform_admin_token=ADMIN
-    )
-    async with gateway_alone.serve(made, key) as (app, http):
-        yield Gateway(app, http, url)
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1").fetchone()
+    assert row is not None
+    # The other services are never dialled: these routes do not reach them.
+    async with serve_in_process("inventory", infra) as inventory:
+        store = await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).CreateLocation(
+            inventory_pb2.CreateLocationRequest(
+                request_id=str(uuid.uuid4()), name="Guarded St", currency="USD"
+            ),
+            metadata=(("x-merchant-id", row[0]),),
+            timeout=10,
+        )
+        made = gateway_alone.settings(
+            url, SECRET, token_signing_keys=[SIGNING], platform_admin_token=ADMIN,
+            inventory_addr=f"127.0.0.1:{inventory.port}",
+        )  # fmt: skip
+        async with gateway_alone.serve(made, key) as (app, http):
+            yield Gateway(app, http, url, store.location.id)
 
 
 def _bearer(credential: str) -> dict[str, str]:
@@ -134,13 +149,12 @@ async def test_an_access_token_grants_only_the_scopes_it_carries(gateway: Gatewa
 
 
 async def _register(gateway: Gateway) -> str:
-    """An unpaired register of the fixture's merchant, made directly: `POST /v1/registers`
-    would ask the inventory service for its location, and these tests run no services."""
+    """An unpaired register of the fixture's merchant at its store, made directly."""
     merchant = gateway.scalar("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")
     engine = make_engine(gateway.database_url, pool_size=1)
     try:
         made = await registers.create(
-            engine, merchant, "loc_guarded", "Till", audit.Actor(), str(uuid.uuid4())
+            engine, merchant, gateway.location_id, "Till", audit.Actor(), str(uuid.uuid4())
         )
     finally:
         await engine.dispose()

@@ -2,9 +2,9 @@
 under a stale `If-Match` is the 412 `version_mismatch` every other resource answers, and
 changes nothing.
 
-The real gateway application (its routes, edge and stores) against its real database; the
-services are never called by these routes (registers are made directly, as `POST /v1/registers`
-would ask the inventory service for their location).
+The real gateway application (its routes, edge and stores) against its real database, and the
+inventory service in process: a register is changed or paired only while its location is open,
+which the inventory service says (registers are made directly, at a location made there).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pytest_asyncio
 
 import pos_gateway
 from pos.gateway.v1 import events_pb2 as pb
-from pos_devstack.testing import Infra
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
 from pos_gateway import audit, registers
 from pos_kit import migrate as kit_migrate
 from pos_kit.db import make_engine
@@ -34,6 +35,7 @@ SECRET = "register-versions-secret-0123456789abcdef"
 class Gateway:
     http: httpx.AsyncClient
     database_url: str
+    location_id: str
 
     def rows(self, query: str, *args: object) -> list[Any]:
         with psycopg.connect(self.database_url) as conn:
@@ -44,7 +46,7 @@ class Gateway:
         engine = make_engine(self.database_url, pool_size=1)
         try:
             made = await registers.create(
-                engine, merchant, "loc_versions", name, audit.Actor(), str(uuid.uuid4())
+                engine, merchant, self.location_id, name, audit.Actor(), str(uuid.uuid4())
             )
         finally:
             await engine.dispose()
@@ -73,8 +75,20 @@ class Gateway:
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
     key = await gateway_alone.merchant_key(url, SECRET, "Versioned Tills", role="owner")
-    async with gateway_alone.serve(gateway_alone.settings(url, SECRET), key) as (_, http):
-        yield Gateway(http, url)
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1").fetchone()
+    assert row is not None
+    async with serve_in_process("inventory", infra) as inventory:
+        made = await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).CreateLocation(
+            inventory_pb2.CreateLocationRequest(
+                request_id=str(uuid.uuid4()), name="Versions St", currency="USD"
+            ),
+            metadata=(("x-merchant-id", row[0]),),
+            timeout=10,
+        )
+        at = gateway_alone.settings(url, SECRET, inventory_addr=f"127.0.0.1:{inventory.port}")
+        async with gateway_alone.serve(at, key) as (_, http):
+            yield Gateway(http, url, made.location.id)
 
 
 async def test_a_register_answers_its_version_as_the_etag(gateway: Gateway) -> None:

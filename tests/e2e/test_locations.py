@@ -251,3 +251,98 @@ def test_an_exchange_names_the_inactive_store_it_was_refused_for(platform: Runni
         assert [e["field"] for e in refused.json()["errors"]] == ["new_lines[0].location_id"]
         assert _ok(http.get(f"/v1/orders/{order['id']}/returns"))["data"] == []
         _ok(_post(http, exchanges, swap), 201)
+
+
+def _conflicted(answer: httpx.Response, location: str) -> None:
+    """A 409 `location_inactive` for a closed store no field of the request named (the
+    register's own): it says which store, and names no field."""
+    assert answer.status_code == 409, answer.text
+    problem = answer.json()
+    assert problem["code"] == "location_inactive", problem
+    assert problem["location_id"] == location and not problem.get("errors"), problem
+
+
+def test_an_inactive_location_pairs_and_renames_no_registers(platform: Running) -> None:
+    """A register of a closed store gets no pairing code, is not paired with a code issued
+    before the store closed (the code is not spent by the refusal), and is not renamed: each a
+    409 `location_inactive` with the store's id. Reopened, the same code pairs it."""
+    with platform.new_merchant(f"Closed tills {uuid.uuid4().hex[:8]}") as http:
+        closing = _store(http, "Closing St", 41.90, {})
+        till = _ok(_post(http, "/v1/registers", {"location_id": closing, "name": "Till 1"}), 201)
+        path = f"/v1/registers/{till['id']}"
+        code = _ok(_post(http, f"{path}/pairing-codes", {}), 201)["code"]
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        _conflicted(_post(http, f"{path}/pairing-codes", {}), closing)
+        pair = platform.platform.gateway_url + "/v1/registers/pair"
+        _conflicted(httpx.post(pair, json={"code": code}), closing)
+        _conflicted(http.patch(path, json={"name": "Till 9"}), closing)
+        register = _ok(http.get(path))
+        assert (register["name"], register["status"], register["version"]) == (
+            "Till 1", "unpaired", 1,
+        )  # fmt: skip
+
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "active"}))
+        assert _ok(httpx.post(pair, json={"code": code}), 201)["register"]["status"] == "paired"
+        assert _ok(http.patch(path, json={"name": "Till 9"}))["name"] == "Till 9"
+
+
+def test_an_inactive_location_gets_no_new_promotions(platform: Running) -> None:
+    """An offer limited to a closed store could never apply: made or changed naming one, it
+    is a 409 `location_inactive` naming `conditions.location_ids[i]`, and nothing is made or
+    changed. One that named the store before it closed is still changed in its other fields."""
+    with platform.new_merchant(f"Closed offers {uuid.uuid4().hex[:8]}") as http:
+        closing = _store(http, "Closing St", 41.90, {})
+        open_ = _store(http, "Open St", 41.00, {})
+        offer = {"name": "Ten off", "percent_off_bps": 1000,
+                 "conditions": {"location_ids": [open_, closing]}}  # fmt: skip
+        made = _ok(_post(http, "/v1/promotions", offer), 201)
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        _closed(_post(http, "/v1/promotions", offer), "conditions.location_ids[1]")
+        path = f"/v1/promotions/{made['id']}"
+        _closed(http.patch(path, json={"conditions": {"location_ids": [closing]}}),
+                "conditions.location_ids[0]")  # fmt: skip
+        assert [p["id"] for p in _ok(http.get("/v1/promotions"))["data"]] == [made["id"]]
+        kept = _ok(http.get(path))
+        assert kept["version"] == 1
+        assert sorted(kept["conditions"]["location_ids"]) == sorted([open_, closing])
+        assert _ok(http.patch(path, json={"name": "Twelve off"}))["version"] == 2
+        moved = _ok(http.patch(path, json={"conditions": {"location_ids": [open_]}}))
+        assert moved["conditions"]["location_ids"] == [open_]
+
+
+def test_a_return_to_an_inactive_selling_store_names_the_line_needing_another(
+    platform: Running,
+) -> None:
+    """Units restocked with no store of their own go back to the order's: closed, the return
+    is a 409 `location_inactive` naming each such line's `location_id` (the field that would
+    choose another store), and nothing is returned. Units not restocked, or restocked at an
+    open store, go back."""
+    with platform.new_merchant(f"Closed sellers {uuid.uuid4().hex[:8]}") as http:
+        _ok(_post(http, "/v1/products", {"sku": "CL-BOWL", "name": "Bowl",
+            "price": {"amount": 800, "currency": "USD"}}), 201)  # fmt: skip
+        closing = _store(http, "Closing St", 41.90, {"CL-BOWL": 5})
+        open_ = _store(http, "Open St", 41.00, {"CL-BOWL": 5})
+        sale = {"location_id": closing, "lines": [{"sku": "CL-BOWL", "quantity": 3}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        line = order["lines"][0]["id"]
+        back = {"lines": [{"line_id": line, "quantity": 1, "restock": True}],
+                "reason": "wrong_size"}  # fmt: skip
+        returns = f"/v1/orders/{order['id']}/returns"
+        _closed(_post(http, returns, back), "lines[0].location_id")
+        assert _ok(http.get(returns))["data"] == []
+        levels = {"sku": "CL-BOWL", "location_id": closing}
+        (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
+        assert level["on_hand"] == 2
+
+        damaged = {**back, "lines": [{"line_id": line, "quantity": 1, "restock": False}]}
+        _ok(_post(http, returns, damaged), 201)
+        elsewhere = {**back, "lines": [{**back["lines"][0], "location_id": open_}]}
+        _ok(_post(http, returns, elsewhere), 201)
+        levels = {"sku": "CL-BOWL", "location_id": open_}
+        (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
+        assert level["on_hand"] == 6

@@ -346,6 +346,25 @@ async def new_pairing_code(
         return None, row.expires_at
 
 
+async def held_by(engine: AsyncEngine, secret: str, code: str) -> tuple[str, Register] | None:
+    """The merchant and register a pairing code still out (unused, unexpired) is for, read
+    without spending it: what the pairing would be refused for is checked before it is made.
+    None: `pair` answers it (`pairing_code_invalid`)."""
+    p = pairing_codes
+    async with reads(engine) as conn:
+        row = (
+            await conn.execute(
+                select(p.c.merchant_id, p.c.register_id)
+                .where(p.c.code_hash == keys.keyed_hash(secret, code), p.c.used_at.is_(None),
+                       p.c.expires_at > func.now())
+            )
+        ).first()  # fmt: skip
+        if row is None:
+            return None
+        found = await _get(conn, row.merchant_id, row.register_id)
+        return None if found is None else (row.merchant_id, found)
+
+
 @dataclass(frozen=True)
 class Paired:
     merchant_id: str

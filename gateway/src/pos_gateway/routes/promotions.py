@@ -295,10 +295,27 @@ async def _check_ids(svc: Services, rule: RuleIn | None, conditions: ConditionsI
             if selector is not None:
                 await _known(selector.product_ids, f"rule.{name}.product_ids", "product", product)
     if conditions is not None:
-        await locations_of(svc, conditions.location_ids, "conditions.location_ids")
+        stores = await locations_of(svc, conditions.location_ids, "conditions.location_ids")
+        _all_open(stores)
         await _known(
             conditions.customer_groups, "conditions.customer_groups", "customer group", group
         )
+
+
+def _all_open(stores: list[inventory_pb2.Location]) -> None:
+    """An offer limited to a store the merchant closed (`status: inactive`) would never apply
+    there: a 409 `location_inactive` naming each `conditions.location_ids[i]` that is one."""
+    closed = [(i, s.id) for i, s in enumerate(stores)
+              if s.status == inventory_pb2.LOCATION_STATUS_INACTIVE]  # fmt: skip
+    if closed:
+        raise Problem(
+            409,
+            "location_inactive",
+            f"location {closed[0][1]!r} is inactive: nothing new is offered there",
+            [{"field": f"conditions.location_ids[{i}]", "reason": "the location is inactive"}
+             for i, _ in closed],
+            extra={"location_id": closed[0][1]},
+        )  # fmt: skip
 
 
 def _etag(response: Response, promotion: pb.Promotion) -> Promotion:
@@ -325,8 +342,10 @@ async def create_promotion(
     channels, locations, customer groups, a minimum quantity or amount). Without a rule,
     `percent_off_bps` off the order from `minimum_subtotal` (or `conditions.min_amount`, not
     both), under the same `conditions`. A product, location or customer group id the offer
-    names that is not yours is a 404 naming the field. In the audit log as
-    `promotion.created` (its name and version), with the credential that made it."""
+    names that is not yours is a 404 naming the field; a location the merchant closed
+    (`status: inactive`) a 409 `location_inactive` naming `conditions.location_ids[i]`. In the
+    audit log as `promotion.created` (its name and version), with the credential that made
+    it."""
     await _check_ids(svc, body.rule, body.conditions)
     made = pb.CreatePromotionRequest(
         request_id=request_id(),
@@ -425,9 +444,12 @@ async def update_promotion(
     null is a 400 naming it, nothing changed. Send
     `If-Match: "<version>"` to change only the version you saw; a stale one is a 412. A
     product, location or customer group id the offer names that is not yours is a 404 naming
-    the field. A body with no field is a 400, nothing changed. Fields sent as they are change
-    nothing: no new version, no event. In the audit log as `promotion.updated` (the fields
-    sent, its name and new version), when it changed."""
+    the field; `conditions` naming a location the merchant closed (`status: inactive`) a 409
+    `location_inactive` naming `conditions.location_ids[i]` (an offer that named it before it
+    closed still changes in its other fields). A body with no field is a 400, nothing
+    changed. Fields sent as they are change nothing: no new version, no event. In the audit
+    log as `promotion.updated` (the fields sent, its name and new version), when it
+    changed."""
     sent = patched(body)
     await _check_ids(svc, body.rule, body.conditions)
     before = (await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))).promotion

@@ -56,6 +56,7 @@ from pos_gateway.schemas.registers import (
     RegisterSession,
     SignInMemberList,
 )
+from pos_kit.context import merchant_var
 from pos_kit.paging import encode_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
 
@@ -104,6 +105,18 @@ def _merchant_only(principal: Principal) -> None:
     """Managing registers takes the merchant's credential, never a register's own."""
     if principal.register_id is not None:
         raise Problem(403, "insufficient_scope", "a register's credential cannot manage registers")
+
+
+async def _at_open_location(svc: Services, merchant_id: str, found: registers.Register) -> None:
+    """A register of a location the merchant closed (`status: inactive`) is not paired or
+    changed: 409 `location_inactive` with the location's id, naming no field (the register
+    chose the location, not the request). `merchant_id` is the register's: pairing is asked
+    with no credential, the code alone says whose register it is."""
+    merchant = merchant_var.set(merchant_id)
+    try:
+        await open_location_of(svc, found.location_id, "")
+    finally:
+        merchant_var.reset(merchant)
 
 
 class RegisterIn(Body):
@@ -214,6 +227,7 @@ async def update_register(
     body: RegisterPatch,
     request: Request,
     response: Response,
+    svc: Svc,
     if_match: IfMatch = None,
 ) -> Register:
     """Renames the register (the name on receipts, in shift reports and in the audit log).
@@ -222,12 +236,15 @@ async def update_register(
     nothing. Send `If-Match: "<version>"` to change only the version you saw: a stale one is
     a 412 `version_mismatch` with `current_version`, and nothing changes. Its device and
     whoever is signed in at it go on as before. A retired register is a 409
-    `register_retired`. Announced as `register.updated` and kept in the audit log. A
-    register's own credential cannot change registers (403)."""
+    `register_retired`; one at a location the merchant closed (`status: inactive`) a 409
+    `location_inactive` with its `location_id`, and nothing changes. Announced as
+    `register.updated` and kept in the audit log. A register's own credential cannot change
+    registers (403)."""
     patched(body)
     principal = principal_of(request)
     _merchant_only(principal)
     version = expected_version(if_match)
+    await _at_open_location(svc, principal.merchant_id, await _register(request, register_id))
     assert body.name is not None  # the only field, and not null: patched() saw one
     try:
         changed = await registers.rename(
@@ -274,10 +291,12 @@ async def retire_register(
     **op("registers:manage", "Issue a pairing code for a register's device", (404, *CREATE),
          example=ex.PAIRING_CODE, status=201, shown_once=("code",)),
 )  # fmt: skip
-async def create_pairing_code(register_id: PathId, request: Request) -> PairingCode:
+async def create_pairing_code(register_id: PathId, request: Request, svc: Svc) -> PairingCode:
     """A code of ten characters, valid ten minutes, exchanged once by the device at
     `POST /v1/registers/pair` for the register's credential. A retired register is a 409
-    `register_retired`. Pairing again replaces the earlier device: its credential stops.
+    `register_retired`; one at a location the merchant closed (`status: inactive`) a 409
+    `location_inactive` with its `location_id`, and no code is issued. Pairing again
+    replaces the earlier device: its credential stops.
 
     The code hands out a credential with every register scope (`catalog:read`,
     `inventory:read`, `customers:read`, `customers:write`, `promotions:read`, `orders:read`,
@@ -294,6 +313,7 @@ async def create_pairing_code(register_id: PathId, request: Request) -> PairingC
     beyond = [s for s in ALL_SCOPES if s in REGISTER_SCOPES and s not in principal.scopes]
     if beyond:
         raise not_grantable(beyond)
+    await _at_open_location(svc, principal.merchant_id, await _register(request, register_id))
     state = request.app.state
     try:
         issued = await registers.new_pairing_code(
@@ -342,12 +362,15 @@ _PAIR_ANSWERS[429] = {
     "said). The answer's `credential` is shown once: the device keeps it and sends it as "
     "`Authorization: Bearer ...`. It works only at the register's location (another "
     "location's resources are 404s) and only for the register scopes (anything else is a "
-    "403). Attempts are limited per client address (429).",
+    "403). Attempts are limited per client address (429). A register whose location the "
+    "merchant closed (`status: inactive`) is not paired: a 409 `location_inactive` with its "
+    "`location_id`, and the code is not spent (it pairs once the location is reopened, "
+    "while it lasts).",
     status_code=201,
     responses={201: success(ex.PAIRED), **_PAIR_ANSWERS},
     openapi_extra={"x-shown-once": ["credential"]},
 )
-async def pair_register(body: PairIn, request: Request) -> PairedRegister:
+async def pair_register(body: PairIn, request: Request, svc: Svc) -> PairedRegister:
     refused = text_problem("code", body.code)
     if refused == CARD_NUMBER_REASON:
         raise Problem(400, CARD_NUMBER_NOT_ALLOWED, "card numbers are never accepted",
@@ -358,8 +381,12 @@ async def pair_register(body: PairIn, request: Request) -> PairedRegister:
     if not decision.allowed:
         raise Problem(429, "rate_limited", "too many pairing attempts; retry later",
                       headers={"Retry-After": str(decision.retry_after)})  # fmt: skip
+    code = body.code.strip().upper()
+    held = await registers.held_by(state.engine, state.secret, code)
+    if held is not None:
+        await _at_open_location(svc, *held)
     try:
-        paired = await registers.pair(state.engine, state.secret, body.code.strip().upper())
+        paired = await registers.pair(state.engine, state.secret, code)
     except registers.Refused as exc:
         if exc.reason == "register_retired":
             raise Problem(409, "register_retired", "the register was retired") from None

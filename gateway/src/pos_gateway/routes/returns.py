@@ -8,6 +8,7 @@ import grpc
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 
+from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
@@ -40,6 +41,7 @@ from pos_gateway.routes.common import (
 )
 from pos_gateway.routes.gift_cards import spend_code_budget
 from pos_gateway.routes.orders import ENTERED, TenderIn, entered_pb, tender_into
+from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment
 from pos_gateway.schemas.returns import (
@@ -140,6 +142,33 @@ class ReturnIn(Body):
     )
 
 
+async def _order_store_takes_back(svc: Services, order_id: str, lines: list[ReturnLineIn]) -> None:
+    """Units restocked with no `location_id` of their own go back to the order's store: one
+    the merchant closed (`status: inactive`) receives none, as a store named on the line does
+    not. A 409 `location_inactive` naming each such line's `location_id` (the field that would
+    send its units to an open store), before anything is claimed. Lines that are not the
+    order's, or are its gift cards (never restocked), are left to the order service's own
+    rules."""
+    if not any(ln.restock and not ln.location_id for ln in lines):
+        return
+    order = (await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))).order
+    stocked = {ln.id for ln in order.lines if not ln.HasField("gift_card")}
+    fields = [f"lines[{i}].location_id" for i, ln in enumerate(lines)
+              if ln.restock and not ln.location_id and ln.line_id in stocked]  # fmt: skip
+    if not fields or not order.location_id:
+        return
+    store = await location_of(svc, order.location_id)
+    if store.status == inventory_pb2.LOCATION_STATUS_INACTIVE:
+        raise Problem(
+            409,
+            "location_inactive",
+            f"location {store.id!r}, the order's, is inactive: it no longer receives stock; "
+            "name an open store on the line (`location_id`), or do not restock it",
+            [{"field": f, "reason": "the order's location is inactive"} for f in fields],
+            extra={"location_id": store.id},
+        )
+
+
 # The conflict a till meets first when it refunds cash: said on the route, with its example.
 _create_return_op = conflict_shown(
     op("orders:write", "Return units of an order", (404, *CREATE), example=ex.RETURN, status=201),
@@ -156,7 +185,8 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     each unit's share of what its line paid after every discount, with its tax, so all the returns
     of a line together refund exactly what it paid, never more. Restocked units go back to stock at
     `location_id`, once (a store the merchant closed, `status: inactive`, receives none: a 409
-    `location_inactive` naming `lines[i].location_id`). The order's status does not change;
+    `location_inactive` naming `lines[i].location_id`, also for a line restocked at the order's
+    own store, by naming none, when that one is closed). The order's status does not change;
     `order.returned` follows (the return and the order). Rules (each a 400 naming the field): a line
     of this order, handed over, at most the units not returned yet (earlier returns count); a gift
     card line only while none of its balance was spent (its card is deactivated and its value
@@ -199,6 +229,7 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
         ],
     )
     async with guarded(request, "return", "refund") as done:
+        await _order_store_takes_back(svc, order_id, body.lines)
         answer = await svc.order.CreateReturn(ask)
         done.resource = ("order", order_id)
         done.details = _audited(answer.order_return, answer.order_return.override_reason)
