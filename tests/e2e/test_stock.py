@@ -464,3 +464,32 @@ def test_an_unknown_location_filter_on_stock_lists_names_location_id(platform: R
         assert answer.json()["errors"] == [
             {"field": "location_id", "reason": "no such location"}
         ], (path, params, answer.text)
+
+
+def test_a_write_off_takes_no_units_a_reservation_holds(platform: Running) -> None:
+    """Held units are promised: a write-off of more than the units not held is a 409
+    `insufficient_stock` naming `delta`, and stock is as it was; so the hold's commit never
+    takes stock below zero. Released, the units can be written off."""
+    http = platform.http
+    sku = f"WO-{uuid.uuid4().hex[:6].upper()}"
+    _product(http, sku)
+    store = _shop(http, f"write-off-{sku}", 41.7, -87.6, {sku: 3})
+    held = _post(http, "/v1/reservations", {"location_id": store,
+                                             "lines": [{"sku": sku, "quantity": 2}]})  # fmt: skip
+    assert held.status_code == 201, held.text
+    loss = {"sku": sku, "location_id": store, "delta": -2, "reason": "damaged"}
+    refused = _post(http, "/v1/inventory/adjustments", loss)
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert problem["code"] == "insufficient_stock", problem
+    assert [e["field"] for e in problem["errors"]] == ["delta"], problem
+    levels = {"sku": sku, "location_id": store}
+    (level,) = http.get("/v1/inventory", params=levels).json()["data"]
+    assert (level["on_hand"], level["reserved"], level["available"]) == (3, 2, 1)
+
+    hold = held.json()["id"]
+    committed = _post(http, f"/v1/reservations/{hold}/commit", {})
+    assert committed.status_code == 200, committed.text
+    (level,) = http.get("/v1/inventory", params=levels).json()["data"]
+    assert (level["on_hand"], level["reserved"]) == (1, 0)
+    assert _post(http, "/v1/inventory/adjustments", {**loss, "delta": -1}).status_code == 201

@@ -211,6 +211,41 @@ async def test_a_transfer_is_not_refused_for_units_a_due_hold_still_holds(
     assert _events(svc, "expired", old.reservation.id) == 1
 
 
+async def test_a_write_off_is_not_refused_for_units_a_due_hold_still_holds(
+    svc: InProcessService,
+) -> None:
+    """A write-off takes only units no hold has promised; a hold past its time promises none
+    (it can no longer be committed), so a write-off short only because the sweep has not
+    reached it goes through, as every read already promised those units. Short with a live
+    hold behind it: refused, naming `delta`."""
+    loc = await _setup(svc, {"DUE-loss": 3}, "due-loss")
+    sku = "DUE-loss"
+    stub = stock_stub(svc.channel)
+    inventory = inventory_pb2_grpc.InventoryServiceStub(svc.channel)
+    old = await stub.CreateReservation(_hold("wo-1", loc, [(sku, 2)]), metadata=MD, timeout=5)
+
+    def loss(request_id: str, units: int) -> inv.AdjustStockRequest:
+        return inv.AdjustStockRequest(
+            request_id=request_id, sku=sku, location_id=loc, delta=-units,
+            reason=inv.ADJUSTMENT_REASON_DAMAGED,
+        )  # fmt: skip
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await inventory.AdjustStock(loss("wo-2", 2), metadata=MD, timeout=5)
+    refused = read_error(err.value)
+    assert refused.reason == "insufficient_stock"
+    assert [v.field for v in refused.violations] == ["delta"]
+    assert _invariants(svc, sku, loc) == (3, 2)
+
+    _due(svc, old.reservation.id)
+    written = await inventory.AdjustStock(loss("wo-2", 2), metadata=MD, timeout=5)
+    assert (written.level.on_hand, written.level.reserved) == (1, 0)
+    # The sweep then ends the hold and gives its units back, once: nothing held, one left.
+    await sweep_once(svc.runtime.uow)
+    assert _invariants(svc, sku, loc) == (1, 0)
+    assert _events(svc, "expired", old.reservation.id) == 1
+
+
 async def test_a_due_hold_not_yet_swept_reads_expired_and_holds_nothing_in_any_read(
     svc: InProcessService,
 ) -> None:

@@ -115,6 +115,34 @@ async def test_a_decrease_beyond_what_is_on_hand_is_refused_and_writes_nothing(d
     assert await ledger_sum(db, sku, loc) == (2, 1)
 
 
+async def test_a_write_off_of_held_units_is_refused_and_writes_nothing(db: Db) -> None:
+    """Units held by a reservation are promised: a decrease meant as "now" takes at most the
+    units on hand and not held (409 `insufficient_stock` naming `delta`), so `on_hand` never
+    falls below `reserved` and the hold's commit never takes stock below zero. A stamped
+    decrease is a reported fact and is recorded all the same, as below zero."""
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 5)
+    async with db.tx() as uow:
+        await reservations.create_reservation(uow, validate_hold(loc, [(sku, 3)], 60, ""))
+    published = len(db.published)
+    for reason in (Reason.DAMAGED, Reason.LOST, Reason.CORRECTION):
+        with pytest.raises(Conflict) as err:
+            async with db.tx() as uow:
+                await handlers.adjust_stock(uow, Adjustment(sku, loc, -3, reason))
+        assert err.value.code == "insufficient_stock"
+        assert (err.value.metadata["on_hand"], err.value.metadata["available"]) == ("5", "2")
+        assert [v.field for v in err.value.violations] == ["delta"]
+        assert "held" in err.value.violations[0].description
+    assert len(db.published) == published
+    assert await ledger_sum(db, sku, loc) == (5, 1)
+    async with db.tx() as uow:
+        level, _ = await handlers.adjust_stock(uow, Adjustment(sku, loc, -2, Reason.DAMAGED))
+    assert (level.on_hand, level.reserved, level.available) == (3, 3, 0)
+    # Reported late, with when it happened: recorded, the shortfall shown, not refused.
+    assert await adjust(db, sku, loc, -1, datetime.now(UTC) - timedelta(minutes=1)) == 2
+
+
 async def test_a_stamped_decrease_is_a_fact_and_may_take_stock_below_zero(db: Db) -> None:
     sku = unique("mug")
     loc = (await db.shop(sku)).id

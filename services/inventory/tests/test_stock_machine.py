@@ -88,7 +88,8 @@ class StockMachine(RuleBasedStateMachine):
     @rule(loc=st.integers(0, 1), delta=st.integers(-8, 20).filter(bool))
     def adjust(self, loc: int, delta: int) -> None:
         adjustment = Adjustment(self.sku, self.locations[loc], delta, Reason.CORRECTION)
-        if self.on_hand[loc] + delta < 0:
+        # A decrease takes only units on hand that no hold has promised.
+        if delta < 0 and self.on_hand[loc] + delta < max(0, self.reserved(loc)):
             with pytest.raises(Conflict):
                 self.tx(lambda uow: handlers.adjust_stock(uow, adjustment))
             return

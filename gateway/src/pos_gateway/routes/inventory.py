@@ -405,7 +405,11 @@ async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
     way the units went: `received` and `returned` add units (a positive `delta`), `sold`,
     `damaged` and `lost` take them away (negative), `correction` either; the other sign is a
     400 naming `delta`. A location the merchant closed (`status: inactive`) receives no more:
-    `received` there is a 409 `location_inactive` naming `location_id`."""
+    `received` there is a 409 `location_inactive` naming `location_id`. A decrease takes only
+    units on hand that no reservation holds: more is a 409 `insufficient_stock` naming `delta`
+    (with `on_hand` and `available`), and nothing is written; release a hold to write its
+    units off. A decrease sent with `occurred_at` reports something that already happened
+    and is recorded whatever it leaves (below zero, or below what is held)."""
     request = inventory_pb2.AdjustStockRequest(
         request_id=request_id(),
         sku=body.sku,

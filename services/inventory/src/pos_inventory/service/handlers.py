@@ -181,6 +181,50 @@ def announce(
         uow.publish(LowStock(level, threshold))
 
 
+async def _covered(
+    uow: InventoryUnitOfWork, adjustment: Adjustment, on_hand: int, reserved: int, delta: int
+) -> None:
+    """A decrease meant as "now" takes only units on the shelf that no hold has promised:
+    `on_hand` never falls below zero, nor below what is held (a write-off of held units left
+    less on the shelf than was promised, and the hold's commit then took stock below zero).
+    Refused, a 409 `insufficient_stock` naming `delta` with what it may take. `reserved` is
+    the row's, as locked; a hold past its time that the sweep has not reached promises
+    nothing (it can no longer be committed), so where the row's figure would refuse, the
+    level is read as every read sees it, without such holds, and judged by that. To write
+    off held units, release (or commit) their hold first; a loss found late is reported with
+    its `occurred_at`, a fact recorded whatever it leaves."""
+    left = on_hand + delta
+    if left >= max(0, reserved):
+        return
+    # Refused by the row's figure (rarely short only of holds past their time): as read.
+    (level,) = await uow.stock.levels([adjustment.sku], [adjustment.location_id])
+    reserved = level.reserved
+    if left >= max(0, reserved):
+        return
+    sku, free = adjustment.sku, max(0, on_hand - reserved)
+    if reserved <= 0:  # short of what is on hand, nothing held: as before
+        detail = f"not enough {sku!r} on hand to remove {-delta} (on hand: {on_hand})"
+        reason = f"must take at most {free}, what is on hand"
+    else:
+        detail = (
+            f"not enough {sku!r} on hand and not held to remove {-delta} (on hand: "
+            f"{on_hand}, held by reservations: {reserved})"
+        )
+        reason = (
+            f"must take at most {free}, what is on hand and not held ({reserved} held by "
+            "reservations: release a hold to write its units off)"
+        )
+    # `skus` and `available` as a hold's refusal names them, so a client reads every
+    # `insufficient_stock` one way; `sku` and `on_hand` as before.
+    refused = Conflict(
+        detail,
+        "insufficient_stock",
+        {"sku": sku, "on_hand": str(on_hand), "skus": sku, "available": str(free)},
+    )
+    refused.violations = [FieldViolation("delta", reason)]
+    raise refused
+
+
 async def adjust_stock(
     uow: InventoryUnitOfWork, adjustment: Adjustment
 ) -> tuple[StockLevel, LedgerEntry]:
@@ -203,24 +247,8 @@ async def adjust_stock(
         at.refuse_if_inactive("location_id")
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
-    if applied.delta < 0 and not adjustment.may_go_negative and applied.on_hand_after(state) < 0:
-        refused = Conflict(
-            f"not enough {adjustment.sku!r} on hand to remove {-adjustment.delta} "
-            f"(on hand: {state.on_hand})",
-            "insufficient_stock",
-            # `skus` and `available` as a hold's refusal names them, so a client reads every
-            # `insufficient_stock` one way; `sku` and `on_hand` as before.
-            {
-                "sku": adjustment.sku,
-                "on_hand": str(state.on_hand),
-                "skus": adjustment.sku,
-                "available": str(state.on_hand),
-            },
-        )
-        refused.violations = [
-            FieldViolation("delta", f"must take at most {max(state.on_hand, 0)}, what is on hand")
-        ]
-        raise refused
+    if applied.delta < 0 and not adjustment.may_go_negative:
+        await _covered(uow, adjustment, state.on_hand, state.reserved, applied.delta)
     level, entry, threshold = await uow.stock.record(
         adjustment.sku,
         adjustment.location_id,
