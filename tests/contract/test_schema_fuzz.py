@@ -105,7 +105,7 @@ CUSTOMER_RULES = "|".join(
 PAGED_LISTS = "|".join(
     ("locations", "products", "customers", "orders", "orders/[^/]+/returns", "returns",
      "promotions",
-     "promotions/[^/]+/coupons", "inventory/history",
+     "promotions/[^/]+/coupons", "inventory/history", "inventory/low-stock-thresholds",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
      "staff", "roles", "api-keys", "oauth-clients", "gift-cards")

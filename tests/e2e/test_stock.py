@@ -493,3 +493,39 @@ def test_a_write_off_takes_no_units_a_reservation_holds(platform: Running) -> No
     (level,) = http.get("/v1/inventory", params=levels).json()["data"]
     assert (level["on_hand"], level["reserved"]) == (1, 0)
     assert _post(http, "/v1/inventory/adjustments", {**loss, "delta": -1}).status_code == 201
+
+
+def test_low_stock_thresholds_are_read_back_where_they_are_set(platform: Running) -> None:
+    """A threshold set at /v1/inventory/low-stock-thresholds is read there: every one set, by
+    SKU in pages, or those of the SKUs asked for; one removed is no longer listed; a SKU that
+    is not one is a 400 naming it."""
+    with platform.new_merchant(f"Thresholds {uuid.uuid4().hex[:8]}") as http:
+        skus = ["LOW-A", "LOW-B", "LOW-C"]
+        for sku in skus:
+            _product(http, sku)
+        path = "/v1/inventory/low-stock-thresholds"
+        assert http.get(path).json() == {"data": [], "next_cursor": None}
+        for units, sku in enumerate(skus, start=2):
+            set_ = _post(http, path, {"sku": sku, "threshold": units})
+            assert set_.status_code == 200, set_.text
+
+        first = http.get(path, params={"limit": 2})
+        assert first.status_code == 200, first.text
+        assert first.json()["data"] == [{"sku": "LOW-A", "threshold": 2},
+                                        {"sku": "LOW-B", "threshold": 3}]  # fmt: skip
+        rest = http.get(path, params={"limit": 2, "cursor": first.json()["next_cursor"]})
+        assert rest.json() == {"data": [{"sku": "LOW-C", "threshold": 4}], "next_cursor": None}
+        asked = http.get(path, params={"sku": ["LOW-C", "LOW-A"]})
+        assert [t["sku"] for t in asked.json()["data"]] == ["LOW-A", "LOW-C"], asked.text
+
+        assert _post(http, path, {"sku": "LOW-B", "threshold": None}).status_code == 200
+        assert _post(http, path, {"sku": "LOW-C", "threshold": 9}).status_code == 200
+        listed = http.get(path).json()["data"]
+        assert listed == [{"sku": "LOW-A", "threshold": 2}, {"sku": "LOW-C", "threshold": 9}]
+        assert http.get(path, params={"sku": "LOW-B"}).json()["data"] == []
+
+        bad = http.get(path, params={"sku": ["LOW-A", "not a sku"]})
+        assert bad.status_code == 400, bad.text
+        assert [e["field"] for e in bad.json()["errors"]] == ["sku[1]"], bad.text
+        with platform.new_merchant(f"Other {uuid.uuid4().hex[:8]}") as other:
+            assert other.get(path).json()["data"] == []

@@ -367,6 +367,35 @@ async def test_low_stock_is_announced_once_when_available_crosses_the_threshold(
             await stock.set_low_stock_threshold(uow, sku, -1)
 
 
+async def test_low_stock_thresholds_are_listed_by_sku_as_set(db: Db) -> None:
+    """What was set is read back: by SKU in pages, or those of the SKUs asked for; one
+    removed is not listed, nor another merchant's; a SKU that is not one is named."""
+    cup, mug = sorted((unique("cup"), unique("mug")))
+    await db.shop(cup, mug)
+    async with db.tx() as uow:
+        await stock.set_low_stock_threshold(uow, cup, 3)
+        await stock.set_low_stock_threshold(uow, mug, 0)
+    async with db.uow() as uow:
+        asked = await stock.low_stock_thresholds(uow, [mug, cup], PageRequest())
+        assert [(t.sku, t.threshold) for t in asked] == [(cup, 3), (mug, 0)]
+        first = PageRequest(limit=1)
+        found, token = page_of(await stock.low_stock_thresholds(uow, [mug, cup], first), first)
+        assert ([t.sku for t in found], bool(token)) == ([cup], True)
+        rest = PageRequest(limit=1, after=cup)
+        assert [t.sku for t in await stock.low_stock_thresholds(uow, [mug, cup], rest)] == [mug]
+        with pytest.raises(InvalidArgument) as bad:
+            await stock.low_stock_thresholds(uow, [cup, "not a sku"], PageRequest())
+        assert [v.field for v in bad.value.violations] == ["skus[1]"]
+    async with db.tx() as uow:
+        await stock.set_low_stock_threshold(uow, cup, None)
+    async with db.uow() as uow:
+        assert [
+            t.sku for t in await stock.low_stock_thresholds(uow, [cup, mug], PageRequest())
+        ] == [mug]
+    async with db.uow("mer_b") as uow:
+        assert await stock.low_stock_thresholds(uow, [cup, mug], PageRequest()) == []
+
+
 async def test_a_threshold_set_above_what_is_available_alerts_at_once(db: Db) -> None:
     """A threshold that moves over a level is a crossing too: set at 5 where 2 are left, the
     alert comes now, not after the stock has gone above 5 and fallen again (it never would

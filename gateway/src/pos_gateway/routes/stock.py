@@ -49,6 +49,7 @@ from pos_gateway.schemas.stock import (
     SkuAvailabilityList,
     SourcingProposal,
     Threshold,
+    ThresholdList,
     Transfer,
 )
 
@@ -273,11 +274,35 @@ async def stock_history(
 async def set_threshold(body: ThresholdIn, svc: Svc) -> Threshold:
     """`inventory.low_stock` is announced for a location when its `available` falls to or
     below the threshold, once per crossing, and at once for each location already at or below
-    a threshold set here (unless the threshold it replaced covered it already)."""
+    a threshold set here (unless the threshold it replaced covered it already). Read back with
+    `GET /v1/inventory/low-stock-thresholds`."""
     request = stock_pb2.SetLowStockThresholdRequest(request_id=request_id(), sku=body.sku)
     if body.threshold is not None:
         request.threshold = body.threshold
     return to_model(Threshold, await svc.stock.SetLowStockThreshold(request))
+
+
+@router.get(
+    "/inventory/low-stock-thresholds",
+    **op("inventory:read", "List low-stock alerts", example=ex.page(ex.THRESHOLD)),
+)
+async def list_thresholds(
+    svc: Svc,
+    sku: Annotated[
+        list[Sku] | None,
+        Query(max_length=200, description="Only these SKUs' thresholds (at most 200)"),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ThresholdList:
+    """The thresholds set with `POST /v1/inventory/low-stock-thresholds`, one per SKU, by SKU
+    (A to Z) in pages; with `sku`, those of these SKUs only. A SKU with no threshold (none set,
+    or removed) is not listed. A cursor pages on only with the `sku` it was given with."""
+    ask = stock_pb2.ListLowStockThresholdsRequest(
+        skus=sku or [], page_size=limit, page_token=cursor or ""
+    )
+    answer = await svc.stock.ListLowStockThresholds(ask)
+    return to_page(ThresholdList, answer.thresholds, answer.next_page_token)
 
 
 @router.get(

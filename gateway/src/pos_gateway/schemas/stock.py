@@ -231,3 +231,7 @@ class SkuAvailabilityList(Page[SkuAvailability]):
 
 class NearbyLocationList(Page[NearbyLocation]):
     pass
+
+
+class ThresholdList(Page[Threshold]):
+    """The thresholds set (each `threshold` a number: a SKU with none is not listed)."""

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters.tables import low_stock_thresholds, reservations, stock, stock_ledger
 from pos_inventory.domain.ledger import EntryKind, ItemState, LedgerEntry, NewEntry
-from pos_inventory.domain.model import Reason, StockLevel
+from pos_inventory.domain.model import Reason, StockLevel, Threshold
 from pos_inventory.domain.reservations import ReservationStatus
 from pos_inventory.service.ports import HistoryFilters
 from pos_kit.ids import new_id
@@ -568,6 +568,16 @@ class SqlStock:
         newest_first = query.order_by(stock_ledger.c.seq.desc())
         rows = await self._conn.execute(newest_first.limit(page.fetch))
         return [entry_of(r) for r in rows]
+
+    async def thresholds(self, skus: list[str], page: PageRequest) -> list[Threshold]:
+        t = low_stock_thresholds
+        query = select(t.c.sku, t.c.threshold).where(t.c.merchant_id == self._merchant)
+        if skus:
+            query = query.where(t.c.sku.in_(skus))
+        if page.after:
+            query = query.where(t.c.sku > page.after)
+        rows = await self._conn.execute(query.order_by(t.c.sku).limit(page.fetch))
+        return [Threshold(r.sku, r.threshold) for r in rows]
 
     async def set_threshold(self, sku: str, threshold: int | None) -> int | None:
         # Locked: two changes of one SKU's threshold each compare with the other's result.

@@ -334,6 +334,19 @@ class LowStock:
 
 
 @dataclass(frozen=True)
+class Threshold:
+    """A SKU's low-stock threshold, as set: `available` at or below it is low stock."""
+
+    sku: str
+    threshold: int
+
+    @property
+    def id(self) -> str:
+        """Its key in a list (one threshold per SKU), which pages by it."""
+        return self.sku
+
+
+@dataclass(frozen=True)
 class ReservationChanged:
     """A reservation and the levels of its lines after the change."""
 

@@ -196,6 +196,18 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             answer.threshold = threshold
         return answer
 
+    @query
+    async def ListLowStockThresholds(
+        self, request: S.ListLowStockThresholdsRequest, uow: InventoryUow
+    ) -> S.ListLowStockThresholdsResponse:
+        page = page_request(request)
+        found = await stock.low_stock_thresholds(uow, list(request.skus), page)
+        thresholds, token = page_of(found, page)
+        return S.ListLowStockThresholdsResponse(
+            thresholds=[S.LowStockThreshold(sku=t.sku, threshold=t.threshold) for t in thresholds],
+            next_page_token=token,
+        )
+
     @freeing_due_holds
     @mutation(S.CreateReservationResponse)
     async def CreateReservation(

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pos_inventory.domain.catalog import Product, ProductStatus
 from pos_inventory.domain.ledger import ItemState, LedgerEntry, NewEntry
-from pos_inventory.domain.model import Location, LocationStatus, StockLevel
+from pos_inventory.domain.model import Location, LocationStatus, StockLevel, Threshold
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
 from pos_inventory.domain.search import ProductQuery
 from pos_kit.paging import PageRequest
@@ -103,6 +103,11 @@ class StockRepository(Protocol):
 
     async def set_threshold(self, sku: str, threshold: int | None) -> int | None:
         """Set (or with None remove) the SKU's threshold; answers the one it replaced."""
+        ...
+
+    async def thresholds(self, skus: list[str], page: PageRequest) -> list[Threshold]:
+        """The thresholds set, by SKU, of `skus` only if any; `page.after` is the SKU the last
+        page ended with."""
         ...
 
 

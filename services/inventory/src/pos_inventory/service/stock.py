@@ -15,7 +15,7 @@ from pos_inventory.domain.ledger import (
     validate_note,
     validate_occurred_at,
 )
-from pos_inventory.domain.model import SKU, LowStock, Reason, StockLevel
+from pos_inventory.domain.model import SKU, LowStock, Reason, StockLevel, Threshold
 from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
 from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import HistoryFilters, InventoryUnitOfWork
@@ -171,6 +171,23 @@ async def stock_history(
         # Filtering by a location the merchant does not have is a 404, as everywhere else.
         await require_items(uow, [], [f.location_id], location_fields=["location_id"])
     return await uow.stock.history(f, page)
+
+
+# As many SKUs as a stock read takes at once.
+THRESHOLD_SKUS_MAX = 200
+
+
+async def low_stock_thresholds(
+    uow: InventoryUnitOfWork, skus: list[str], page: PageRequest
+) -> list[Threshold]:
+    """The thresholds set, by SKU; of `skus` only when given (a SKU with none is left out, as
+    one removed is). Each must be a valid SKU (a 400 naming `skus[i]`), at most 200."""
+    bad = [i for i, sku in enumerate(skus) if not SKU.match(sku)]
+    raise_if(
+        require(len(skus) <= THRESHOLD_SKUS_MAX, "skus", "must hold at most 200 SKUs")
+        + [FieldViolation(f"skus[{i}]", "must be a valid SKU") for i in bad]
+    )
+    return await uow.stock.thresholds(sorted(set(skus)), page)
 
 
 async def set_low_stock_threshold(

@@ -57,6 +57,11 @@ class StockServiceStub:
                 request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdRequest.SerializeToString,
                 response_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdResponse.FromString,
                 _registered_method=True)
+        self.ListLowStockThresholds = channel.unary_unary(
+                '/pos.inventory.v1.StockService/ListLowStockThresholds',
+                request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsResponse.FromString,
+                _registered_method=True)
         self.CreateReservation = channel.unary_unary(
                 '/pos.inventory.v1.StockService/CreateReservation',
                 request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.CreateReservationRequest.SerializeToString,
@@ -125,6 +130,14 @@ class StockServiceServicer:
 
     def SetLowStockThreshold(self, request, context):
         """The available quantity at or below which a LowStock event is raised for a SKU.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLowStockThresholds(self, request, context):
+        """The thresholds set, by SKU (A to Z); with skus, those of these SKUs only (a SKU with
+        none set is not listed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +214,11 @@ def add_StockServiceServicer_to_server(servicer, server):
                     servicer.SetLowStockThreshold,
                     request_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdRequest.FromString,
                     response_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdResponse.SerializeToString,
+            ),
+            'ListLowStockThresholds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLowStockThresholds,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsResponse.SerializeToString,
             ),
             'CreateReservation': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateReservation,
@@ -349,6 +367,33 @@ class StockService:
             '/pos.inventory.v1.StockService/SetLowStockThreshold',
             pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdRequest.SerializeToString,
             pos_dot_inventory_dot_v1_dot_stock__pb2.SetLowStockThresholdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLowStockThresholds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.StockService/ListLowStockThresholds',
+            pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_stock__pb2.ListLowStockThresholdsResponse.FromString,
             options,
             channel_credentials,
             insecure,

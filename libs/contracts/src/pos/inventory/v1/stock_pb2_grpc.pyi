@@ -47,6 +47,10 @@ class StockServiceStub:
     """Ledger entries, newest first."""
     SetLowStockThreshold: _grpc.UnaryUnaryMultiCallable[_stock_pb2.SetLowStockThresholdRequest, _stock_pb2.SetLowStockThresholdResponse]
     """The available quantity at or below which a LowStock event is raised for a SKU."""
+    ListLowStockThresholds: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ListLowStockThresholdsRequest, _stock_pb2.ListLowStockThresholdsResponse]
+    """The thresholds set, by SKU (A to Z); with skus, those of these SKUs only (a SKU with
+    none set is not listed).
+    """
     CreateReservation: _grpc.UnaryUnaryMultiCallable[_stock_pb2.CreateReservationRequest, _stock_pb2.CreateReservationResponse]
     """Hold units at a location, all lines or none. Out of stock is FAILED_PRECONDITION
     `insufficient_stock` naming the SKUs short.
@@ -82,6 +86,10 @@ class StockServiceAsyncStub(StockServiceStub):
     """Ledger entries, newest first."""
     SetLowStockThreshold: _aio.UnaryUnaryMultiCallable[_stock_pb2.SetLowStockThresholdRequest, _stock_pb2.SetLowStockThresholdResponse]  # type: ignore[assignment]
     """The available quantity at or below which a LowStock event is raised for a SKU."""
+    ListLowStockThresholds: _aio.UnaryUnaryMultiCallable[_stock_pb2.ListLowStockThresholdsRequest, _stock_pb2.ListLowStockThresholdsResponse]  # type: ignore[assignment]
+    """The thresholds set, by SKU (A to Z); with skus, those of these SKUs only (a SKU with
+    none set is not listed).
+    """
     CreateReservation: _aio.UnaryUnaryMultiCallable[_stock_pb2.CreateReservationRequest, _stock_pb2.CreateReservationResponse]  # type: ignore[assignment]
     """Hold units at a location, all lines or none. Out of stock is FAILED_PRECONDITION
     `insufficient_stock` naming the SKUs short.
@@ -138,6 +146,16 @@ class StockServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_stock_pb2.SetLowStockThresholdResponse, _abc.Awaitable[_stock_pb2.SetLowStockThresholdResponse]]:
         """The available quantity at or below which a LowStock event is raised for a SKU."""
+
+    @_abc_1.abstractmethod
+    def ListLowStockThresholds(
+        self,
+        request: _stock_pb2.ListLowStockThresholdsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stock_pb2.ListLowStockThresholdsResponse, _abc.Awaitable[_stock_pb2.ListLowStockThresholdsResponse]]:
+        """The thresholds set, by SKU (A to Z); with skus, those of these SKUs only (a SKU with
+        none set is not listed).
+        """
 
     @_abc_1.abstractmethod
     def CreateReservation(
