@@ -649,3 +649,28 @@ async def test_the_document_lists_idempotency_key_on_the_platform_posts(gateway:
     assert "429" in token["responses"]
     assert "RateLimit" in token["responses"]["200"]["headers"]
     assert "Cache-Control" in token["responses"]["200"]["headers"]
+
+
+async def test_a_client_id_never_spends_an_address_budget(gateway: Gateway) -> None:
+    """The client's and the address's budgets are named apart: a client id spelled like an
+    address's bucket spends its own, not that address's (with the shared store both kinds
+    are rows of one table, here one store for both)."""
+    kept = gateway.app.state.client_auth, gateway.app.state.address_auth
+    shared = TokenBuckets(NEVER, 3)
+    gateway.app.state.client_auth = gateway.app.state.address_auth = shared
+    try:
+        answers = [
+            await gateway.http.post(
+                "/v1/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": "address:127.0.0.1",
+                    "client_secret": "pos_cs_guess",
+                },
+            )
+            for _ in range(4)
+        ]
+    finally:
+        gateway.app.state.client_auth, gateway.app.state.address_auth = kept
+    # Each failure spends one token of the client's bucket and one of the address's.
+    assert [a.status_code for a in answers] == [401, 401, 401, 429]

@@ -391,6 +391,10 @@ def _client_credentials(
     return client_id, client_secret, False
 
 
+CLIENT_BUCKET = "client-auth:client:"
+ADDRESS_BUCKET = "client-auth:"
+
+
 async def _throttled(request: Request, client_id: str) -> list[str]:
     """Spend a failed authentication's token of the client's bucket and the address's; the
     buckets spent (to give back if the secret is right). Past either budget a 429."""
@@ -398,9 +402,10 @@ async def _throttled(request: Request, client_id: str) -> list[str]:
     spent: list[str] = []
     refused: list[int] = []
     for limits, bucket in (
-        # Named apart from the API's own buckets: with the shared store they are one table.
-        (state.client_auth, "client-auth:" + client_id),
-        (state.address_auth, "client-auth:" + address_key(request.scope)),
+        # Named apart from the API's own buckets (with the shared store they are one table),
+        # and from each other: a client id spelled `address:<ip>` is still a client's.
+        (state.client_auth, CLIENT_BUCKET + client_id),
+        (state.address_auth, ADDRESS_BUCKET + address_key(request.scope)),
     ):
         decision = await limits.decide(bucket)
         if decision.allowed:
@@ -422,7 +427,7 @@ async def _throttled(request: Request, client_id: str) -> list[str]:
 async def _give_back(request: Request, spent: list[str]) -> None:
     state = request.app.state
     for bucket in spent:
-        by_address = bucket.startswith("client-auth:address:")
+        by_address = not bucket.startswith(CLIENT_BUCKET)
         limits = state.address_auth if by_address else state.client_auth
         await limits.refund(bucket)
 
