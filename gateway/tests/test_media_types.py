@@ -162,6 +162,7 @@ async def test_a_receipt_is_refused_only_in_a_type_it_cannot_be_written_in(
     refused = await http.get(receipt, headers={"Accept": "application/pdf"})
     assert refused.status_code == 406, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["title"] == "Not acceptable"
     reason = refused.json()["errors"][0]["reason"]
     assert all(media in reason for media in ("application/json", "text/html", "text/plain"))
     for accept in ("text/html;q=0, application/json;q=0, text/plain;q=0", "image/*"):

@@ -52,6 +52,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    406: "Not acceptable",
     409: "Conflict",
     410: "Gone",
     412: "Precondition failed",
