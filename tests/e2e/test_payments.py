@@ -458,3 +458,44 @@ def test_a_payment_captured_in_part_is_not_voided_through_the_api(platform: Runn
     assert (captured.status_code, captured.json()["code"]) == (409, "payment_captured")
     after = ok(http.get(f"/v1/payments/{paid['id']}"))
     assert (after["status"], after["voided"]["amount"]) == ("captured", 0)
+
+
+def test_a_registers_list_filter_naming_another_stores_sale_is_a_404_as_a_made_up_one(
+    platform: Running,
+) -> None:
+    """A register's lists of payments and refunds are narrowed to its store. A filter naming
+    another store's order or payment (`order_id`, `payment_id`) answers as one naming a
+    made-up id does: a 404 naming the parameter. Until 2026-12-05 it answered an empty
+    list, 200, where a made-up id answered 404, so a till learned which ids were sales of
+    other stores."""
+    http = platform.http
+    here, there = (loc["id"] for loc in http.get("/v1/locations").json()["data"][:2])
+    sold = ok(post(http, "/v1/checkouts", {
+        "location_id": there, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+        "tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    theirs = {"order_id": sold["order"]["id"], "payment_id": sold["payment"]["id"]}
+    ok(post(http, f"/v1/payments/{theirs['payment_id']}/refunds",
+            {"amount": {"amount": 100, "currency": "USD"}}), 201)  # fmt: skip
+    made_up = {"order_id": "ord_" + "q" * 22, "payment_id": "pay_" + "q" * 22}
+    till = open_till(platform.platform.gateway_url, http, here)
+    with closing(till.device) as device:
+        for path, name in (("/v1/payments", "order_id"), ("/v1/refunds", "order_id"),
+                           ("/v1/refunds", "payment_id")):  # fmt: skip
+            answers = [device.get(path, params={name: ids[name]}) for ids in (theirs, made_up)]
+            assert [a.status_code for a in answers] == [404, 404], (path, answers[0].text)
+            real, fake = (a.json() for a in answers)
+            assert real["detail"].replace(theirs[name], made_up[name]) == fake["detail"]
+            assert (
+                real["errors"]
+                == fake["errors"]
+                == [{"field": name, "reason": f"no such {name.removesuffix('_id')}"}]
+            )
+        # Its own store's sale is listed as before.
+        mine = ok(post(device, "/v1/checkouts", {
+            "location_id": here, "lines": [{"sku": "MUG-LOGO", "quantity": 1}],
+            "tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+        listed = ok(device.get("/v1/payments", params={"order_id": mine["order"]["id"]}))
+        assert [p["id"] for p in listed["data"]] == [mine["payment"]["id"]]
+    # The merchant's own credential still reads the other store's.
+    listed = ok(http.get("/v1/refunds", params={"payment_id": theirs["payment_id"]}))
+    assert len(listed["data"]) == 1

@@ -17,8 +17,9 @@ from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded, settings_changed
+from pos_gateway.actions import guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
+from pos_gateway.confinement import elsewhere
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.returns_of import order_returns
@@ -76,11 +77,31 @@ UNKNOWN_ORDER = (
 )
 
 
+async def named_here(request: Request, svc: Services, **named: str | None) -> None:
+    """A register's list filter naming another store's order or payment (`order_id=`,
+    `payment_id=`) is the 404 of a made-up id, as that record reached by id is
+    (confinement.py), named by `problems.filter_named`. Narrowed to the register's store, the
+    list would answer it empty where a made-up id is a 404: a till would learn which ids are
+    other stores' sales. A credential that is no register's reads every store's."""
+    principal = principal_of(request)
+    if principal.register_id is None or principal.location_id is None:
+        return
+    for name, record_id in named.items():
+        if record_id:
+            collection = "orders" if name == "order_id" else "payments"
+            refused = await elsewhere(
+                svc, f"/v1/{collection}/{record_id}", b"", principal.location_id
+            )
+            if refused is not None:
+                raise refused
+
+
 @router.get(
     "/payments",
     **op("payments:read", "List payments", (404,), example=ex.page(ex.PAYMENT)),
 )
 async def list_payments(
+    request: Request,
     svc: Svc,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -100,7 +121,8 @@ async def list_payments(
     after the first, else a 400 naming `created_before`)."""
     if location_id:
         await location_of(svc, location_id)
-    request = payment_pb2.ListPaymentsRequest(
+    await named_here(request, svc, order_id=order_id)
+    ask = payment_pb2.ListPaymentsRequest(
         page_size=limit,
         page_token=cursor or "",
         order_id=order_id or "",
@@ -108,9 +130,9 @@ async def list_payments(
         status=_STATUSES[status] if status else payment_pb2.PAYMENT_STATUS_UNSPECIFIED,
     )
     if updated_since is not None:
-        request.updated_since.CopyFrom(timestamp(updated_since))
-    created_window(request, created_since, created_before)
-    answer = await svc.payment.ListPayments(request)
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    created_window(ask, created_since, created_before)
+    answer = await svc.payment.ListPayments(ask)
     return to_page(PaymentList, answer.payments, answer.next_page_token)
 
 
@@ -517,6 +539,7 @@ async def order_payments(order_id: PathId, svc: Svc) -> OrderPayments:
 
 @router.get("/refunds", **op("payments:read", "List refunds", (404,), example=ex.page(ex.REFUND)))
 async def list_refunds(
+    request: Request,
     svc: Svc,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -538,7 +561,8 @@ async def list_refunds(
     refunds, the second after the first, else a 400 naming `created_before`)."""
     if location_id:
         await location_of(svc, location_id)
-    request = payment_pb2.ListRefundsRequest(
+    await named_here(request, svc, payment_id=payment_id, order_id=order_id)
+    ask = payment_pb2.ListRefundsRequest(
         page_size=limit,
         page_token=cursor or "",
         payment_id=payment_id or "",
@@ -546,9 +570,9 @@ async def list_refunds(
         location_id=location_id or "",
     )
     if updated_since is not None:
-        request.updated_since.CopyFrom(timestamp(updated_since))
-    created_window(request, created_since, created_before)
-    answer = await svc.payment.ListRefunds(request)
+        ask.updated_since.CopyFrom(timestamp(updated_since))
+    created_window(ask, created_since, created_before)
+    answer = await svc.payment.ListRefunds(ask)
     return to_page(RefundList, answer.refunds, answer.next_page_token)
 
 
