@@ -1152,6 +1152,85 @@ async def test_a_silent_reader_times_out_at_the_deadline(running: Running) -> No
     assert (await terminal(running, checkout.id)).status == P.TERMINAL_CHECKOUT_STATUS_TIMED_OUT
 
 
+async def test_a_refund_request_is_answered_with_its_own_refunds_only(running: Running) -> None:
+    """Request ids may hold '/' (the gateway's `key:<Idempotency-Key>` for a key holding one):
+    one may begin with another's and a '/'. A refund request under `<base>/refund` after one
+    under `<base>/refund/2` is its own: it refunds its payment. Until 2026-12-05 the refunds of
+    a request were looked up as every key beginning `<merchant>/<request id>/`, which held the
+    other request's: it was answered with that refund, of another payment, and refunded
+    nothing."""
+    base = f"key:sale-{rid()}"
+    first = await pay(running, card(rid(), new_id("ord"), 1000))
+    second = await pay(running, card(rid(), new_id("ord"), 1000))
+
+    async def refund(request_id: str, payment: Any, amount: int) -> Any:
+        ask = P.CreateRefundRequest(request_id=request_id, payment_id=payment.id,
+                                    amount=usd(amount))  # fmt: skip
+        return await running.stub.CreateRefund(ask, metadata=md(), timeout=10)
+
+    earlier = await refund(f"{base}/refund/2", first, 100)
+    answer = await refund(f"{base}/refund", second, 200)
+
+    [made] = answer.refunds
+    assert (made.payment_id, made.amount.amount) == (second.id, 200)
+    assert made.id != earlier.refunds[0].id
+    [after] = answer.payments
+    assert (after.id, after.refunded.amount) == (second.id, 200)
+    # Asked again, each request answers its own refund, and nothing more is refunded.
+    assert (await refund(f"{base}/refund", second, 200)).refunds == answer.refunds
+    assert (await refund(f"{base}/refund/2", first, 100)).refunds == earlier.refunds
+
+
+async def test_refunds_keyed_before_the_change_are_still_their_requests(
+    running: Running,
+) -> None:
+    """A refund request whose first run crashed before 2026-12-05 finds its refunds under the
+    keys they were written with (`<merchant>/<request id>/<n>`) when it runs again, and only
+    those: not the refunds of a request whose id begins with its own and a '/'."""
+    paid = await pay(running, card(rid(), new_id("ord"), 1000))
+    base = f"key:old-{rid()}"
+    made = {}
+    for request_id in (base, f"{base}/x"):
+        ask = P.CreateRefundRequest(request_id=request_id, payment_id=paid.id, amount=usd(100))
+        answer = await running.stub.CreateRefund(ask, metadata=md(), timeout=10)
+        made[request_id] = answer.refunds[0].id
+        running.sql(
+            f"UPDATE refunds SET request_key = 'mer_a/{request_id}/000' "  # noqa: S608
+            f"WHERE id = '{answer.refunds[0].id}' RETURNING id"
+        )
+    async with running.runtime.uow().bind("mer_a").reading() as uow:
+        found = await uow.refunds.of_request(
+            handlers.refund_keys("mer_a", base), handlers.request_key("mer_a", base)
+        )
+    assert [r.id for r in found] == [made[base]]
+
+
+async def test_a_readers_key_is_never_a_refunds_key(running: Running) -> None:
+    """A refund's processor key is no other request's: a checkout sent to a reader that never
+    answers, under the request id `<r>/000` of a refund's `<r>`, stays pending. Until
+    2026-12-05 a refund's key was `<merchant>/<request id>/000`, the key of a request whose id
+    is `<request id>/000`: the reader's answer was looked up under it, found the refund's
+    (approved), and the checkout was completed and its payment captured with no card read."""
+    base = f"key:reader-{rid()}"
+    paid = await pay(running, card(rid(), new_id("ord"), 1000))
+    ask = P.CreateRefundRequest(request_id=base, payment_id=paid.id, amount=usd(100))
+    await running.stub.CreateRefund(ask, metadata=md(), timeout=10)
+    sent = await running.stub.CreateTerminalCheckout(
+        P.CreateTerminalCheckoutRequest(
+            request_id=f"{base}/000",
+            reference="counter 2",
+            location_id="loc_front",
+            device_id="sandbox_reader_timeout",
+            amount=usd(99_999),
+        ),
+        metadata=md(),
+        timeout=10,
+    )
+    await running.sweep()
+    checkout = await terminal(running, sent.checkout.id)
+    assert (checkout.status, checkout.payment_id) == (P.TERMINAL_CHECKOUT_STATUS_PENDING, "")
+
+
 async def test_the_register_cancels_a_pending_checkout_once(running: Running) -> None:
     checkout = await send_to_reader(running, "sandbox_reader_timeout")
     cancel = P.CancelTerminalCheckoutRequest(request_id=rid(), id=checkout.id)

@@ -12,10 +12,12 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    and_,
     delete,
     func,
     insert,
     literal,
+    or_,
     select,
     union_all,
     update,
@@ -425,18 +427,18 @@ class SqlRefundRepository:
         row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _refund(row) if row else None
 
-    async def of_request(self, key: str) -> list[Refund]:
-        """The refunds one request made (their keys are `<key>/<n>`), in that order."""
-        # Every key that starts `<key>/`: "/" is followed by "0" in byte order.
-        query = (
-            select(refunds)
-            .where(
-                self._mine(),
-                refunds.c.request_key >= key + "/",
-                refunds.c.request_key < key + "0",
-            )
-            .order_by(refunds.c.request_key)
-        )
+    async def of_request(self, prefix: str, legacy: str = "") -> list[Refund]:
+        """The refunds one request made, in that order: their keys are `<prefix><n:03d>`
+        (`handlers.refund_keys`, ending in "/"), or, written before 2026-12-05, `<legacy>/<n:03d>`
+        with `legacy` the request's own key: exactly those, not the keys of another request
+        whose id begins with this one's and a "/"."""
+        key = refunds.c.request_key
+        # Every key that starts with the prefix: "/" is followed by "0" in byte order.
+        mine = and_(key >= prefix, key < prefix[:-1] + "0")
+        if legacy:
+            old = and_(key >= legacy + "/", key < legacy + "0", func.length(key) == len(legacy) + 4)
+            mine = or_(mine, old)
+        query = select(refunds).where(self._mine(), mine).order_by(key)
         return [_refund(r) for r in (await self._conn.execute(query)).all()]
 
     async def save(self, refund: Refund) -> None:

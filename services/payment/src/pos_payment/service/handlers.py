@@ -16,6 +16,7 @@ in `read` are what keeps concurrent captures and refunds from overrunning the pa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,20 @@ class Policy:
 def request_key(merchant_id: str, request_id: str) -> str:
     """The processor idempotency key of a request: the same on every retry of it."""
     return f"{merchant_id}/{request_id}"
+
+
+def refund_keys(merchant_id: str, request_id: str) -> str:
+    """Where the processor keys of a refund request's refunds begin: each is this and its
+    place, `<merchant>/refund:<digest>/<n:03d>`. The request id is digested (fixed length, no
+    '/'), so these keys begin with no other request's prefix, and none is a request's own key
+    (`<merchant>/<request id>`: a payment's, a capture's, a void's, a reader's), whose id,
+    when it holds a '/', begins with the gateway's `key:` or a resource's id. Until 2026-12-05
+    they were `<merchant>/<request id>/<n:03d>`: the keys of the request `<request id>/000`
+    (an Idempotency-Key `k/000` after a refund under `k`, the gateway's `key:k/000` and
+    `key:k`) and of every request whose id begins `<request id>/`, so a reader's checkout
+    was answered with a refund's approval, and a refund request with another's refunds."""
+    digest = hashlib.sha256(request_id.encode()).hexdigest()[:40]
+    return f"{merchant_id}/refund:{digest}/"
 
 
 def now() -> datetime:
@@ -533,8 +548,10 @@ class RefundPayments:
         self.policy = policy
 
     async def read(self, uow: PaymentUnitOfWork) -> list[tuple[Payment, Refund]]:
-        key = request_key(uow.merchant_id, self.request_id)
-        earlier = await uow.refunds.of_request(key)
+        keys = refund_keys(uow.merchant_id, self.request_id)
+        # Refunds written before 2026-12-05 are `<request key>/<n>`.
+        legacy = request_key(uow.merchant_id, self.request_id)
+        earlier = await uow.refunds.of_request(keys, legacy)
         if earlier:  # a re-run of a request whose first run crashed
             return [(await _payment(uow, r.payment_id), r) for r in earlier]
         payments = await self._payments(uow)
@@ -568,7 +585,7 @@ class RefundPayments:
                 plan.amount,
                 reason=self.ask.reason,
                 lines=tuple(self.ask.lines),
-                request_key=f"{key}/{n:03d}",
+                request_key=f"{keys}{n:03d}",
                 exchange_order_id=self.ask.exchange_order_id,
             )
             if credit is not None:
