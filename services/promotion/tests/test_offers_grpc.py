@@ -281,6 +281,55 @@ async def test_an_update_that_changes_nothing_is_no_new_version_and_no_event(
     assert read_error(ended).reason == "promotion_ended"
 
 
+async def test_changes_without_a_version_at_once_all_apply(running: Running) -> None:
+    """A change that names no `expected_version` takes the promotion as it is: several at
+    once (renames, pauses and resumes, none with If-Match) queue on the promotion's row and
+    each applies on top of the one before, none refused as stale; only a change naming a
+    version it did not find is."""
+    merchant = "mer_changes_at_once"
+    promo = await create(running, new_id("r"), name="Busy", percent_off_bps=500, merchant=merchant)
+
+    async def rename(n: int) -> Any:
+        request = pb.UpdatePromotionRequest(
+            request_id=new_id("r"), id=promo.id, update_mask=["name"], name=f"Busy {n}"
+        )
+        return await running.stub.UpdatePromotion(request, metadata=md(merchant), timeout=30)
+
+    async def toggle(n: int) -> Any:
+        if n % 2:
+            return await running.stub.PausePromotion(
+                pb.PausePromotionRequest(request_id=new_id("r"), id=promo.id),
+                metadata=md(merchant),
+                timeout=30,
+            )
+        return await running.stub.ResumePromotion(
+            pb.ResumePromotionRequest(request_id=new_id("r"), id=promo.id),
+            metadata=md(merchant),
+            timeout=30,
+        )
+
+    answers = await asyncio.gather(
+        *(rename(n) for n in range(8)), *(toggle(n) for n in range(8)), return_exceptions=True
+    )
+    failed = [read_error(a).reason for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+    assert failed == []
+    assert not [a for a in answers if isinstance(a, BaseException)]
+    now = await running.stub.GetPromotion(
+        pb.GetPromotionRequest(id=promo.id), metadata=md(merchant), timeout=10
+    )
+    # Every rename made a version (each name differs); a pause or resume that found the
+    # promotion there already made none.
+    assert now.promotion.version >= 1 + 8
+    stale = await refused(
+        running.stub.PausePromotion(
+            pb.PausePromotionRequest(request_id=new_id("r"), id=promo.id, expected_version=1),
+            metadata=md(merchant),
+            timeout=10,
+        )
+    )
+    assert read_error(stale).reason == "version_mismatch"
+
+
 async def test_lifecycle_update_with_version_pause_resume_end_and_the_feed(
     running: Running,
 ) -> None:

@@ -57,8 +57,10 @@ async def create_promotion(
     return promotion
 
 
-async def get_promotion(uow: PromotionUnitOfWork, promotion_id: str) -> Promotion:
-    promotion = await uow.promotions.get(promotion_id)
+async def get_promotion(
+    uow: PromotionUnitOfWork, promotion_id: str, lock: bool = False
+) -> Promotion:
+    promotion = await uow.promotions.get(promotion_id, lock=lock)
     if promotion is None:
         raise NotFound("promotion", promotion_id)
     return promotion
@@ -97,7 +99,10 @@ async def update_promotion(
         require(bool(mask), "update_mask", "name at least one field")
         + require(not unknown, "update_mask", f"cannot change {', '.join(unknown)}")
     )
-    promotion = await get_promotion(uow, promotion_id)
+    # Read locked: changes at once queue here, so one naming no version applies on top of the
+    # one before it instead of finding its version moved at the write (a 412 for a request
+    # that asked for no version check).
+    promotion = await get_promotion(uow, promotion_id, lock=True)
     promotion.check_version(expected_version)
     o = promotion.offer
     fields = set(mask)
@@ -135,7 +140,7 @@ async def update_promotion(
 async def change_status(
     uow: PromotionUnitOfWork, promotion_id: str, expected_version: int, status: Status
 ) -> Promotion:
-    promotion = await get_promotion(uow, promotion_id)
+    promotion = await get_promotion(uow, promotion_id, lock=True)  # as update_promotion
     promotion.check_version(expected_version)
     seen = promotion.version
     if not promotion.move_to(status):
