@@ -1264,6 +1264,15 @@ async def test_the_schedule_state_reads_the_window_and_the_list_filters_on_it(
     err = await refused(listed(schedule_state=9))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in read_error(err).violations] == ["schedule_state"]
+    # Not with the change feed: a promotion whose window opens enters `running` with no new
+    # `updated_at`, so a poller reading `updated_since` its last read with this filter would
+    # never see it (the feed narrows by `status`, which only a change moves).
+    since = Timestamp()
+    since.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC))
+    err = await refused(listed(schedule_state=pb.SCHEDULE_STATE_RUNNING, updated_since=since))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err).violations] == ["schedule_state"]
+    assert len(await listed(status=pb.PROMOTION_STATUS_ACTIVE, updated_since=since)) == 4
     # The window edited away: running from then on, in the answer and in the list.
     edited = await running.stub.UpdatePromotion(
         pb.UpdatePromotionRequest(

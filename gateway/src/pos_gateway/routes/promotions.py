@@ -405,8 +405,10 @@ async def list_promotions(
     narrows either to the promotions in that status, `schedule_state` to those whose window
     has not opened (`scheduled`), is open or absent (`running`) or has closed (`finished`)
     now; both together: both hold (`status=active&schedule_state=running`: what may apply
-    now). A cursor is good only with the filters it was given for (another is a 400 naming
-    `cursor`)."""
+    now). `schedule_state` does not go with `updated_since` (a 400 naming `schedule_state`):
+    a window opens or closes with no change to the promotion, so a feed narrowed by it would
+    miss one that began running since the last read. A cursor is good only with the filters it
+    was given for (another is a 400 naming `cursor`)."""
     request = pb.ListPromotionsRequest(
         page_size=limit,
         page_token=cursor or "",

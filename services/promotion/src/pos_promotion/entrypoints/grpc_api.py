@@ -12,6 +12,7 @@ import grpc
 from pos.promotion.v1 import promotion_pb2 as pb
 from pos.promotion.v1 import promotion_pb2_grpc
 from pos_kit.context import current_merchant
+from pos_kit.errors import raise_if, require
 from pos_kit.idempotency import once
 from pos_kit.ids import new_id
 from pos_kit.paging import page_of, page_request
@@ -105,6 +106,17 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
         page = page_request(request)  # its tokens are bound to the status filter too
         status = messages.STATUSES.optional(request.status, "status")
         schedule = messages.SCHEDULES.optional(request.schedule_state, "schedule_state")
+        # The clock moves a promotion into a schedule state with no new `updated_at`: the
+        # change feed narrowed by one would miss a window that opened since the last read.
+        raise_if(
+            require(
+                schedule is None or not request.HasField("updated_since"),
+                "schedule_state",
+                "not with updated_since: a window opens or closes with no change to the "
+                "promotion, so the feed would miss it; read the feed and each one's "
+                "schedule_state",
+            )
+        )
         # One instant for the filter and the answer: each promotion listed reads as filtered.
         at = datetime.now(UTC)
         found, token = page_of(
