@@ -330,6 +330,58 @@ async def test_changes_without_a_version_at_once_all_apply(running: Running) -> 
     assert read_error(stale).reason == "version_mismatch"
 
 
+async def test_of_the_same_change_at_once_one_answer_says_it_changed(running: Running) -> None:
+    """Pauses, the same rename, or deactivations of one coupon sent at once: each is answered
+    with the promotion (the coupon) as it now is, and exactly one says `changed` (the one that
+    made the new version), so its caller's audit entry is written once, by the credential
+    that made it."""
+    merchant = "mer_changed_once"
+    promo = await create(
+        running, new_id("r"), name="Once", percent_off_bps=500, requires_coupon=True,
+        merchant=merchant,
+    )  # fmt: skip
+
+    async def pause() -> Any:
+        return await running.stub.PausePromotion(
+            pb.PausePromotionRequest(request_id=new_id("r"), id=promo.id),
+            metadata=md(merchant),
+            timeout=30,
+        )
+
+    async def rename() -> Any:
+        request = pb.UpdatePromotionRequest(
+            request_id=new_id("r"), id=promo.id, update_mask=["name"], name="Renamed"
+        )
+        return await running.stub.UpdatePromotion(request, metadata=md(merchant), timeout=30)
+
+    paused = await asyncio.gather(*(pause() for _ in range(6)))
+    assert [a.changed for a in paused].count(True) == 1
+    assert {a.promotion.status for a in paused} == {pb.PROMOTION_STATUS_PAUSED}
+    renamed = await asyncio.gather(*(rename() for _ in range(6)))
+    assert [a.changed for a in renamed].count(True) == 1
+    assert {a.promotion.version for a in renamed} == {3}
+    [coupon] = (
+        await running.stub.CreateCoupons(
+            pb.CreateCouponsRequest(request_id=new_id("r"), promotion_id=promo.id, generate=1),
+            metadata=md(merchant),
+            timeout=10,
+        )
+    ).coupons
+
+    async def deactivate() -> Any:
+        return await running.stub.DeactivateCoupon(
+            pb.DeactivateCouponRequest(request_id=new_id("r"), promotion_id=promo.id, id=coupon.id),
+            metadata=md(merchant),
+            timeout=30,
+        )
+
+    deactivated = await asyncio.gather(*(deactivate() for _ in range(6)))
+    assert [a.changed for a in deactivated].count(True) == 1
+    assert {a.coupon.status for a in deactivated} == {pb.COUPON_STATUS_DEACTIVATED}
+    # Asked again later: nothing to change.
+    assert not (await pause()).changed and not (await deactivate()).changed
+
+
 async def test_lifecycle_update_with_version_pause_resume_end_and_the_feed(
     running: Running,
 ) -> None:

@@ -454,7 +454,6 @@ async def update_promotion(
     changed."""
     sent = patched(body)
     await _check_ids(svc, body.rule, body.conditions)
-    before = (await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))).promotion
     change = pb.UpdatePromotionRequest(
         request_id=request_id(), id=promotion_id, expected_version=expected_version(if_match)
     )
@@ -469,7 +468,9 @@ async def update_promotion(
     async with guarded(request, "promotion.updated") as done:
         answer = await version_checked(svc.promotion.UpdatePromotion(change))
         _audited(done, answer.promotion, changed=sorted(sent))
-        done.changed = answer.promotion.version != before.version
+        # The service says whether this request made the new version: of the same change
+        # sent at once, one did (a version read here before it could be another's).
+        done.changed = answer.changed
     return _etag(response, answer.promotion)
 
 
@@ -492,19 +493,21 @@ async def _audited_change(
 ) -> pb.Promotion:
     """The change, audited as `promotion.paused|resumed|ended` with the status it moved
     `from` and `to`; one that found the promotion there already changed nothing (no new
-    version) and adds no entry."""
+    version) and adds no entry: the service says which request made the change, so of the
+    same change sent at once one entry is written."""
     before = (await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))).promotion
     async with guarded(request, _CHANGED[change]) as done:
-        after = await _change(svc, change, promotion_id, if_match)
+        after, changed = await _change(svc, change, promotion_id, if_match)
         done.resource = ("promotion", promotion_id)
         done.details = {"from": _status(before), "to": _status(after), "version": after.version}
-        done.changed = after.version != before.version
+        done.changed = changed
     return after
 
 
 async def _change(
     svc: Services, change: Change, promotion_id: str, if_match: str | None
-) -> pb.Promotion:
+) -> tuple[pb.Promotion, bool]:
+    """The promotion after the change, and whether this request made it."""
     version = expected_version(if_match)
     if change == "pause":
         paused = await version_checked(
@@ -515,7 +518,7 @@ async def _change(
             )
         )
         promotion: pb.Promotion = paused.promotion
-        return promotion
+        return promotion, paused.changed
     if change == "resume":
         resumed = await version_checked(
             svc.promotion.ResumePromotion(
@@ -525,7 +528,7 @@ async def _change(
             )
         )
         promotion = resumed.promotion
-        return promotion
+        return promotion, resumed.changed
     ended = await version_checked(
         svc.promotion.EndPromotion(
             pb.EndPromotionRequest(
@@ -534,7 +537,7 @@ async def _change(
         )
     )
     promotion = ended.promotion
-    return promotion
+    return promotion, ended.changed
 
 
 @router.post(
@@ -711,9 +714,6 @@ async def deactivate_coupon(
     reserved before (an order awaiting payment) still redeems on confirmation, as after the
     promotion ends. Final; deactivating a deactivated coupon answers it unchanged. In the audit
     log as `coupon.deactivated` (its promotion and `code_hint`), once."""
-    before = await svc.promotion.GetCoupon(
-        pb.GetCouponRequest(promotion_id=promotion_id, id=coupon_id)
-    )
     async with guarded(request, "coupon.deactivated") as done:
         answer = await svc.promotion.DeactivateCoupon(
             pb.DeactivateCouponRequest(
@@ -722,5 +722,6 @@ async def deactivate_coupon(
         )
         done.resource = ("coupon", coupon_id)
         done.details = {"promotion_id": promotion_id, "code_hint": answer.coupon.code_hint}
-        done.changed = before.coupon.status != pb.COUPON_STATUS_DEACTIVATED
+        # Of deactivations at once, the one the service says made it.
+        done.changed = answer.changed
     return to_model(Coupon, answer.coupon)

@@ -20,7 +20,7 @@ from pos_kit.servicer import Servicer, mutation, query
 from pos_promotion.adapters import messages
 from pos_promotion.adapters.cache import ActiveOffers
 from pos_promotion.adapters.repository import PromotionUow
-from pos_promotion.domain.coupons import MESSAGES, Coupon, Reservation, normalize
+from pos_promotion.domain.coupons import MESSAGES, Coupon, CouponStatus, Reservation, normalize
 from pos_promotion.domain.model import Cart, Status, first_kind_offer, new_cart
 from pos_promotion.domain.rules import Offer
 from pos_promotion.service import handlers
@@ -147,6 +147,7 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
             request.stackable,
             request.requires_coupon,
         )
+        seen = await _version_now(uow, request.id)
         promotion = await handlers.update_promotion(
             uow,
             request.id,
@@ -156,31 +157,42 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
             violations,
         )
         self._changed()
-        return pb.UpdatePromotionResponse(promotion=messages.promotion_to_proto(promotion))
+        return pb.UpdatePromotionResponse(
+            promotion=messages.promotion_to_proto(promotion), changed=promotion.version != seen
+        )
 
     @mutation(pb.PausePromotionResponse)
     async def PausePromotion(
         self, request: pb.PausePromotionRequest, uow: PromotionUow
     ) -> pb.PausePromotionResponse:
+        seen = await _version_now(uow, request.id)
         p = await handlers.change_status(uow, request.id, request.expected_version, Status.PAUSED)
         self._changed()
-        return pb.PausePromotionResponse(promotion=messages.promotion_to_proto(p))
+        return pb.PausePromotionResponse(
+            promotion=messages.promotion_to_proto(p), changed=p.version != seen
+        )
 
     @mutation(pb.ResumePromotionResponse)
     async def ResumePromotion(
         self, request: pb.ResumePromotionRequest, uow: PromotionUow
     ) -> pb.ResumePromotionResponse:
+        seen = await _version_now(uow, request.id)
         p = await handlers.change_status(uow, request.id, request.expected_version, Status.ACTIVE)
         self._changed()
-        return pb.ResumePromotionResponse(promotion=messages.promotion_to_proto(p))
+        return pb.ResumePromotionResponse(
+            promotion=messages.promotion_to_proto(p), changed=p.version != seen
+        )
 
     @mutation(pb.EndPromotionResponse)
     async def EndPromotion(
         self, request: pb.EndPromotionRequest, uow: PromotionUow
     ) -> pb.EndPromotionResponse:
+        seen = await _version_now(uow, request.id)
         p = await handlers.change_status(uow, request.id, request.expected_version, Status.ENDED)
         self._changed()
-        return pb.EndPromotionResponse(promotion=messages.promotion_to_proto(p))
+        return pb.EndPromotionResponse(
+            promotion=messages.promotion_to_proto(p), changed=p.version != seen
+        )
 
     @mutation(pb.DeletePromotionResponse)
     async def DeletePromotion(
@@ -288,8 +300,13 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
     ) -> pb.DeactivateCouponResponse:
         # No cache to forget: the offers cached are the promotions; a coupon is read by its
         # hash on every calculation that names it.
+        # Its row locked first: of deactivations at once, the one that made it says so.
+        before = await uow.coupons.get(request.id, lock=True)
         coupon = await handlers.deactivate_coupon(uow, request.promotion_id, request.id)
-        return pb.DeactivateCouponResponse(coupon=messages.coupon_to_proto(coupon))
+        return pb.DeactivateCouponResponse(
+            coupon=messages.coupon_to_proto(coupon),
+            changed=before is not None and before.status is not CouponStatus.DEACTIVATED,
+        )
 
     async def ReserveCoupons(
         self, request: pb.ReserveCouponsRequest, context: grpc.aio.ServicerContext
@@ -340,3 +357,11 @@ def registrar(
 
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["PromotionService"].full_name
+
+
+async def _version_now(uow: PromotionUow, promotion_id: str) -> int:
+    """The promotion's version, its row locked for the rest of the request: a change compares
+    the version it leaves with this to say whether it was the one that made it (`changed`),
+    whatever other requests at the same moment did (they wait for this one). 0: none such."""
+    found = await uow.promotions.get(promotion_id, lock=True)
+    return found.version if found is not None else 0

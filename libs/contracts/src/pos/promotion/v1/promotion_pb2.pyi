@@ -548,16 +548,22 @@ class UpdatePromotionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMOTION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """Whether this request changed it (a new version; for a coupon, its deactivation): false
+    when it found it so already, another request at the same moment included.
+    """
     @_builtins.property
     def promotion(self) -> Global___Promotion: ...
     def __init__(
         self,
         *,
         promotion: Global___Promotion | None = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "promotion", b"promotion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -594,16 +600,22 @@ class PausePromotionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMOTION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """Whether this request changed it (a new version; for a coupon, its deactivation): false
+    when it found it so already, another request at the same moment included.
+    """
     @_builtins.property
     def promotion(self) -> Global___Promotion: ...
     def __init__(
         self,
         *,
         promotion: Global___Promotion | None = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "promotion", b"promotion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -640,16 +652,22 @@ class ResumePromotionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMOTION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """Whether this request changed it (a new version; for a coupon, its deactivation): false
+    when it found it so already, another request at the same moment included.
+    """
     @_builtins.property
     def promotion(self) -> Global___Promotion: ...
     def __init__(
         self,
         *,
         promotion: Global___Promotion | None = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "promotion", b"promotion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -686,16 +704,22 @@ class EndPromotionResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROMOTION_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """Whether this request changed it (a new version; for a coupon, its deactivation): false
+    when it found it so already, another request at the same moment included.
+    """
     @_builtins.property
     def promotion(self) -> Global___Promotion: ...
     def __init__(
         self,
         *,
         promotion: Global___Promotion | None = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion", b"promotion"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "promotion", b"promotion"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1009,16 +1033,22 @@ class DeactivateCouponResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COUPON_FIELD_NUMBER: _builtins.int
+    CHANGED_FIELD_NUMBER: _builtins.int
+    changed: _builtins.bool
+    """Whether this request changed it (a new version; for a coupon, its deactivation): false
+    when it found it so already, another request at the same moment included.
+    """
     @_builtins.property
     def coupon(self) -> Global___Coupon: ...
     def __init__(
         self,
         *,
         coupon: Global___Coupon | None = ...,
+        changed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon", b"coupon"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed", b"changed", "coupon", b"coupon"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
