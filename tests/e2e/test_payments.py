@@ -499,3 +499,42 @@ def test_a_registers_list_filter_naming_another_stores_sale_is_a_404_as_a_made_u
     # The merchant's own credential still reads the other store's.
     listed = ok(http.get("/v1/refunds", params={"payment_id": theirs["payment_id"]}))
     assert len(listed["data"]) == 1
+
+
+def test_a_refund_racing_an_orders_confirmation_is_never_counted_as_paid(
+    platform: Running,
+) -> None:
+    """A refund of a tender of an order waiting for payment, sent at the moment the order is
+    confirmed, comes out one way or the other: made first, the confirmation sees the balance
+    due (409) or waits its turn (409 `refund_in_progress`); during the confirmation, the
+    refund waits its turn (409 `confirmation_in_progress`); made after, it is a refund of a
+    confirmed order. Never a confirmation counting money that had gone back."""
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    for n in range(10):
+        line = {"sku": "MUG-LOGO", "quantity": 1}
+        made = _post(http, "/v1/orders", {"location_id": here, "channel": "web", "lines": [line]})
+        assert made.status_code == 201, made.text
+        order_id = made.json()["id"]
+        tender = {"tender_type": "external", "external_reference": f"chk-{n}"}
+        paid = _post(http, f"/v1/orders/{order_id}/tenders", tender)
+        assert paid.status_code in (200, 201), paid.text
+        payment_id = paid.json()["payment"]["id"]
+        with ThreadPoolExecutor(2) as pool:
+            back = pool.submit(_post, http, f"/v1/payments/{payment_id}/refunds",
+                               {"amount": {"amount": 500, "currency": "USD"}})  # fmt: skip
+            time.sleep(0.003 * n)
+            confirm = pool.submit(_post, http, f"/v1/orders/{order_id}/confirm", {})
+            confirmed, refunded = confirm.result(), back.result()
+        order = http.get(f"/v1/orders/{order_id}").json()
+        if confirmed.status_code != 200:
+            assert confirmed.json()["code"] in ("balance_due", "refund_in_progress"), confirmed.text
+            assert order["status"] == "pending_payment", order
+            continue
+        assert order["status"] in ("confirmed", "completed"), order
+        if refunded.status_code != 201:
+            assert refunded.json()["code"] == "confirmation_in_progress", refunded.text
+            continue
+        # Both made: the refund came after the confirmation, of a confirmed order.
+        at = [t["at"] for t in order["timeline"] if t["status"] == "confirmed"]
+        assert at and refunded.json()["data"][0]["created_at"] > at[0], (order, refunded.text)

@@ -235,6 +235,9 @@ class NoReturns:
     async def of_order(self, order_id: str) -> list[Any]:
         return []
 
+    async def refund_hold(self, order_id: str) -> tuple[bool, int]:
+        return False, 0  # nor a refund hold: their payments change only through them
+
 
 class FakeUow:
     """One transaction: orders written are staged and land on commit."""

@@ -209,16 +209,21 @@ async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Paymen
     instead; what an order never captures of it is voided by the order when the order ends.
     An order's tender only authorised may be voided, before or after the order's
     confirmation: the order then asks for another tender before its goods leave (409
-    `payment_required` at the fulfilment's step). At a register it takes the `void`
-    permission or a manager's override, and is in the audit log."""
+    `payment_required` at the fulfilment's step). Before the order's confirmation the void
+    holds the order as a refund does: its confirmation meanwhile is a 409
+    `refund_in_progress`, the void during the confirmation a 409 `confirmation_in_progress`.
+    At a register it takes the `void` permission or a manager's override, and is in the
+    audit log."""
     async with guarded(request, "payment.voided", "void") as done:
         # The payment service refuses a captured payment's void itself (409 payment_captured),
         # under the payment's lock in the transaction that would void it, so a capture landing
         # meanwhile is seen. Only the order (its end) and the expiry sweep release the rest of
-        # a payment captured in part (release_uncaptured_rest); the API never does.
-        answer = await svc.payment.VoidPayment(
-            payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
-        )
+        # a payment captured in part (release_uncaptured_rest); the API never does. An order
+        # waiting for payment is held meanwhile: its confirmation counts the void or refuses.
+        async with _units_held(svc, await _order_of(svc, payment_id), before_confirmation=True):
+            answer = await svc.payment.VoidPayment(
+                payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
+            )
         done.resource = ("payment", payment_id)
     return to_model(Payment, answer.payment)
 
@@ -283,21 +288,37 @@ class RefundIn(Body):
 
 
 @asynccontextmanager
-async def _units_held(svc: Services, order_id: str) -> AsyncIterator[None]:
+async def _units_held(
+    svc: Services, order_id: str, before_confirmation: bool = False
+) -> AsyncIterator[None]:
     """A refund naming units holds its order (order service) from the check of its lines to
     its end: a return or exchange of the order meanwhile, or another such refund, is a 409
-    `refund_in_progress`, so no unit is paid back twice (once by each). No order: nothing."""
+    `refund_in_progress`, so no unit is paid back twice (once by each). No order: nothing.
+    `before_confirmation`: any refund or void of one of its payments holds an order not yet
+    confirmed, so its confirmation never counts money given back meanwhile (the order service
+    holds nothing once it is confirmed; during its confirmation, a 409
+    `confirmation_in_progress`)."""
     if not order_id:
         yield
         return
-    held = order_pb2.HoldOrderForRefundRequest(request_id=request_id(), order_id=order_id)
-    await svc.order.HoldOrderForRefund(held)
+    held = order_pb2.HoldOrderForRefundRequest(
+        request_id=request_id(), order_id=order_id, before_confirmation=before_confirmation
+    )
+    answer = await svc.order.HoldOrderForRefund(held)
     try:
         yield
     finally:
-        await svc.order.ReleaseOrderForRefund(
-            order_pb2.ReleaseOrderForRefundRequest(request_id=held.request_id, order_id=order_id)
-        )
+        if answer.held:
+            await svc.order.ReleaseOrderForRefund(
+                order_pb2.ReleaseOrderForRefundRequest(
+                    request_id=held.request_id, order_id=order_id
+                )
+            )
+
+
+async def _order_of(svc: Services, payment_id: str) -> str:
+    paid = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
+    return str(paid.payment.order_id)
 
 
 async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) -> None:
@@ -402,6 +423,10 @@ async def refund_payment(
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
+    A refund of a payment of an order not yet confirmed holds the order while it is made:
+    the order's confirmation at that moment is a 409 `refund_in_progress`, and the refund
+    while the confirmation is under way a 409 `confirmation_in_progress` (retry either), so a
+    confirmation never counts money given back meanwhile.
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people.
 
@@ -416,11 +441,8 @@ async def refund_payment(
     `lines` take an `amount` (a 400 naming `amount` without one): see the order's refunds."""
     body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
-        order_id = ""
-        if body.lines:
-            paid = await svc.payment.GetPayment(payment_pb2.GetPaymentRequest(id=payment_id))
-            order_id = paid.payment.order_id
-        async with _units_held(svc, order_id):
+        order_id = await _order_of(svc, payment_id)
+        async with _units_held(svc, order_id, before_confirmation=not body.lines):
             if body.lines:
                 await _check_lines(svc, body.lines, order_id)
             answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
@@ -456,6 +478,10 @@ async def refund_order(
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
+    A refund of a payment of an order not yet confirmed holds the order while it is made:
+    the order's confirmation at that moment is a 409 `refund_in_progress`, and the refund
+    while the confirmation is under way a 409 `confirmation_in_progress` (retry either), so a
+    confirmation never counts money given back meanwhile.
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people.
 
@@ -469,7 +495,7 @@ async def refund_order(
     body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
         try:
-            async with _units_held(svc, order_id if body.lines else ""):
+            async with _units_held(svc, order_id, before_confirmation=not body.lines):
                 if body.lines:
                     await _check_lines(svc, body.lines, order_id)
                 answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))

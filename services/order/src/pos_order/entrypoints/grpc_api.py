@@ -468,6 +468,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.policy,
             lambda o: order_pb2.ConfirmOrderResponse(order=order_to_proto(o)),
         )
+        await steps.prepare()
         answer = await once_across_calls(
             self.bound_uow,
             "ConfirmOrder",
@@ -779,9 +780,11 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.HoldOrderForRefundResponse:
         # Not stored per request id: held again by its retry, never answered from memory.
         async with self.bound_uow() as uow:
-            await returns.hold_for_refund(uow, request.order_id, request.request_id)
+            held = await returns.hold_for_refund(
+                uow, request.order_id, request.request_id, request.before_confirmation
+            )
             await uow.commit()
-        return order_pb2.HoldOrderForRefundResponse()
+        return order_pb2.HoldOrderForRefundResponse(held=held)
 
     async def ReleaseOrderForRefund(
         self, request: order_pb2.ReleaseOrderForRefundRequest, context: grpc.aio.ServicerContext

@@ -1486,6 +1486,32 @@ class ConfirmOrder(Generic[R]):
         self.shown: dict[str, str] = {}
         # The sale was confirmed in the transaction that stored its answer (`record`).
         self.confirmed_in_record = False
+        self.refund_holds = 0  # see `prepare`
+        self.payments: list[PaymentResult] | None = None  # see `prepare`
+
+    async def prepare(self) -> None:
+        """Before the claim, with no connection held: how many refund holds the order has had,
+        then the payment service's word on its payments. A refund or void of one of them
+        through the payments API holds the order first (`hold_for_refund`,
+        before_confirmation), so one made before this read is in it, one under way or begun
+        since shows as a hold when the confirmation is marked (`read`): a 409
+        `refund_in_progress` then, to retry, never a confirmation counting money given back
+        (the order hears of such a refund from its event, which may come later). Payment down:
+        no refund can be made either; the order's own record stands."""
+        async with self.new_uow().reading() as uow:
+            _, self.refund_holds = await uow.returns.refund_hold(self.order_id)
+        try:
+            self.payments = await self.ports.payments.of_order(self.order_id)
+        except Unavailable:
+            self.payments = None
+
+    def _paid_as_read(self, order: Order) -> None:
+        for p in self.payments or []:
+            if p.refunded_amount and order.refunded_in_all(p.payment_id, p.refunded_amount):
+                order.touched(now())
+            voided = p.status == "voided" or p.voided_amount > 0
+            if voided and order.payment_voided(p.payment_id, p.voided_amount):
+                order.touched(now())
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
@@ -1494,6 +1520,15 @@ class ConfirmOrder(Generic[R]):
         if order.status in (OrderStatus.CONFIRMED, OrderStatus.COMPLETED):
             return order
         asked = order.saga.confirm_requested and order.saga.state is SagaState.RUNNING
+        if not asked and order.status is OrderStatus.PENDING_PAYMENT:
+            live, holds = await uow.returns.refund_hold(self.order_id)
+            if live or holds != self.refund_holds:
+                raise Conflict(
+                    "a refund or void of this order's payments is being made: retry in a moment",
+                    "refund_in_progress",
+                    {"order_id": self.order_id},
+                )
+            self._paid_as_read(order)
         order.request_confirmation()
         if not asked:
             # A confirmation already asked (a retry, one beside it) is only driven on: no

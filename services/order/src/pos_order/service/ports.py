@@ -166,6 +166,9 @@ class PriceBook(Protocol):
 class ReturnsOfOrder(Protocol):
     async def of_order(self, order_id: str) -> list[Return]: ...
 
+    # Whether a refund hold of the order is live, and how many it has had (returns.py).
+    async def refund_hold(self, order_id: str) -> tuple[bool, int]: ...
+
 
 class OrderUnitOfWork(Protocol):
     merchant_id: str

@@ -42,7 +42,7 @@ from pos_kit.errors import (
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
-from pos_order.domain.model import Order, OrderStatus
+from pos_order.domain.model import Order, OrderStatus, SagaState
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
     OrderReturned,
@@ -372,13 +372,30 @@ async def no_refund_since(uow: ReturnsUnitOfWork, order_id: str, generation: int
         raise _refund_in_progress(order_id)
 
 
-async def hold_for_refund(uow: ReturnsUnitOfWork, order_id: str, request_id: str) -> None:
+async def hold_for_refund(
+    uow: ReturnsUnitOfWork, order_id: str, request_id: str, before_confirmation: bool = False
+) -> bool:
     """A refund naming units holds the order while it checks them and is made: no return is
-    claimed meanwhile, and no other such refund (each is then a 409 `refund_in_progress`)."""
-    if await uow.orders.get(order_id, lock=True) is None:
+    claimed meanwhile, and no other such refund (each is then a 409 `refund_in_progress`).
+    `before_confirmation`: a refund or void of one of its payments, held only while the order
+    is not confirmed, so its confirmation (which reads the payments and the holds' count
+    first, `ConfirmOrder`) never counts money given back meanwhile; an order whose
+    confirmation is under way is not held (409 `confirmation_in_progress`). False: not held."""
+    order = await uow.orders.get(order_id, lock=True)
+    if order is None:
         raise NotFound("order", order_id)
+    if before_confirmation:
+        if order.status not in (OrderStatus.DRAFT, OrderStatus.PENDING_PAYMENT):
+            return False
+        if order.saga.confirm_requested and order.saga.state is SagaState.RUNNING:
+            raise Conflict(
+                "the order's confirmation is under way: retry in a moment",
+                "confirmation_in_progress",
+                {"order_id": order_id},
+            )
     if not await uow.returns.hold_for_refund(order_id, request_id, REFUND_HOLD_SECONDS):
         raise _refund_in_progress(order_id)
+    return True
 
 
 # The payment service's refusal to deactivate a card holding other than the line's value.

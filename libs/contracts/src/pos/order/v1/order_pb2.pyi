@@ -2611,17 +2611,26 @@ class HoldOrderForRefundRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
+    BEFORE_CONFIRMATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
+    before_confirmation: _builtins.bool
+    """A refund or void of one of the order's payments made through the payments API: held only
+    while the order is not confirmed (a draft, or waiting for payment), so its confirmation
+    counts the money as it is once the refund or void is made. An order confirmed, completed
+    or cancelled is not held (`held` false); one whose confirmation is under way is
+    FAILED_PRECONDITION `confirmation_in_progress` (retryable), nothing held.
+    """
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
+        before_confirmation: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_confirmation", b"before_confirmation", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2631,12 +2640,17 @@ Global___HoldOrderForRefundRequest: _TypeAlias = HoldOrderForRefundRequest  # no
 class HoldOrderForRefundResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    HELD_FIELD_NUMBER: _builtins.int
+    held: _builtins.bool
+    """False: nothing was held (see `before_confirmation`); nothing to release."""
     def __init__(
         self,
+        *,
+        held: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
