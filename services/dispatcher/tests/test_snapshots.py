@@ -414,3 +414,47 @@ def test_a_fulfillment_update_names_the_fulfillment_and_its_new_status() -> None
     # The order's other events gain no field.
     (confirmed,) = public_events(order_events_pb2.OrderConfirmed(meta=message.meta, order=order))
     assert set(confirmed.data) == {"object"}
+
+
+def test_a_refund_that_succeeds_announces_the_payment_it_moved() -> None:
+    """A refund's success moves its payment (`refunded`, a new version): `refund.succeeded`
+    is followed by `payment.updated` with the payment as it stands after it, as GET answers
+    it, so a partner keeping payments from events misses no version. Until 2026-12-05 only
+    the refund was announced, and the payment's `refunded` changed with no event of its own."""
+    from pos.payment.v1 import events_pb2 as payment_events_pb2
+    from pos.payment.v1 import payment_pb2
+    from pos_gateway.schemas.payments import Payment
+
+    usd = lambda amount: money_pb2.Money(amount=amount, currency="USD")  # noqa: E731
+    payment = payment_pb2.Payment(
+        id="pay_1", order_id="ord_1", tender_type=payment_pb2.TENDER_TYPE_CARD,
+        amount=usd(4871), total=usd(4871), authorized=usd(4871), captured=usd(4871),
+        refunded=usd(100), status=payment_pb2.PAYMENT_STATUS_CAPTURED, version=4,
+        location_id="loc_1",
+    )  # fmt: skip
+    for stamped in (payment.created_at, payment.updated_at):
+        stamped.FromDatetime(datetime(2026, 12, 5, tzinfo=UTC))
+    refund = payment_pb2.Refund(
+        id="ref_1", payment_id="pay_1", order_id="ord_1", amount=usd(100),
+        tender_type=payment_pb2.TENDER_TYPE_CARD, status=payment_pb2.REFUND_STATUS_SUCCEEDED,
+    )  # fmt: skip
+    for stamped in (refund.created_at, refund.updated_at):
+        stamped.FromDatetime(datetime(2026, 12, 5, tzinfo=UTC))
+    message = payment_events_pb2.RefundSucceeded(refund=refund, payment=payment)
+    message.meta.event_id = "evt_1"
+    message.meta.occurred_at.FromDatetime(datetime(2026, 12, 5, tzinfo=UTC))
+    succeeded, moved = public_events(message)
+    assert (succeeded.id, succeeded.type, succeeded.resource_id) == (
+        "evt_1",
+        "refund.succeeded",
+        "ref_1",
+    )
+    assert (moved.type, moved.resource_id) == ("payment.updated", "pay_1")
+    assert moved.id != succeeded.id and moved.id == public_events(message)[1].id
+    assert moved.data == {"object": to_model(Payment, payment).model_dump(mode="json")}
+    assert moved.data["object"]["refunded"]["amount"] == 100
+    assert moved.data["object"]["version"] == 4
+    # An event from a producer that did not send the payment: the refund alone, as before.
+    message.ClearField("payment")
+    (alone,) = public_events(message)
+    assert alone.type == "refund.succeeded"

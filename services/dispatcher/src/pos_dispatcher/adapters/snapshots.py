@@ -157,6 +157,16 @@ def _refund(kind: str) -> Callable[[Any], list[Part]]:
     return lambda m: [(f"refund.{kind}", m.refund.id, _object(Refund, m.refund))]
 
 
+def _refund_succeeded(m: payment_events.RefundSucceeded) -> list[Part]:
+    """The refund, then the payment it moved (`refunded`, a new version) as it stands after
+    it: `payment.updated`, so a copy of payments kept from events misses no version. An event
+    from a producer that did not send the payment: the refund alone."""
+    parts = _refund("succeeded")(m)
+    if m.HasField("payment"):
+        parts.append(("payment.updated", m.payment.id, _object(Payment, m.payment)))
+    return parts
+
+
 def _loyalty(m: customer_events.LoyaltyPointsEarned) -> list[Part]:
     # The accrual's entry as the points history (GET /v1/customers/{id}/points) lists it, as
     # the other point events carry theirs; `balance` (its `balance_after`) stays, as the
@@ -257,7 +267,7 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     payment_events.PaymentFailed: _payment("failed"),
     payment_events.PaymentUpdated: _payment("updated"),
     payment_events.RefundCreated: _refund("created"),
-    payment_events.RefundSucceeded: _refund("succeeded"),
+    payment_events.RefundSucceeded: _refund_succeeded,
     payment_events.RefundFailed: _refund("failed"),
     gift_card_messages.GiftCardActivityCreated: lambda m: [
         ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
