@@ -186,6 +186,26 @@ async def test_a_cursor_past_the_newest_event_is_refused(dispatcher) -> None:
     assert [v.field for v in read_error(err.value).violations] == ["after"]
 
 
+async def test_a_page_says_where_the_feed_ends(dispatcher) -> None:
+    """Every page carries `head`, the merchant's newest sequence, whatever it scanned or its
+    filter kept: a live stream opened "from now" starts there in one call. It walked the
+    whole feed page by page before (30 days of a busy merchant: minutes of calls before its
+    first byte)."""
+    empty = await dispatcher.call("ListEvents", pb.ListEventsRequest(after=0), "mer_head")
+    assert empty.HasField("head") and empty.head == 0
+    for n in range(50, 53):
+        await dispatcher.publish(inventory_events.ProductCreated(product=product(n)), "mer_head")
+    await until_async(lambda: _count(dispatcher, "mer_head", 3))
+    first = await dispatcher.call(
+        "ListEvents", pb.ListEventsRequest(after=0, page_size=1), "mer_head"
+    )
+    assert ([e.sequence for e in first.events], first.has_more, first.head) == ([1], True, 3)
+    filtered = await dispatcher.call(
+        "ListEvents", pb.ListEventsRequest(after=0, types=["customer.*"]), "mer_head"
+    )
+    assert (list(filtered.events), filtered.next_after, filtered.head) == ([], 3, 3)
+
+
 async def _count(dispatcher, merchant: str, n: int) -> bool:  # type: ignore[no-untyped-def]
     return len(await dispatcher.feed(merchant)) == n
 

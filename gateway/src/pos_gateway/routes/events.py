@@ -187,15 +187,19 @@ async def stream_events(
         start = int(last_event_id)
     wanted = types or []
     try:
-        if start is None:  # from now: the head of the feed
-            start = 0
-            while True:
-                page = await svc.dispatcher.ListEvents(
-                    pb.ListEventsRequest(after=start, page_size=200)
-                )
-                start = page.next_after
-                if not page.has_more:
-                    break
+        if start is None:  # from now: the head of the feed, as the dispatcher tells it
+            page = await svc.dispatcher.ListEvents(pb.ListEventsRequest(after=0, page_size=1))
+            if page.HasField("head"):
+                start = page.head
+            else:  # a dispatcher from before `head`: walk the feed to its end
+                start = 0
+                while True:
+                    page = await svc.dispatcher.ListEvents(
+                        pb.ListEventsRequest(after=start, page_size=200)
+                    )
+                    start = page.next_after
+                    if not page.has_more:
+                        break
         first = await svc.dispatcher.ListEvents(
             pb.ListEventsRequest(after=start, types=wanted, page_size=200)
         )

@@ -224,12 +224,12 @@ class Feed:
 
     async def after(
         self, sequence: int, types: list[str], limit: int
-    ) -> tuple[int, list[StoredEvent]]:
+    ) -> tuple[int, list[StoredEvent], int]:
         """Up to `limit` events past `sequence`, oldest first; filtered by type patterns after
         reading, so a page's scan is bounded whatever the filter. With the sequence they come
         after: `sequence`, or for 0 (from the start) the last one retention took, if any: the
         start of what is kept, never a cursor older than retention (CursorExpired), which is
-        one the purge went past."""
+        one the purge went past; and the merchant's newest sequence (its committed events')."""
         known = (
             await self._conn.execute(
                 select(
@@ -254,7 +254,7 @@ class Feed:
                 .limit(limit)
             )
         ).all()
-        return sequence, [_event(r) for r in rows]
+        return sequence, [_event(r) for r in rows], last
 
     async def get(self, event_id: str) -> StoredEvent | None:
         row = (

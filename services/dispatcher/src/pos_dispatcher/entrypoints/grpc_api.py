@@ -45,11 +45,14 @@ class DispatcherApi(Servicer[DispatcherUow], dispatcher_pb2_grpc.DispatcherServi
     async def ListEvents(
         self, request: pb.ListEventsRequest, uow: DispatcherUow
     ) -> pb.ListEventsResponse:
-        found, cursor, more = await handlers.list_events(
+        found, cursor, more, head = await handlers.list_events(
             uow, request.after, list(request.types), page_size(request.page_size)
         )
         return pb.ListEventsResponse(
-            events=[event_to_proto(e) for e in found], next_after=cursor, has_more=more
+            events=[event_to_proto(e) for e in found],
+            next_after=cursor,
+            has_more=more,
+            head=head,
         )
 
     @query

@@ -88,14 +88,15 @@ async def append(
 
 async def list_events(
     uow: DispatcherUow, after: int, types: list[str], limit: int
-) -> tuple[list[StoredEvent], int, bool]:
-    """A page of the feed past `after`: (events, the next cursor, whether more follow)."""
+) -> tuple[list[StoredEvent], int, bool, int]:
+    """A page of the feed past `after`: (events, the next cursor, whether more follow, the
+    newest sequence: where the feed ends as this page was read)."""
     raise_if(
         (check_types(types, "types") if types else [])
         + ([FieldViolation("after", "must not be negative")] if after < 0 else [])
     )
     try:
-        start, scanned = await uow.feed.after(after, types, limit + 1)
+        start, scanned, head = await uow.feed.after(after, types, limit + 1)
     except CursorExpired:
         raise Conflict(
             "this cursor is older than the feed's retention; read from the start again",
@@ -109,7 +110,7 @@ async def list_events(
     more = len(scanned) > limit
     scanned = scanned[:limit]
     cursor = scanned[-1].sequence if scanned else start
-    return uow.feed.filtered(scanned, types), cursor, more
+    return uow.feed.filtered(scanned, types), cursor, more, head
 
 
 async def get_event(uow: DispatcherUow, event_id: str) -> StoredEvent:
