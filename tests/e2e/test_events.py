@@ -530,3 +530,52 @@ def test_a_webhook_test_event_matches_the_published_event_schema(
         )  # fmt: skip
         # Never in the feed.
         assert event["id"] not in {e["id"] for e in http.get("/v1/events").json()["data"]}
+
+
+def test_a_refund_announces_the_payment_it_moved_as_get_answers_it(platform: Running) -> None:
+    """A refund through the payments API moves its payment (`refunded`, a new version): the
+    feed has `refund.succeeded`, then `payment.updated` whose object is what
+    `GET /v1/payments/{id}` answers after it. Until 2026-12-05 no event of the payment said
+    so: a partner keeping payments from events kept `refunded` 0."""
+    with platform.new_merchant(f"Refunds {uuid.uuid4().hex[:6]}") as http:
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Refund store", "currency": "USD", "tax_rate_bps": 0},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        http.post(
+            "/v1/products",
+            json={"sku": "RFD-1", "name": "Refunded", "price": {"amount": 1500, "currency": "USD"}},
+            headers={"Idempotency-Key": "prod-1"},
+        ).raise_for_status()
+        http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": "RFD-1", "location_id": location, "delta": 5, "reason": "received"},
+            headers={"Idempotency-Key": "adj-1"},
+        ).raise_for_status()
+        sale = http.post(
+            "/v1/checkouts",
+            json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
+                  "lines": [{"sku": "RFD-1", "quantity": 1}]},
+            headers={"Idempotency-Key": "sale-1"},
+        )  # fmt: skip
+        assert sale.status_code == 201, sale.text
+        payment_id = sale.json()["payment"]["id"]
+        refund = http.post(
+            f"/v1/payments/{payment_id}/refunds",
+            json={"amount": {"amount": 500, "currency": "USD"}, "reason": "requested_by_customer"},
+            headers={"Idempotency-Key": "refund-1"},
+        )
+        assert refund.status_code == 201, refund.text
+
+        def announced() -> Any:
+            page = http.get("/v1/events", params={"types": ["payment.*", "refund.*"]}).json()
+            moved = [e for e in page["data"] if e["type"] == "payment.updated"]
+            return (page["data"], moved[-1]) if moved else None
+
+        events, moved = _eventually(announced)
+        payment = http.get(f"/v1/payments/{payment_id}").json()
+        assert moved["data"]["object"] == payment
+        assert payment["refunded"]["amount"] == 500
+        types = [e["type"] for e in events]
+        assert types.index("refund.succeeded") < types.index("payment.updated")
