@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
-from pos_gateway.feed_watch import Head
+from pos.dispatcher.v1 import dispatcher_pb2 as pb
+from pos_gateway.feed_watch import FeedWatch, Head
 
 
 async def test_streams_sleep_until_the_feed_passes_their_cursor() -> None:
@@ -34,3 +36,39 @@ async def test_the_head_never_moves_back_and_a_later_move_wakes_later_sleepers()
     assert not second.done()  # the earlier generation's wake-up is not this sleeper's
     head.advance(25)
     assert await asyncio.wait_for(second, 1.0) is True
+
+
+class _LongFeed:
+    """A dispatcher's ListEvents over a feed of `last` events (pages of at most 200), with
+    `head` as the dispatcher tells it; counts what it is asked."""
+
+    def __init__(self, last: int) -> None:
+        self.last = last
+        self.asked: list[int] = []
+
+    async def ListEvents(self, request: pb.ListEventsRequest) -> pb.ListEventsResponse:
+        self.asked.append(request.after)
+        end = min(request.after + (request.page_size or 50), self.last)
+        events = [pb.Event(sequence=n) for n in range(request.after + 1, end + 1)]
+        return pb.ListEventsResponse(
+            events=events,
+            next_after=end if events else request.after,
+            has_more=end < self.last,
+            head=self.last,
+        )
+
+
+async def test_the_watcher_learns_the_head_at_once_when_a_stream_starts_far_behind_it() -> None:
+    """A stream resuming far back (`after=0`, an old Last-Event-ID) starts the merchant's
+    watcher at its own cursor. The watcher reads where the feed ends from the first page
+    (`head`), so a stream at the head hears of a new event at once; it walked the feed 200
+    events a call before, and the live streams waited for it to pass the head (minutes for a
+    busy merchant's month)."""
+    feed = _LongFeed(1_000_000)
+    svc = SimpleNamespace(dispatcher=feed)
+    watch = FeedWatch(poll_seconds=0.01)
+    async with watch.following(svc, "mer_1", 0) as head:  # type: ignore[arg-type]
+        assert await head.wait_past(999_999, 2.0)
+        assert len(feed.asked) <= 2, f"{len(feed.asked)} pages read to find the head"
+        feed.last += 1  # a new event: the stream at the head is woken for it
+        assert await head.wait_past(1_000_000, 2.0)

@@ -3,7 +3,7 @@
 A live stream (`GET /v1/events/stream`) used to ask the dispatcher for new events every 250 ms
 on its own, so a replica holding a thousand idle streams asked four thousand times a second for
 nothing. Now one task per merchant with streams in this process follows the head of the feed
-(one unfiltered `ListEvents` every 250 ms, and at once again while a page comes back full); a
+(one unfiltered `ListEvents` every 250 ms, each page telling where the feed ends, `head`); a
 stream sleeps until the head passes its own cursor, and only then reads its page (with its own
 type filter; a stream with none, at the watcher's last cursor, takes the watcher's page).
 Idle streams cost a timer each; the dispatcher sees one poll per merchant.
@@ -97,6 +97,9 @@ class FeedWatch:
                 continue
             if page.events:
                 head.last_after, head.last_page = head.sequence, page
-            head.advance(page.next_after)
-            if not page.has_more:
+            # Where the feed ends, as the dispatcher tells it (`head`): a watcher started by
+            # a stream far behind (after=0, an old Last-Event-ID) knows it at once, instead
+            # of walking the feed 200 events a call while the streams at the head waited.
+            head.advance(max(page.next_after, page.head))
+            if not page.has_more or head.sequence >= page.head > 0:
                 await asyncio.sleep(self.poll_seconds)
