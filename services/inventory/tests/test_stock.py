@@ -346,6 +346,47 @@ async def test_a_transfer_moves_every_line_or_none_and_never_held_units(db: Db) 
     assert {v.field for v in bad.value.violations} == {"to_location_id", "lines[0].quantity"}
 
 
+async def test_a_transfer_stamped_when_it_happened_ends_alike_in_any_order_of_arrival(
+    db: Db,
+) -> None:
+    """A transfer with its `occurred_at` reports a move that happened, as a stamped
+    adjustment does: it is recorded whatever the source has left now, so the same changes end
+    in the same levels in any order of arrival. Five mugs left for the mall at 09:10; the
+    back room was counted empty at 09:20. Recorded in that order, the mall has five; the
+    transfer recorded after the count (the count already saw them gone: its leg out changes
+    nothing) gave the mall nothing before 2026-12-05, refused for want of stock the shelf no
+    longer had, and the five were lost. A move meant as now (no `occurred_at`) still takes
+    only available units."""
+    ends = []
+    for late in (False, True):
+        mug = unique("mug")
+        here = (await db.shop(mug)).id
+        there = (await db.shop(mug)).id
+        await adjust(db, mug, here, 5, at(0))
+        if late:
+            await count(db, mug, here, 0, at(20), f"count-{mug}")
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, here, there, [(mug, 5)], at(10))
+        if not late:
+            await count(db, mug, here, 0, at(20), f"count-{mug}")
+        ends.append((await on_hand(db, mug, here), await on_hand(db, mug, there)))
+        for loc in (here, there):
+            total, _ = await ledger_sum(db, mug, loc)
+            assert total == await on_hand(db, mug, loc)
+    assert ends == [(0, 5), (0, 5)]
+    # A stamped move the source cannot cover now is a fact too: recorded, visibly negative.
+    cap = unique("cap")
+    here = (await db.shop(cap)).id
+    there = (await db.shop(cap)).id
+    await adjust(db, cap, here, 2, at(0))
+    async with db.tx() as uow:
+        await stock.transfer_stock(uow, here, there, [(cap, 3)], at(5))
+    assert (await on_hand(db, cap, here), await on_hand(db, cap, there)) == (-1, 3)
+    with pytest.raises(OutOfStock):
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, there, here, [(cap, 4)], None)
+
+
 async def test_low_stock_is_announced_once_when_available_crosses_the_threshold(db: Db) -> None:
     sku = unique("cup")
     loc = (await db.shop(sku)).id

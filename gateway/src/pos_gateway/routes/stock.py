@@ -186,9 +186,11 @@ async def count_stock(body: CountIn, svc: Svc) -> Counted:
     **op("inventory:write", "Move stock between locations", W, example=ex.TRANSFER, status=201),
 )
 async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
-    """Every line or none. The two locations must differ and each SKU appears once (400);
-    the source must have the units available, on hand and not held (409 `insufficient_stock`).
-    """
+    """Every line or none. The two locations must differ and each SKU appears once (400).
+    A move meant as now (no `occurred_at`) needs the units available at the source, on hand
+    and not held (409 `insufficient_stock`); one stamped with its `occurred_at` reports a move
+    made and is recorded whatever the source has left, as a stamped adjustment is (stock may
+    show negative), so changes arriving late end in the same levels."""
     request = stock_pb2.TransferStockRequest(
         request_id=request_id(),
         from_location_id=body.from_location_id,

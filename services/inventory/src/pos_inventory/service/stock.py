@@ -86,7 +86,11 @@ async def transfer_stock(
 ) -> tuple[str, list[StockLevel], list[LedgerEntry]]:
     """Move units out of one location and into another, every line or none.
 
-    Only units available at the source can move: held units are promised to someone.
+    A move meant as now (no `occurred_at`) takes only units available at the source: held
+    units are promised to someone. One stamped with when it happened reports a move made, as
+    a stamped adjustment does (`Adjustment.may_go_negative`): recorded whatever the source
+    has left now (its leg out sequenced by `occurred_at`: nothing, if a later count already
+    saw the units gone), so the same changes end in the same levels in any order of arrival.
     """
     when = occurred_at or now()
     violations: list[FieldViolation] = []
@@ -120,6 +124,7 @@ async def transfer_stock(
         Short(sku, quantity, state.on_hand - state.reserved)
         for sku, quantity in sorted(wanted.items())
         if (state := states[(sku, from_location_id)]).on_hand - state.reserved < quantity
+        and occurred_at is None
     ]
     if short:
         short = [Short(s.sku, s.wanted, max(0, s.available)) for s in short]
