@@ -8,12 +8,16 @@ gateway's database.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import psycopg
 from fastapi import FastAPI
 
+from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
+from pos_devstack.testing import Infra, serve_in_process
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.app import create_app
 from pos_gateway.settings import GatewaySettings
@@ -21,6 +25,27 @@ from pos_kit.db import make_engine
 
 NOWHERE = "127.0.0.1:9"  # the discard port: nothing here ever answers
 SERVICES = ("inventory", "promotion", "customer", "payment", "order", "dispatcher")
+
+
+@asynccontextmanager
+async def with_a_store(
+    infra: Infra, database_url: str, name: str
+) -> AsyncIterator[tuple[str, str]]:
+    """The inventory service in process, and a store of the merchant of the database's first
+    key made there: (the service's address, the store's id). Routes that ask inventory about
+    a location (a register's pairing, a rename) then find one."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1").fetchone()
+    assert row is not None
+    async with serve_in_process("inventory", infra) as inventory:
+        made = await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).CreateLocation(
+            inventory_pb2.CreateLocationRequest(
+                request_id=str(uuid.uuid4()), name=name, currency="USD"
+            ),
+            metadata=(("x-merchant-id", row[0]),),
+            timeout=10,
+        )
+        yield f"127.0.0.1:{inventory.port}", made.location.id
 
 
 def settings(database_url: str, secret: str, **changes: object) -> GatewaySettings:

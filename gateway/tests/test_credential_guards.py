@@ -21,8 +21,7 @@ import psycopg
 import pytest_asyncio
 from fastapi import FastAPI
 
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra
 from pos_gateway import audit, registers
 from pos_gateway.admin import issue_key
 from pos_gateway.keys import ALL_SCOPES, REGISTER_SCOPES
@@ -61,24 +60,14 @@ class Gateway:
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
     key = await gateway_alone.merchant_key(url, SECRET, "Guarded", role="owner")
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1").fetchone()
-    assert row is not None
     # The other services are never dialled: these routes do not reach them.
-    async with serve_in_process("inventory", infra) as inventory:
-        store = await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).CreateLocation(
-            inventory_pb2.CreateLocationRequest(
-                request_id=str(uuid.uuid4()), name="Guarded St", currency="USD"
-            ),
-            metadata=(("x-merchant-id", row[0]),),
-            timeout=10,
-        )
+    async with gateway_alone.with_a_store(infra, url, "Guarded St") as (inventory, store):
         made = gateway_alone.settings(
             url, SECRET, token_signing_keys=[SIGNING], platform_admin_token=ADMIN,
-            inventory_addr=f"127.0.0.1:{inventory.port}",
+            inventory_addr=inventory,
         )  # fmt: skip
         async with gateway_alone.serve(made, key) as (app, http):
-            yield Gateway(app, http, url, store.location.id)
+            yield Gateway(app, http, url, store)
 
 
 def _bearer(credential: str) -> dict[str, str]:

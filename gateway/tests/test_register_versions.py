@@ -22,8 +22,7 @@ import pytest_asyncio
 
 import pos_gateway
 from pos.gateway.v1 import events_pb2 as pb
-from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra
 from pos_gateway import audit, registers
 from pos_kit import migrate as kit_migrate
 from pos_kit.db import make_engine
@@ -75,20 +74,10 @@ class Gateway:
 async def gateway(infra: Infra) -> AsyncIterator[Gateway]:
     url = infra.service_database("gateway")
     key = await gateway_alone.merchant_key(url, SECRET, "Versioned Tills", role="owner")
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1").fetchone()
-    assert row is not None
-    async with serve_in_process("inventory", infra) as inventory:
-        made = await inventory_pb2_grpc.InventoryServiceStub(inventory.channel).CreateLocation(
-            inventory_pb2.CreateLocationRequest(
-                request_id=str(uuid.uuid4()), name="Versions St", currency="USD"
-            ),
-            metadata=(("x-merchant-id", row[0]),),
-            timeout=10,
-        )
-        at = gateway_alone.settings(url, SECRET, inventory_addr=f"127.0.0.1:{inventory.port}")
+    async with gateway_alone.with_a_store(infra, url, "Versions St") as (inventory, store):
+        at = gateway_alone.settings(url, SECRET, inventory_addr=inventory)
         async with gateway_alone.serve(at, key) as (_, http):
-            yield Gateway(http, url, made.location.id)
+            yield Gateway(http, url, store)
 
 
 async def test_a_register_answers_its_version_as_the_etag(gateway: Gateway) -> None:
