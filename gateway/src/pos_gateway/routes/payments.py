@@ -220,7 +220,7 @@ async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Paymen
         # meanwhile is seen. Only the order (its end) and the expiry sweep release the rest of
         # a payment captured in part (release_uncaptured_rest); the API never does. An order
         # waiting for payment is held meanwhile: its confirmation counts the void or refuses.
-        async with _units_held(svc, await _order_of(svc, payment_id), before_confirmation=True):
+        async with _order_held(svc, await _order_of(svc, payment_id), before_confirmation=True):
             answer = await svc.payment.VoidPayment(
                 payment_pb2.VoidPaymentRequest(request_id=request_id(), payment_id=payment_id)
             )
@@ -288,7 +288,7 @@ class RefundIn(Body):
 
 
 @asynccontextmanager
-async def _units_held(
+async def _order_held(
     svc: Services, order_id: str, before_confirmation: bool = False
 ) -> AsyncIterator[None]:
     """A refund naming units holds its order (order service) from the check of its lines to
@@ -442,7 +442,7 @@ async def refund_payment(
     body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
         order_id = await _order_of(svc, payment_id)
-        async with _units_held(svc, order_id, before_confirmation=not body.lines):
+        async with _order_held(svc, order_id, before_confirmation=not body.lines):
             if body.lines:
                 await _check_lines(svc, body.lines, order_id)
             answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
@@ -495,7 +495,7 @@ async def refund_order(
     body.amount_with_lines()
     async with guarded(request, "refund", "refund") as done:
         try:
-            async with _units_held(svc, order_id, before_confirmation=not body.lines):
+            async with _order_held(svc, order_id, before_confirmation=not body.lines):
                 if body.lines:
                     await _check_lines(svc, body.lines, order_id)
                 answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
