@@ -75,7 +75,10 @@ DESCRIPTION = """
 Omnitill's public REST API. Authenticate with `Authorization: Bearer <API key>` (or an OAuth
 access token from `/v1/oauth/token`).
 Money is `{"amount": <integer minor units>, "currency": "<ISO 4217>"}`; errors are RFC 9457
-`application/problem+json` with a stable `code`. Card data is never accepted: a text value
+`application/problem+json` with a stable `code`, and `errors[]` naming the fields at fault. A
+problem's `type`, `https://docs.omnitill.dev/problems/<code>`, is the code's entry in the
+problem catalogue (`docs/problems.md`): its status, what it means and whether to fix the
+request, retry or wait. Card data is never accepted: a text value
 holding a card number (13 to 19 digits, grouped or not, that pass the Luhn check) is a 400
 `card_number_not_allowed` naming the field; card payments take the processor's token. A query
 parameter an operation does not take is a 400 `unknown_parameter` naming it, never ignored.
