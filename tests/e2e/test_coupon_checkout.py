@@ -476,3 +476,41 @@ def test_a_leaked_code_is_deactivated_alone_and_an_order_holding_it_still_redeem
     assert by_status == {"active": [kept_id], "deactivated": [leaked_id]}
     bad = http.get(coupons, params={"status": "leaked"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"
+
+
+def test_a_coupons_redemption_reaches_the_feed_as_get_answers_it(
+    shop: tuple[httpx.Client, str],
+) -> None:
+    """A web order reserves its code when placed and redeems it when confirmed: the
+    `coupon.redeemed` event's object is the coupon as `GET` answers it after the redemption
+    (its counts and `updated_at`, the moment of that change), the order and customer beside
+    it in `data`. Until 2026-12-05 it carried the `updated_at` of the reservation, so a partner
+    following the feed and the coupons' `updated_since` list saw two versions of one state."""
+    http, store = shop
+    promotion_id, [code] = _promotion_with_codes(http, names=["FEED"], max_uses=3)
+    [coupon] = http.get(f"/v1/promotions/{promotion_id}/coupons").json()["data"]
+    body = {
+        "channel": "web",
+        "location_id": store,
+        "lines": [{"sku": "CPN-TEE", "quantity": 1}],
+        "coupon_codes": [code],
+    }
+    order = _ok(_post(http, "/v1/orders", body))
+    card = {"tender_type": "card", "card_token": "tok_visa"}
+    _ok(_post(http, f"/v1/orders/{order['id']}/tenders", card))
+    confirmed = _ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}), 200)
+    assert confirmed["coupons"][0]["status"] == "redeemed"
+
+    def redeemed() -> Any:
+        feed = http.get("/v1/events", params={"types": "coupon.redeemed", "limit": 200}).json()
+        mine = [e for e in feed["data"] if e["data"]["object"]["id"] == coupon["id"]]
+        return mine[-1] if mine else None
+
+    deadline = time.monotonic() + 20
+    while not (event := redeemed()):
+        assert time.monotonic() < deadline, "coupon.redeemed did not reach the feed"
+        time.sleep(0.1)
+    got = _ok(http.get(f"/v1/promotions/{promotion_id}/coupons/{coupon['id']}"), 200)
+    assert (got["redeemed_count"], got["reserved_count"]) == (1, 0)
+    assert (event["data"]["order_id"], event["data"]["customer_id"]) == (order["id"], "")
+    assert event["data"]["object"] == got

@@ -331,11 +331,15 @@ class SqlCouponRepository:
         return [_coupon(r) for r in rows]
 
     async def count(self, coupon: Coupon) -> None:
-        await self._conn.execute(
+        """The coupon's counts stored, and its `updated_at` as the change stamped it: what is
+        answered and announced with it (`CouponRedeemed`) is the coupon as GET then reads it."""
+        stamped = await self._conn.execute(
             update(coupons)
             .where(coupons.c.merchant_id == self._merchant, coupons.c.id == coupon.id)
             .values(redeemed_count=coupon.redeemed_count, reserved_count=coupon.reserved_count)
+            .returning(coupons.c.updated_at)
         )
+        coupon.updated_at = stamped.scalar_one_or_none() or coupon.updated_at
 
     async def lock_order(self, order_id: str) -> None:
         key = func.hashtext(f"coupon-order:{self._merchant}:{order_id}")
