@@ -579,3 +579,64 @@ def test_a_refund_announces_the_payment_it_moved_as_get_answers_it(platform: Run
         assert payment["refunded"]["amount"] == 500
         types = [e["type"] for e in events]
         assert types.index("refund.succeeded") < types.index("payment.updated")
+
+
+def test_a_refund_outside_a_return_announces_the_order_it_moved_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A refund through the payments API (`/v1/payments/{id}/refunds` or
+    `/v1/orders/{id}/refunds`, no return) moves its order too (`paid`, a new version): the
+    feed has an `order.updated` whose object is what `GET /v1/orders/{id}` answers after it.
+    Until 2026-12-05 no order event said so: a partner keeping orders from events kept the
+    order as paid in full, and its version, until some later change of it."""
+    with platform.new_merchant(f"Order refunds {uuid.uuid4().hex[:6]}") as http:
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Refund store", "currency": "USD", "tax_rate_bps": 0},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        http.post(
+            "/v1/products",
+            json={"sku": "ORF-1", "name": "Refunded", "price": {"amount": 1500, "currency": "USD"}},
+            headers={"Idempotency-Key": "prod-1"},
+        ).raise_for_status()
+        http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": "ORF-1", "location_id": location, "delta": 5, "reason": "received"},
+            headers={"Idempotency-Key": "adj-1"},
+        ).raise_for_status()
+        sale = http.post(
+            "/v1/checkouts",
+            json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
+                  "lines": [{"sku": "ORF-1", "quantity": 1}]},
+            headers={"Idempotency-Key": "sale-1"},
+        )  # fmt: skip
+        assert sale.status_code == 201, sale.text
+        order_id, payment_id = sale.json()["order"]["id"], sale.json()["payment"]["id"]
+        total = sale.json()["order"]["total"]["amount"]
+
+        def announced(paid: int) -> Any:
+            order = http.get(f"/v1/orders/{order_id}").json()
+            if order["paid"]["amount"] != paid:
+                return None  # the order has not heard of the refund yet
+            feed = http.get("/v1/events", params={"types": ["order.*"], "limit": 200}).json()
+            at_version = [
+                e
+                for e in feed["data"]
+                if e["type"] != "order.returned"
+                and e["data"]["object"]["id"] == order_id
+                and e["data"]["object"]["version"] == order["version"]
+            ]
+            return (order, at_version[-1]) if at_version else None
+
+        for n, path in enumerate((f"/v1/payments/{payment_id}/refunds",
+                                  f"/v1/orders/{order_id}/refunds"), 1):  # fmt: skip
+            refund = http.post(
+                path,
+                json={"amount": {"amount": 300, "currency": "USD"}, "reason": "goodwill"},
+                headers={"Idempotency-Key": f"refund-{n}"},
+            )
+            assert refund.status_code == 201, refund.text
+            order, event = _eventually(lambda n=n: announced(total - 300 * n), timeout=15)
+            assert event["type"] == "order.updated"
+            assert event["data"]["object"] == order

@@ -1613,6 +1613,14 @@ class Order:
         self.version += 1
         self.updated_at = at
 
+    def refund_heard(self, at: datetime) -> None:
+        """A refund of its payments made outside a return (the payments API), heard from the
+        payment service's event once it changed what the order counts (`refunded_in_all`):
+        `paid` and the balance moved, a new version, announced (`updated`) as no other event
+        of the order tells it."""
+        self.touched(at)
+        self.events.append(OrderUpdated(self))
+
     def annotated(self, notes: str | None, metadata: dict[str, str] | None, at: datetime) -> None:
         """What is kept on the order beside the sale (a packing note, a partner's own ids)
         changed, in any status: nothing is priced, held or paid; a new version, announced."""
@@ -1679,7 +1687,8 @@ class OrderConfirmed:
 @dataclass(frozen=True)
 class OrderUpdated:
     """An order changed with no other event of it: a draft edited, or put back after a refused
-    submit; any order's notes or metadata changed."""
+    submit; any order's notes or metadata changed; a refund of its payments made outside a
+    return heard of."""
 
     order: Order
 

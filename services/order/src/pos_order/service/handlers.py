@@ -1979,12 +1979,15 @@ async def refund_made(
     uow: OrderUnitOfWork, order_id: str, payment_id: str, refunded_in_all: int
 ) -> None:
     """A refund of one of the order's payments succeeded at the payment service (a return's,
-    or one made through the payments API): the order's `paid` and balance count it. Nothing
-    for a payment that is no tender of an order here."""
+    or one made through the payments API): the order's `paid` and balance count it, a new
+    version announced (`order_updated`). Nothing for a payment that is no tender of an order
+    here, nor for a refund the order counted already (a return's, counted when the return
+    recorded it)."""
     order = await uow.orders.get(order_id, lock=True)
     if order is not None and order.refunded_in_all(payment_id, refunded_in_all):
-        order.touched(now())
+        order.refund_heard(now())
         await uow.orders.save(order)
+        _announce(uow, order)
 
 
 async def payment_voided(
