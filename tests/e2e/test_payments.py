@@ -538,3 +538,50 @@ def test_a_refund_racing_an_orders_confirmation_is_never_counted_as_paid(
         # Both made: the refund came after the confirmation, of a confirmed order.
         at = [t["at"] for t in order["timeline"] if t["status"] == "confirmed"]
         assert at and refunded.json()["data"][0]["created_at"] > at[0], (order, refunded.text)
+
+
+def test_a_void_racing_an_orders_confirmation_is_never_counted_as_paid(
+    platform: Running,
+) -> None:
+    """The void of a tender only authorised (a shipment's card, captured when it ships), sent
+    at the moment its order is confirmed, comes out one way or the other, as a refund does:
+    made first, the confirmation sees the balance due (409) or waits its turn (409
+    `refund_in_progress`); during the confirmation, the void waits its turn (409
+    `confirmation_in_progress`); made after, it is the void of a confirmed order's tender,
+    which asks for another before its goods leave. Never a confirmation counting an
+    authorisation released meanwhile. Each interleaving is judged by what it answered, so the
+    staggering only spreads the runs over them."""
+    http = platform.http
+    sku, (here, _) = stocked(http, "VOIDRACE", units=10)
+    for n in range(10):
+        body = {
+            "location_id": here,
+            "channel": "web",
+            "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0}],
+            "fulfillments": [{"type": "shipment", "location_id": here,
+                              "ship_to": "1 Main St, Springfield"}],
+        }  # fmt: skip
+        order_id = ok(post(http, "/v1/orders", body), 201)["id"]
+        card = {"tender_type": "card", "card_token": "tok_visa"}
+        payment = ok(post(http, f"/v1/orders/{order_id}/tenders", card), 201)["payment"]
+        assert payment["status"] == "authorized", payment
+        with ThreadPoolExecutor(2) as pool:
+            void = pool.submit(_post, http, f"/v1/payments/{payment['id']}/void", {})
+            time.sleep(0.003 * n)
+            confirm = pool.submit(_post, http, f"/v1/orders/{order_id}/confirm", {})
+            confirmed, voided = confirm.result(), void.result()
+        order = http.get(f"/v1/orders/{order_id}").json()
+        after = http.get(f"/v1/payments/{payment['id']}").json()
+        if confirmed.status_code != 200:
+            assert confirmed.json()["code"] in ("balance_due", "refund_in_progress"), confirmed.text
+            assert order["status"] == "pending_payment", order
+            continue
+        assert order["status"] == "confirmed", order
+        if voided.status_code != 200:
+            assert voided.json()["code"] == "confirmation_in_progress", voided.text
+            assert after["status"] == "authorized", after
+            continue
+        # Both made: the void came after the confirmation, of a confirmed order.
+        assert after["status"] == "voided", after
+        at = [t["at"] for t in order["timeline"] if t["status"] == "confirmed"]
+        assert at and after["updated_at"] > at[0], (order, after)

@@ -1258,3 +1258,42 @@ def test_a_tender_in_another_currency_names_its_currency_and_writes_nothing() ->
         ("amount.currency", f"must be in {m.order(order_id).currency}")
     ]
     assert m.order(order_id).version == version and m.payments.charges == charges
+
+
+def test_a_confirmation_that_read_the_payments_while_a_void_held_the_order_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The void of a tender only authorised, through the payments API, holds its pending order
+    (`hold_for_refund`, before_confirmation) while it is made. A confirmation that read the
+    holds and then the payments while such a hold was live may have read the payment before
+    the void; the void made and its hold let go before the confirmation is marked, the count
+    of holds is the same. Refused (409 `refund_in_progress`, to retry), never a confirmation
+    counting the authorisation the void released. Until 2026-12-05 it confirmed the order
+    (e2e `test_payments.py -k void_racing`)."""
+    m = OrderLifecycle()
+    m.create("shipment", 1)
+    order_id = m.order_ids[-1]
+    m.tender(Pick(m.order(order_id)), "tok_visa", False)
+    payment_id = m.order(order_id).payment_id
+    hold = {"live": True, "generation": 1}  # the void's hold, taken before the confirmation
+
+    async def refund_hold(self: Any, order_id: str) -> tuple[bool, int]:
+        return hold["live"], hold["generation"]
+
+    monkeypatch.setattr("fakes.NoReturns.refund_hold", refund_hold)
+    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    asyncio.run(confirm.prepare())  # the payment still authorised
+    asyncio.run(m.payments.void("void-1", payment_id))
+    hold["live"] = False  # the void made, its hold let go
+    version = m.order(order_id).version
+    with pytest.raises(Conflict) as err:
+        asyncio.run(_read(m, confirm))
+    assert err.value.code == "refund_in_progress"
+    after = m.order(order_id)
+    assert (after.status, after.version) == (OrderStatus.PENDING_PAYMENT, version)
+    # Asked again, the confirmation reads the void: the balance is due.
+    again = m._attempt(
+        lambda: handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    )
+    assert isinstance(again, DomainError) and again.code == "balance_due"
+    assert m.order(order_id).status is OrderStatus.PENDING_PAYMENT

@@ -1487,19 +1487,21 @@ class ConfirmOrder(Generic[R]):
         # The sale was confirmed in the transaction that stored its answer (`record`).
         self.confirmed_in_record = False
         self.refund_holds = 0  # see `prepare`
+        self.held_when_read = False  # see `prepare`
         self.payments: list[PaymentResult] | None = None  # see `prepare`
 
     async def prepare(self) -> None:
         """Before the claim, with no connection held: how many refund holds the order has had,
         then the payment service's word on its payments. A refund or void of one of them
         through the payments API holds the order first (`hold_for_refund`,
-        before_confirmation), so one made before this read is in it, one under way or begun
-        since shows as a hold when the confirmation is marked (`read`): a 409
+        before_confirmation), so one made before this read is in it, one begun since shows as
+        a hold when the confirmation is marked (`read`), and one under way at this read may
+        be made after the payments are read, its hold gone by the mark: each a 409
         `refund_in_progress` then, to retry, never a confirmation counting money given back
         (the order hears of such a refund from its event, which may come later). Payment down:
         no refund can be made either; the order's own record stands."""
         async with self.new_uow().reading() as uow:
-            _, self.refund_holds = await uow.returns.refund_hold(self.order_id)
+            self.held_when_read, self.refund_holds = await uow.returns.refund_hold(self.order_id)
         try:
             self.payments = await self.ports.payments.of_order(self.order_id)
         except Unavailable:
@@ -1522,7 +1524,7 @@ class ConfirmOrder(Generic[R]):
         asked = order.saga.confirm_requested and order.saga.state is SagaState.RUNNING
         if not asked and order.status is OrderStatus.PENDING_PAYMENT:
             live, holds = await uow.returns.refund_hold(self.order_id)
-            if live or holds != self.refund_holds:
+            if live or self.held_when_read or holds != self.refund_holds:
                 raise Conflict(
                     "a refund or void of this order's payments is being made: retry in a moment",
                     "refund_in_progress",
