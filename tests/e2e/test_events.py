@@ -640,3 +640,71 @@ def test_a_refund_outside_a_return_announces_the_order_it_moved_as_get_answers_i
             order, event = _eventually(lambda n=n: announced(total - 300 * n), timeout=15)
             assert event["type"] == "order.updated"
             assert event["data"]["object"] == order
+
+
+def test_a_void_through_the_payments_api_announces_the_order_it_moved_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """The void of a confirmed shipment's card, only authorised (`POST
+    /v1/payments/{id}/void`), moves its order (`paid` 0, the tender voided, a new version): the
+    feed has an `order.updated` whose object is what `GET /v1/orders/{id}` answers after it,
+    as for a refund outside a return. Until 2026-12-05 no order event said so."""
+    with platform.new_merchant(f"Order voids {uuid.uuid4().hex[:6]}") as http:
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Void store", "currency": "USD", "tax_rate_bps": 0, "ship_enabled": True},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        http.post(
+            "/v1/products",
+            json={"sku": "OVD-1", "name": "Voided", "price": {"amount": 1500, "currency": "USD"}},
+            headers={"Idempotency-Key": "prod-1"},
+        ).raise_for_status()
+        http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": "OVD-1", "location_id": location, "delta": 5, "reason": "received"},
+            headers={"Idempotency-Key": "adj-1"},
+        ).raise_for_status()
+        made = http.post(
+            "/v1/orders",
+            json={"location_id": location, "channel": "web",
+                  "lines": [{"sku": "OVD-1", "quantity": 1, "fulfillment": 0}],
+                  "fulfillments": [{"type": "shipment", "location_id": location,
+                                    "ship_to": "1 Main St, Springfield"}]},
+            headers={"Idempotency-Key": "order-1"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        order_id = made.json()["id"]
+        paid = http.post(
+            f"/v1/orders/{order_id}/tenders",
+            json={"tender_type": "card", "card_token": "tok_visa"},
+            headers={"Idempotency-Key": "tender-1"},
+        )
+        assert paid.status_code == 201, paid.text
+        payment_id = paid.json()["payment"]["id"]
+        confirmed = http.post(
+            f"/v1/orders/{order_id}/confirm", json={}, headers={"Idempotency-Key": "confirm-1"}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        voided = http.post(
+            f"/v1/payments/{payment_id}/void", json={}, headers={"Idempotency-Key": "void-1"}
+        )
+        assert voided.status_code == 200, voided.text
+
+        def announced() -> Any:
+            order = http.get(f"/v1/orders/{order_id}").json()
+            if order["paid"]["amount"] != 0:
+                return None  # the order has not heard of the void yet
+            feed = http.get("/v1/events", params={"types": ["order.*"], "limit": 200}).json()
+            at_version = [
+                e
+                for e in feed["data"]
+                if e["type"] != "order.returned"
+                and e["data"]["object"]["id"] == order_id
+                and e["data"]["object"]["version"] == order["version"]
+            ]
+            return (order, at_version[-1]) if at_version else None
+
+        order, event = _eventually(announced, timeout=15)
+        assert event["type"] == "order.updated"
+        assert event["data"]["object"] == order

@@ -1613,11 +1613,12 @@ class Order:
         self.version += 1
         self.updated_at = at
 
-    def refund_heard(self, at: datetime) -> None:
-        """A refund of its payments made outside a return (the payments API), heard from the
-        payment service's event once it changed what the order counts (`refunded_in_all`):
-        `paid` and the balance moved, a new version, announced (`updated`) as no other event
-        of the order tells it."""
+    def payments_heard(self, at: datetime) -> None:
+        """A refund of its payments made outside a return (the payments API), or a void of one
+        (the payments API, its authorisation's window), heard from the payment service's event
+        once it changed what the order counts (`refunded_in_all`, `payment_voided`): `paid` and
+        the balance moved, a new version, announced (`updated`) as no other event of the order
+        tells it."""
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
@@ -1688,7 +1689,7 @@ class OrderConfirmed:
 class OrderUpdated:
     """An order changed with no other event of it: a draft edited, or put back after a refused
     submit; any order's notes or metadata changed; a refund of its payments made outside a
-    return heard of."""
+    return, or a void of one, heard of."""
 
     order: Order
 

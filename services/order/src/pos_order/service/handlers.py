@@ -1987,7 +1987,7 @@ async def refund_made(
     recorded it)."""
     order = await uow.orders.get(order_id, lock=True)
     if order is not None and order.refunded_in_all(payment_id, refunded_in_all):
-        order.refund_heard(now())
+        order.payments_heard(now())
         await uow.orders.save(order)
         _announce(uow, order)
 
@@ -1996,11 +1996,13 @@ async def payment_voided(
     uow: OrderUnitOfWork, order_id: str, payment_id: str, voided: int = 0
 ) -> None:
     """A payment of the order voided at the payment service (`voided`: what it released): its
-    tender no longer pays, or no more than it captured."""
+    tender no longer pays, or no more than it captured; a new version announced
+    (`order_updated`). Nothing for a void the order counts already (one its saga made)."""
     order = await uow.orders.get(order_id, lock=True)
     if order is not None and order.payment_voided(payment_id, voided):
-        order.touched(now())
+        order.payments_heard(now())
         await uow.orders.save(order)
+        _announce(uow, order)
 
 
 async def get_order(uow: OrderUnitOfWork, order_id: str) -> Order:
