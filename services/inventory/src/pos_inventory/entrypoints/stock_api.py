@@ -122,6 +122,36 @@ def freeing_due_holds(method: GrpcMethod[Api, Req, R]) -> GrpcMethod[Api, Req, R
     return rpc
 
 
+# How many times a sourcing outrun for the units it proposed is proposed again: a bound on one
+# request's work (each round lost is another write's units taken first).
+MAX_SOURCING_ROUNDS = 20
+
+
+def sourcing_again_when_outrun(
+    method: GrpcMethod[Api, S.ProposeSourcingRequest, R],
+) -> GrpcMethod[Api, S.ProposeSourcingRequest, R]:
+    """A sourcing proposes on the levels it read, then holds there: another write may take
+    those units in between, and its hold is short (`OutOfStock`). Its transaction was rolled
+    back with its request id unclaimed, so it is proposed again on the levels as they now are
+    (another store, a split, or `unfulfillable` naming what is short), as a sourcing made a
+    moment later would be. Before, it was refused `insufficient_stock` though other stores had
+    the units, and a refusal no sourcing answers otherwise (short stock is `unfulfillable`)."""
+
+    @functools.wraps(method)
+    async def rpc(
+        self: Api, request: S.ProposeSourcingRequest, context: grpc.aio.ServicerContext
+    ) -> R:
+        for _ in range(MAX_SOURCING_ROUNDS):
+            try:
+                return await method(self, request, context)
+            except OutOfStock:
+                if request.dry_run:  # holds nothing, so never outrun: not a race
+                    raise
+        return await method(self, request, context)
+
+    return rpc
+
+
 def _levels(levels: list[StockLevel]) -> list[inventory_pb2.StockLevel]:
     return [level_to_proto(x) for x in levels]
 
@@ -292,6 +322,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             ]
         )
 
+    @sourcing_again_when_outrun
     @freeing_due_holds
     @mutation_unless(_dry_run, S.ProposeSourcingResponse)
     async def ProposeSourcing(
