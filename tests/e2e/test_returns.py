@@ -221,6 +221,39 @@ def test_a_return_without_a_receipt_is_store_credit_for_a_customer(platform: Run
     assert [e["field"] for e in refused.json()["errors"]] == ["lines[0].sku"]
 
 
+def test_units_sold_under_a_sku_renamed_since_are_returned_and_restocked(
+    platform: Running,
+) -> None:
+    """The product sold out, then was given another SKU (its stock at zero, so the rename
+    went through). A return of the sale, and one without a receipt, still restock the units
+    under the SKU they were sold under, and complete: refunded, or credited, once. Before,
+    each answered a 404 naming `sku` (no field of theirs) after the refund or the store
+    credit was made, and the return stayed pending for ever, its units claimed."""
+    http = platform.http
+    sku = f"RNM-{uuid.uuid4().hex[:8].upper()}"
+    product = _ok(_post(http, "/v1/products", {"sku": sku, "name": "Renamed probe",
+                  "price": {"amount": 1500, "currency": "USD"}}), 201)  # fmt: skip
+    store = http.get("/v1/locations").json()["data"][0]["id"]
+    customer = http.get("/v1/customers").json()["data"][0]["id"]
+    received = {"sku": sku, "location_id": store, "delta": 2, "reason": "received"}
+    _ok(_post(http, "/v1/inventory/adjustments", received), 201)
+    sale = {"location_id": store, "lines": [{"sku": sku, "quantity": 2}],
+            "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+    order = _ok(_post(http, "/v1/checkouts", sale), 201)["order"]
+    _eventually(lambda: _on_hand(http, sku, store) == 0)
+    _ok(http.patch(f"/v1/products/{product['id']}", json={"sku": f"{sku}-NEW"}))
+
+    ret = _ok(_post(http, f"/v1/orders/{order['id']}/returns", _ask("L1", 1)), 201)
+    assert ret["status"] == "completed", ret
+    assert [r["amount"] for r in ret["refunds"]] == [ret["amount"]]
+    body = {"location_id": store, "customer_id": customer,
+            "lines": [{"sku": sku, "quantity": 1}], "reason": "no_receipt"}  # fmt: skip
+    credited = _ok(_post(http, "/v1/returns", body), 201)
+    assert credited["order_return"]["status"] == "completed", credited
+    assert credited["store_credit"]["code"]
+    assert _on_hand(http, sku, store) == 2
+
+
 def test_store_credit_of_a_return_is_not_a_gift_card_sold_in_the_settlement(
     platform: Running,
 ) -> None:

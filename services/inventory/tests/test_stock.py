@@ -579,6 +579,45 @@ async def test_a_sku_with_stock_is_not_renamed_away_from_it(db: Db) -> None:
     assert moved.sku == renamed.sku
 
 
+async def test_goods_back_under_a_sku_no_product_sells_any_more_are_recorded(db: Db) -> None:
+    """Units back on the shelf from a return, or from an order never collected (the order
+    service's `returned` or `correction` increase, naming the return or the order in its
+    `reference`), are a fact, as the sale was: recorded under the SKU they were sold under
+    though the product has been given another SKU since (its stock at zero, so the rename went
+    through). Before, they were refused NOT_FOUND, for good: the order service's return had
+    refunded the customer (or issued the store credit) and stayed pending for ever, its units
+    claimed, its resumer asking again and again. An increase with no reference (a partner's
+    adjustment) or any decrease still needs a SKU the catalog sells, and a location."""
+    sku = unique("sr")
+    loc = (await db.shop(sku)).id
+    async with db.tx() as uow:
+        await handlers.record_sale(uow, "ord_gone", loc, [(sku, 2)])
+    await adjust(db, sku, loc, 2)  # back to zero, so the rename goes through
+    async with db.uow() as uow:
+        (product,) = await uow.products.by_skus([sku])
+    async with db.tx() as uow:
+        await catalog.update_product(
+            uow, product.id, ProductFields(unique("sn"), product.name, product.price), {"sku"}, 0
+        )
+    for reason, reference in ((Reason.RETURNED, "ret_1"), (Reason.CORRECTION, "ord_gone")):
+        async with db.tx() as uow:
+            level, entry = await handlers.adjust_stock(
+                uow, Adjustment(sku, loc, 1, reason, reference=reference)
+            )
+        assert (level.sku, entry.delta, entry.reference) == (sku, 1, reference)
+    assert await on_hand(db, sku, loc) == 2
+    assert await ledger_sum(db, sku, loc) == (2, 4)
+    for adjustment in (
+        Adjustment(sku, loc, 1, Reason.RETURNED),  # no reference: a partner's
+        Adjustment(sku, loc, -1, Reason.CORRECTION, reference="ord_gone"),  # a decrease
+        Adjustment(sku, "loc_nope", 1, Reason.RETURNED, reference="ret_1"),
+    ):
+        with pytest.raises(NotFound):
+            async with db.tx() as uow:
+                await handlers.adjust_stock(uow, adjustment)
+    assert await ledger_sum(db, sku, loc) == (2, 4)
+
+
 async def _stamps(db: Db, sku: str, loc: str) -> tuple[datetime, list[datetime]]:
     """(the level's updated_at, its ledger entries' recorded_at in the order of the ledger)."""
     async with db.uow() as uow:

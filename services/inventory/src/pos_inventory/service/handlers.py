@@ -225,20 +225,44 @@ async def _covered(
     raise refused
 
 
+def _goods_back(adjustment: Adjustment) -> bool:
+    """Units back on the shelf that a sale took away: the order service's restock of a
+    return (`returned`) or of an order never collected (`correction`), each naming what
+    brought them back in its `reference` (the REST route sets none). A fact, as the sale was:
+    recorded under the SKU they were sold under, as `record_sale` records a sale whatever the
+    SKU, though no product sells it any more (renamed since, at zero). Refused, the return
+    had refunded the customer (or issued the store credit) and stayed pending for ever, its
+    units claimed, its resumer asking again and again."""
+    return (
+        bool(adjustment.reference)
+        and adjustment.delta > 0
+        and adjustment.reason
+        in (
+            Reason.RETURNED,
+            Reason.CORRECTION,
+        )
+    )
+
+
 async def adjust_stock(
     uow: InventoryUnitOfWork, adjustment: Adjustment
 ) -> tuple[StockLevel, LedgerEntry]:
     occurred_at = adjustment.occurred_at or now()
     validate_adjustment(adjustment)
     raise_if(validate_occurred_at(occurred_at, now()))
-    await require_items(
-        uow,
-        [adjustment.sku],
-        [adjustment.location_id],
-        to_stock=True,
-        sku_fields=["sku"],
-        location_fields=["location_id"],
-    )
+    try:
+        await require_items(
+            uow,
+            [adjustment.sku],
+            [adjustment.location_id],
+            to_stock=True,
+            sku_fields=["sku"],
+            location_fields=["location_id"],
+        )
+    except NotFound as missing:
+        # The locations are checked first: a missing product here means the location is ours.
+        if not (_goods_back(adjustment) and missing.metadata.get("resource") == "product"):
+            raise
     if adjustment.reason is Reason.RECEIVED:
         # A closed store receives no more stock, as a transfer into it is refused; what it
         # has can still be counted, written off and moved out.
