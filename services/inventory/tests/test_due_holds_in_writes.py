@@ -9,12 +9,13 @@ setting its time in the past, never by waiting."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
 from inventory_db import Db, unique
-from sqlalchemy import func, update
+from sqlalchemy import func, text, update
 
 from pos_inventory.adapters.tables import reservations as reservations_table
 from pos_inventory.domain.model import (
@@ -210,6 +211,75 @@ async def test_the_sweep_announces_levels_without_the_due_holds_it_has_yet_to_re
     (expired,) = [e for e in swept if isinstance(e, ReservationExpired)]
     assert expired.reservation.id == older
     assert [_figures(x) for x in expired.levels] == [(10, 0, 10)]
+
+
+async def _someone_waits(db: Db) -> None:
+    """Until a backend waits for a row lock another transaction holds."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        async with db.engine.connect() as conn:
+            waiting = (
+                await conn.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+            ).scalar_one()
+        if waiting:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "no write waited for the row"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("write", ["hold", "release", "sweep"])
+async def test_a_write_that_waited_for_a_due_holds_expiry_answers_levels_as_they_are(
+    db: Db, write: str
+) -> None:
+    """A due hold of 2 units is ended (its commit, refused for its time, ends it as expired)
+    while a write of the same level runs: the write waits for the level's row, then finds the
+    2 units given back. Its answer (and its events) say what a read says then. Before, the
+    write's statement, begun while the expiry was not yet committed, still counted the hold as
+    due and took its 2 units out of `reserved` a second time: `reserved` -1 or -2, a level the
+    public model refuses, so the event (`reservation.expired` with it, from a sweep) was
+    dead-lettered by the dispatcher and never reached the feed."""
+    async with db.tx() as uow:  # whatever earlier tests left due, so the sweep's batch is ours
+        while await reservations.expire_due(uow, 500):
+            pass
+    sku, loc = await _stocked(db, 10, f"due-wait-{write}")
+    ending = await _due_hold(db, sku, loc, 2)
+    other = await _hold(db, sku, loc, 1)
+    if write == "sweep":
+        await _due(db, other, seconds_ago=2)
+    swept: list[ReservationExpired] = []
+
+    async def run() -> list[StockLevel]:
+        async with db.tx() as uow:
+            if write == "hold":
+                _, levels = await reservations.create_reservation(
+                    uow, validate_hold(loc, [(sku, 1)], 600, "")
+                )
+                return levels
+            if write == "release":
+                _, levels = await reservations.release_reservation(uow, other)
+                return levels
+            original = uow.publish_for
+
+            def keep(merchant_id: str, event: object) -> None:
+                if isinstance(event, ReservationExpired):
+                    swept.append(event)
+                original(merchant_id, event)
+
+            uow.publish_for = keep  # type: ignore[method-assign]
+            assert await reservations.expire_due(uow, 500) == 1  # `ending` is locked: skipped
+            return list(swept[0].levels)
+
+    async with db.uow() as expiry:
+        assert await reservations.expire_reservation(expiry, ending)
+        going = asyncio.ensure_future(run())
+        await _someone_waits(db)
+        await expiry.commit()
+    levels = await going
+
+    expected = {"hold": (10, 2, 8), "release": (10, 0, 10), "sweep": (10, 0, 10)}[write]
+    assert [_figures(x) for x in levels] == [expected]
+    async with db.uow() as uow:
+        assert [_figures(x) for x in await handlers.stock_levels(uow, [sku], loc)] == [expected]
 
 
 async def _threshold(db: Db, sku: str, threshold: int) -> None:

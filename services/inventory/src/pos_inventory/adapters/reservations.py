@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, literal_column, select, update
+from sqlalchemy import Row, and_, case, func, insert, literal_column, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters.stock import LEVEL, level_of
@@ -193,6 +193,16 @@ class SqlExpiry:
     ) -> dict[tuple[str, str, str], StockLevel]:
         """Give back held units of many merchants: (merchant, sku, location) -> units, in key
         order like every other writer."""
+        if held:
+            # Locked first, in key order, by a statement of their own (see `level_columns`).
+            await self._conn.execute(
+                select(stock.c.sku)
+                .where(
+                    tuple_(stock.c.merchant_id, stock.c.sku, stock.c.location_id).in_(sorted(held))
+                )
+                .order_by(stock.c.merchant_id, stock.c.sku, stock.c.location_id)
+                .with_for_update()
+            )
         levels: dict[tuple[str, str, str], StockLevel] = {}
         for key in sorted(held):
             merchant, sku, location_id = key

@@ -110,7 +110,17 @@ def level_columns(table: Table = stock) -> tuple[Any, ...]:
 
     `updated_at` likewise is no earlier than the moment a due hold's units left `reserved`
     (its `expires_at`): a write that changed the row stamps it later anyway, but one that
-    changed nothing (a change from before the latest count) left the stamp of the hold."""
+    changed nothing (a change from before the latest count) left the stamp of the hold.
+
+    The row must be locked by an earlier statement of the transaction: the sum of due holds
+    is read with the writing statement's snapshot, while the row it changes is the latest. A
+    statement that had to wait for the row saw a due hold another transaction was ending as
+    still due, then found its units already given back: they left `reserved` twice (-2
+    reserved, 12 available of 10 on hand), a level the public model refuses, so a sweep's
+    `reservation.expired` was dead-lettered and never reached the feed. Locked first, the
+    writing statement begins after whoever held the row has committed, and no expiry of a
+    hold of the row can commit before this transaction ends (it changes the row too), so the
+    sum and the row agree."""
     return (
         table.c.sku,
         table.c.location_id,
@@ -358,6 +368,20 @@ class SqlStock:
             .scalar_subquery()
         )
 
+    async def _lock_rows(self, location_id: str, skus: list[str]) -> None:
+        """The rows of `skus` at `location_id` locked, in SKU order as every writer locks, by
+        a statement of their own before the one that changes them (see `level_columns`)."""
+        await self._conn.execute(
+            select(stock.c.sku)
+            .where(
+                stock.c.merchant_id == self._merchant,
+                stock.c.location_id == location_id,
+                stock.c.sku.in_(sorted(skus)),
+            )
+            .order_by(stock.c.sku)
+            .with_for_update()
+        )
+
     async def lock(self, sku: str, location_id: str) -> ItemState:
         """The item's row, created at zero if it never existed, locked until commit."""
         row = (
@@ -486,6 +510,7 @@ class SqlStock:
         Returns the new levels with each SKU's threshold, and the SKU that could not be held
         (None when all were). The caller rolls back on a short line: all or nothing.
         """
+        await self._lock_rows(location_id, [sku for sku, _ in lines])
         held: list[tuple[StockLevel, int | None]] = []
         for sku, quantity in lines:
             row = (
@@ -506,6 +531,7 @@ class SqlStock:
 
     async def unhold(self, location_id: str, lines: list[tuple[str, int]]) -> list[StockLevel]:
         """Give held units back (a release): reserved goes down, on_hand is untouched."""
+        await self._lock_rows(location_id, [sku for sku, _ in lines])
         levels = []
         for sku, quantity in sorted(lines):
             row = (
