@@ -55,11 +55,11 @@ PAYMENT_RULES = "|".join(
     ("POST /v1/payments/[^/]+/(capture|refunds)", "POST /v1/orders/[^/]+/refunds",
      "POST /v1/terminal-checkouts")
 )  # fmt: skip
-# Catalog and stock operations with rules JSON Schema can't state: a barcode's GTIN check
-# digit, the tax category code and variant SKUs unique within a product, an IANA time zone, two
-# different locations in a transfer, SKUs named once per reservation, a destination or a
-# pickup location (not both), `SKU:quantity` in a query, SKUs or a location to read stock
-# at (a cursor only with the location alone). Each is a 400 naming the field.
+# Catalog and stock operations with rules JSON Schema can't state: a barcode's GTIN check digit, the
+# tax category code and variant SKUs unique within a product, an IANA time zone, a country ISO has
+# assigned, two different locations in a transfer, SKUs named once per reservation, a destination or
+# a pickup location (not both), `SKU:quantity` in a query, SKUs or a location to read stock at (a
+# cursor only with the location alone). Each is a 400 naming the field.
 CROSS_FIELD = "|".join(
     ("POST /v1/products", "POST /v1/products/batch-upsert", "PATCH /v1/products/[^/]+",
      "POST /v1/locations", "POST /v1/inventory/transfers", "POST /v1/reservations",
@@ -88,11 +88,11 @@ PROMOTION_RULES = "|".join(
      "POST /v1/promotions/[^/]+/coupons/[^/]+/deactivate", "DELETE /v1/promotions/[^/]+")
 )  # fmt: skip
 PROMOTION_STATUSES = ["400", "409", "412", "422"]
-# Customer and loyalty rules JSON Schema can't state: a phone with its country code, a real
-# date, a channel and a time when consent is granted, someone to be (an email, phone, name or
-# external_id), email and external_id unique (409), no merge of a customer into itself, a
-# non-zero adjustment that never overdraws (409), tier names that differ, a search with at
-# least one filter, a group name not taken (409), a group's change sending a field (400),
+# Customer and loyalty rules JSON Schema can't state: a phone with its country code, an address's
+# country ISO has assigned, a real date, a channel and a time when consent is granted, someone to be
+# (an email, phone, name or external_id), email and external_id unique (409), no merge of a customer
+# into itself, a non-zero adjustment that never overdraws (409), tier names that differ, a search
+# with at least one filter, a group name not taken (409), a group's change sending a field (400),
 # If-Match on the live version (412), and the Idempotency-Key below (422).
 CUSTOMER_RULES = "|".join(
     ("POST /v1/customers", "PATCH /v1/customers/[^/]+", "POST /v1/customers/upsert",

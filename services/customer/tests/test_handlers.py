@@ -53,6 +53,21 @@ def test_a_bad_profile_names_every_bad_field_at_once() -> None:
     ]
 
 
+@pytest.mark.parametrize("code", ["ZZ", "AA", "QM", "XA", "XK", "UK"])
+def test_an_address_names_a_country_iso_has_assigned(code: str) -> None:
+    """Two capitals are not yet a country: private-use and unassigned codes were taken."""
+    with pytest.raises(InvalidArgument) as err:
+        normalise_profile(Profile(addresses=(Address(line1="1 Main St", country=code),)))
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        (
+            "addresses[0].country",
+            "must be an ISO 3166-1 alpha-2 code assigned to a country, e.g. US",
+        )
+    ]
+    kept = normalise_profile(Profile(addresses=(Address(line1="1 Main St", country="GB"),)))
+    assert kept.addresses is not None and kept.addresses[0].country == "GB"
+
+
 def test_a_profile_is_normalised() -> None:
     at = datetime(2026, 1, 2, tzinfo=UTC)
     p = normalise_profile(

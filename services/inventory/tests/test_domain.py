@@ -64,6 +64,18 @@ def test_a_location_in_detail_is_checked_field_by_field() -> None:
     assert (good.tax_rate_for("food"), good.tax_rate_for("clothing")) == (200, 825)
 
 
+@pytest.mark.parametrize("code", ["ZZ", "AA", "QM", "QZ", "XA", "XK", "XZ", "UK", "EU"])
+def test_a_location_address_names_a_country_iso_has_assigned(code: str) -> None:
+    """Two capitals are not yet a country: private-use and unassigned codes were taken."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_location(Location("", "Depot", "USD", 0, address=Address(country=code)))
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("address.country", "must be an ISO 3166-1 alpha-2 code assigned to a country, e.g. US")
+    ]
+    for good in ("GB", "US", "AX", "CW", ""):  # none given is still no country
+        validate_location(Location("", "Depot", "USD", 0, address=Address(country=good)))
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_a_position_that_is_not_a_finite_number_is_named_as_such(bad: float) -> None:
     """NaN fails every comparison, so a range check alone told the caller a NaN latitude

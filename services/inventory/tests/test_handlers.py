@@ -5,6 +5,8 @@ Stock use cases run against PostgreSQL in test_stock.py: their contract is row l
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from pos_inventory.domain.catalog import Product, ProductStatus
@@ -183,6 +185,26 @@ async def test_a_location_changes_its_name_address_and_taxes() -> None:
         )
     assert {v.field for v in err.value.violations} == {"name", "time_zone", "tax_rate_bps"}
     assert await uow.locations.get(location.id) == cleared
+
+
+async def test_a_location_stored_with_a_country_no_longer_taken_still_changes() -> None:
+    """A country is judged when an address is sent: one saved before unassigned codes were
+    refused does not keep its location from being renamed or closed, and a new address must
+    name an assigned country."""
+    uow = FakeUow()
+    location = await _shop(uow)
+    await uow.locations.save(replace(location, address=Address(line1="1 Quay", country="ZZ")))
+    renamed = await handlers.update_location(uow, location.id, {"name": "Quay"}, 1)
+    assert (renamed.name, renamed.address.country, renamed.version) == ("Quay", "ZZ", 2)
+    with pytest.raises(InvalidArgument) as err:
+        await handlers.update_location(
+            uow, location.id, {"address": Address(line1="2 Quay", country="XZ")}, 2
+        )
+    assert [v.field for v in err.value.violations] == ["address.country"]
+    moved = await handlers.update_location(
+        uow, location.id, {"address": Address(line1="2 Quay", country="IE")}, 2
+    )
+    assert (moved.address.country, moved.version) == ("IE", 3)
 
 
 async def test_a_locations_taxes_are_named_once_in_any_case() -> None:

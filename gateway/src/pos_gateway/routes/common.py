@@ -33,6 +33,7 @@ from pos_gateway.clients import Services
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
 from pos_gateway.problems import Problem
 from pos_kit.context import request_id_var
+from pos_kit.countries import NOT_A_COUNTRY, is_country
 from pos_kit.errors import InvalidArgument
 from pos_kit.grpc_client import read_error
 from pos_kit.money import MINOR_UNITS
@@ -232,6 +233,18 @@ Currency = Annotated[
         json_schema_extra={"enum": sorted(MINOR_UNITS)},
     ),
 ]
+
+
+def _country(code: str) -> str:
+    if code and not is_country(code):
+        raise PydanticCustomError("country", NOT_A_COUNTRY)
+    return code
+
+
+# Two capitals are not yet a country (`ZZ`, `XA` are private use): checked here as well as by
+# the service that keeps the address, so a body with other bad fields names this one too.
+AssignedCountry = AfterValidator(_country)
+COUNTRY_DESCRIPTION = "ISO 3166-1 alpha-2 code assigned to a country"
 
 
 class MoneyIn(Body):

@@ -29,9 +29,11 @@ from pos_gateway.problems import (
     problem_response,
 )
 from pos_gateway.routes.common import (
+    COUNTRY_DESCRIPTION,
     INT64,
     PROFILE_CREATE,
     TIME_SCHEMA,
+    AssignedCountry,
     Body,
     BodyTime,
     Cursor,
@@ -90,9 +92,11 @@ class CustomerAddressIn(Body):
     city: Text200 = ""
     region: Text200 = ""
     postal_code: Text200 = ""
-    country: str = Field(
-        pattern=r"^[A-Z]{2}$", min_length=2, max_length=2, description="ISO 3166-1 alpha-2"
-    )
+    country: Annotated[
+        str,
+        Field(pattern=r"^[A-Z]{2}$", min_length=2, max_length=2, description=COUNTRY_DESCRIPTION),
+        AssignedCountry,
+    ]
 
 
 def _time_text(value: object) -> object:

@@ -16,11 +16,13 @@ from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
+    COUNTRY_DESCRIPTION,
     CREATE,
     INT32,
     INT64,
     TIME_SCHEMA,
     UNKNOWN_LOCATION,
+    AssignedCountry,
     Body,
     BodyTime,
     Currency,
@@ -61,7 +63,16 @@ class AddressIn(Body):
     city: str = Field("", max_length=200, examples=["Springfield"])
     region: str = Field("", max_length=200, examples=["IL"])
     postal_code: str = Field("", max_length=20, examples=["62701"])
-    country: str = Field("", pattern=r"^([A-Z]{2})?$", max_length=2, examples=["US"])
+    country: Annotated[
+        str,
+        Field(
+            pattern=r"^([A-Z]{2})?$",
+            max_length=2,
+            description=f"{COUNTRY_DESCRIPTION}; empty: none",
+            examples=["US"],
+        ),
+        AssignedCountry,
+    ] = ""
 
 
 class GeoIn(Body):

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from pos_customer.domain import loyalty, text
+from pos_kit.countries import NOT_A_COUNTRY, is_country
 from pos_kit.errors import FieldViolation, raise_if, require
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
 _TAG = re.compile(r"^[^\s,][^,]{0,49}$")
 CONSENT_CHANNELS = frozenset({"web", "in_store", "email", "sms", "phone", "app", "import"})
 MAX_NAME = 100
@@ -326,9 +326,7 @@ def _address(a: Address, where: str) -> list[FieldViolation]:
             f"must be at most {MAX_ADDRESS_FIELD} characters",
         )
     violations += require(bool(a.line1.strip()), f"{where}.line1", "is required")
-    violations += require(
-        bool(_COUNTRY.match(a.country)), f"{where}.country", "must be an ISO 3166-1 alpha-2 code"
-    )
+    violations += require(is_country(a.country), f"{where}.country", NOT_A_COUNTRY)
     return violations
 
 

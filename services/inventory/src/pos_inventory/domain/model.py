@@ -10,6 +10,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pos_kit.countries import NOT_A_COUNTRY, is_country
 from pos_kit.errors import DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
 
@@ -22,7 +23,6 @@ SKU = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}$")
 # One rule for a tax category, on products and in a location's rates alike: a rate under a
 # key no product could carry would never apply.
 TAX_CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-COUNTRY = re.compile(r"^[A-Z]{2}$")
 MAX_SKUS_PER_CALL = 500
 
 
@@ -176,7 +176,7 @@ class Adjustment:
         return self.occurred_at is not None
 
 
-def validate_location(location: Location) -> None:
+def validate_location(location: Location, address_sent: bool = True) -> None:
     """Every rule at once, so a client fixes all its field errors in one round trip."""
     violations: list[FieldViolation] = []
     violations += require(
@@ -238,10 +238,13 @@ def validate_location(location: Location) -> None:
         violations += require(
             len(value) <= 200, f"address.{name}", "must be at most 200 characters"
         )
+    # No country is none; one given is judged when the address is sent (`address_sent`), so
+    # an address kept from before unassigned codes were refused still lets its location be
+    # renamed or closed.
     violations += require(
-        not location.address.country or bool(COUNTRY.match(location.address.country)),
+        not (address_sent and location.address.country) or is_country(location.address.country),
         "address.country",
-        "must be an ISO 3166-1 alpha-2 code, e.g. US",
+        NOT_A_COUNTRY,
     )
     raise_if(violations)
 

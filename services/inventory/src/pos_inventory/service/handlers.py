@@ -100,7 +100,7 @@ async def update_location(
             {"current_version": str(location.version)},
         )
     changed = replace(location, **changes)  # type: ignore[arg-type]
-    validate_location(changed)
+    validate_location(changed, address_sent="address" in changes)
     changed.name = changed.name.strip()
     if changed == location:
         return location
