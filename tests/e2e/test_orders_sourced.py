@@ -97,6 +97,46 @@ def test_ship_from_store_is_announced_with_its_store_and_a_refused_one_leaves_no
             assert [o["id"] for o in listed] == [order["id"]]
 
 
+def test_a_shipment_is_never_sourced_from_a_store_selling_in_another_currency(
+    platform: Running,
+) -> None:
+    """One order, one currency: a store named to ship is refused when it sells in another, and
+    sourcing held one picked by distance in any currency (a dollar sale shipped from a euro
+    store, taxed and paid in a currency not its own). Now it picks among the order's stores,
+    and a shipment only another currency's store could fill is refused, holding nothing."""
+    with platform.new_merchant("Ship in one currency") as http:
+        tag = uuid.uuid4().hex[:6].upper()
+        sku = f"MUG-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": sku,
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        stores = {}
+        for name, currency, geo in (
+            ("Seller", "USD", {"latitude": 47.0, "longitude": -122.0}),
+            ("Near", "EUR", DESTINATION),  # where the parcel goes: the nearest by far
+            ("Far", "USD", {"latitude": 30.0, "longitude": -97.0}),
+        ):
+            body = {"name": f"{name} {tag}", "currency": currency, "geo": geo,
+                    "ship_enabled": True}  # fmt: skip
+            stores[name] = _ok(_post(http, "/v1/locations", body), 201)["id"]
+        for name in ("Near", "Far"):
+            received = {"sku": sku, "location_id": stores[name], "delta": 1, "reason": "received"}
+            _ok(_post(http, "/v1/inventory/adjustments", received), 201)
+
+        def available(store: str) -> int:
+            levels = _ok(http.get("/v1/inventory", params={"sku": sku, "location_id": store}))
+            return int(levels["data"][0]["available"])
+
+        order = _ok(_post(http, "/v1/orders", _shipment(stores["Seller"], sku)), 201)
+        assert [f["location_id"] for f in order["fulfillments"]] == [stores["Far"]]
+        assert (available(stores["Near"]), available(stores["Far"])) == (1, 0)
+
+        # Only the euro store has one left: no store of the order's currency can ship it.
+        refused = _post(http, "/v1/orders", _shipment(stores["Seller"], sku))
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["code"] == "insufficient_stock"
+        assert available(stores["Near"]) == 1
+
+
 def _dead_letters(platform: Running, merchant_id: str) -> list[dict[str, Any]]:
     running = platform.platform
     token = running._secrets()["platform_admin_token"]

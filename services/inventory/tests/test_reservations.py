@@ -331,6 +331,41 @@ async def test_a_hold_or_sourcing_naming_a_missing_sku_or_store_names_its_field(
     assert _invariants(svc, "ZZ-NAMED", loc) == (5, 0)
 
 
+async def test_sourcing_in_a_currency_picks_only_stores_selling_in_it(
+    svc: InProcessService,
+) -> None:
+    """An order's stores all sell in its currency: sourcing asked for one ships from no store
+    of another, however near, and a pickup at one is refused naming it; nothing is held."""
+    loc = await _setup(svc, {"CUR-MUG": 2}, "cur")
+    _db(svc, "UPDATE locations SET ship_enabled = true, pickup_enabled = true,"
+        " currency = 'EUR' WHERE id = %s RETURNING id", loc)  # fmt: skip
+    stub = stock_stub(svc.channel)
+    lines = [st.StockLine(sku="CUR-MUG", quantity=1)]
+    there = inv.GeoPoint(latitude=0, longitude=0)
+    refused = await stub.ProposeSourcing(
+        st.ProposeSourcingRequest(request_id="cur-1", lines=lines, destination=there,
+                                  currency="USD"),
+        metadata=MD, timeout=5,
+    )  # fmt: skip
+    assert refused.strategy == st.SOURCING_STRATEGY_UNFULFILLABLE and not refused.allocations
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ProposeSourcing(
+            st.ProposeSourcingRequest(request_id="cur-2", lines=lines, pickup_location_id=loc,
+                                      currency="USD"),
+            metadata=MD, timeout=5,
+        )  # fmt: skip
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err.value).violations] == ["pickup_location_id"]
+    assert _invariants(svc, "CUR-MUG", loc) == (2, 0)
+    sourced = await stub.ProposeSourcing(
+        st.ProposeSourcingRequest(request_id="cur-3", lines=lines, destination=there,
+                                  currency="EUR"),
+        metadata=MD, timeout=5,
+    )  # fmt: skip
+    assert [a.location_id for a in sourced.allocations] == [loc]
+    assert _invariants(svc, "CUR-MUG", loc) == (2, 1)
+
+
 async def test_an_expired_hold_gives_its_units_back_and_cannot_be_committed(
     svc: InProcessService,
 ) -> None:

@@ -603,6 +603,7 @@ class FakeStock:
         destination: tuple[float, float],
         ttl_seconds: int,
         reference: str,
+        currency: str,
     ) -> list[Allocation]:
         """One store here: sourcing holds everything at loc_1, or refuses."""
         rid = await self.hold(request_id, "loc_1", lines, ttl_seconds, reference)

@@ -336,6 +336,7 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
             request.dry_run,
             request.ttl_seconds,
             request.reference,
+            request.currency,
         )
         proposal = sourced.proposal
         return S.ProposeSourcingResponse(

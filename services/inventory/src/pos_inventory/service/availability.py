@@ -170,7 +170,10 @@ async def propose_sourcing(
     dry_run: bool,
     ttl_seconds: int,
     reference: str,
+    currency: str = "",
 ) -> Sourced:
+    """Where the lines should leave from, held there unless `dry_run`. With a `currency`, only
+    a store selling in it (an order's stores all sell in the order's currency)."""
     violations = line_violations(lines)
     if destination is not None and pickup_location_id:
         violations.append(
@@ -207,10 +210,21 @@ async def propose_sourcing(
         if at is None:
             raise NotFound("location", pickup_location_id, ["pickup_location_id"])
         at.refuse_if_inactive("pickup_location_id")
+        raise_if(
+            require(
+                not currency or at.currency == currency,
+                "pickup_location_id",
+                f"location {at.id} sells in {at.currency}, not {currency}",
+            )
+        )
         (candidate,), _ = await _candidates(uow, lines, [at], None)
         proposal = propose_pickup(lines, candidate)
     else:
-        places = [loc for loc in await uow.locations.all() if loc.ship_enabled and not loc.inactive]
+        places = [
+            loc
+            for loc in await uow.locations.all()
+            if loc.ship_enabled and not loc.inactive and (not currency or loc.currency == currency)
+        ]
         candidates, _ = await _candidates(uow, lines, places, destination)
         proposal = propose_shipping(lines, candidates)
     held: dict[str, str] = {}

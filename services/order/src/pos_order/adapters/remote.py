@@ -710,6 +710,7 @@ class StockService(_Client):
         destination: Point,
         ttl_seconds: int,
         reference: str,
+        currency: str,
     ) -> list[Allocation]:
         answer = await self._call(
             self._stub.ProposeSourcing,
@@ -721,6 +722,7 @@ class StockService(_Client):
                 ),
                 ttl_seconds=ttl_seconds,
                 reference=reference,
+                currency=currency,
             ),
         )
         if answer.strategy == stock_pb2.SOURCING_STRATEGY_UNFULFILLABLE or not answer.allocations:

@@ -419,9 +419,10 @@ class Stock(Protocol):
         destination: Point,
         ttl_seconds: int,
         reference: str,
+        currency: str,
     ) -> list[Allocation]:
-        """Sourcing for a shipment: holds at the chosen store(s); none has enough is
-        `insufficient_stock` naming what is short."""
+        """Sourcing for a shipment: holds at the chosen store(s), each selling in `currency`
+        (the order's); none has enough is `insufficient_stock` naming what is short."""
         ...
 
     async def commit(self, request_id: str, reservation_id: str) -> None: ...

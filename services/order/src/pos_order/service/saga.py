@@ -341,6 +341,7 @@ async def _ask_sourcing(ports: CheckoutPorts, order: Order, f: Fulfillment) -> l
         f.destination,
         order.saga.hold_ttl,
         order.id,
+        order.currency,
     )
 
 

@@ -870,12 +870,17 @@ class ProposeSourcingRequest(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     pickup_location_id: _builtins.str
     dry_run: _builtins.bool
     """Propose only; hold nothing."""
     ttl_seconds: _builtins.int
     reference: _builtins.str
+    currency: _builtins.str
+    """Only stores selling in this ISO 4217 currency (an order's: one order, one currency);
+    empty: a store in any currency.
+    """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLine]: ...
     @_builtins.property
@@ -892,10 +897,11 @@ class ProposeSourcingRequest(_message.Message):
         dry_run: _builtins.bool = ...,
         ttl_seconds: _builtins.int = ...,
         reference: _builtins.str = ...,
+        currency: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["destination", b"destination", "dry_run", b"dry_run", "lines", b"lines", "pickup_location_id", b"pickup_location_id", "reference", b"reference", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "destination", b"destination", "dry_run", b"dry_run", "lines", b"lines", "pickup_location_id", b"pickup_location_id", "reference", b"reference", "request_id", b"request_id", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
