@@ -36,6 +36,7 @@ class TwoStores:
     items = {
         "TEE": PricedItem("TEE", "T-shirt", Money(2000, USD)),
         "DELI": PricedItem("DELI", "Deli", Money(100, USD), open_price=True),
+        "EURO-TEE": PricedItem("EURO-TEE", "Euro tee", Money(1800, "EUR")),
     }
 
     async def price_snapshot(
@@ -79,6 +80,19 @@ async def test_an_open_price_product_sells_at_the_price_entered_and_only_it_does
         with pytest.raises(InvalidArgument) as err:
             await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "register")  # type: ignore[arg-type]
         assert field in {v.field for v in err.value.violations}
+
+
+async def test_a_product_priced_in_another_currency_than_the_stores_is_refused_by_line() -> None:
+    """A merchant may sell in several currencies and a product has one price: sold at a store
+    of another currency, its line is a 400 naming it (never a total in two currencies, nor a
+    500), in the pricing step that comes before any hold or charge."""
+    inside = [FulfillmentRequest(FulfillmentType.IN_STORE, "loc_1")]
+    lines = [LineRequest("TEE", 1), LineRequest("EURO-TEE", 1)]
+    with pytest.raises(InvalidArgument) as err:
+        await pricing.price_cart(_ports(), _no_uow, "loc_1", "", lines, inside, "register")  # type: ignore[arg-type]
+    assert [(v.field, v.description) for v in err.value.violations] == [
+        ("lines[1].sku", "is priced in EUR, the location sells in USD")
+    ]
 
 
 async def test_a_pickup_or_shipment_from_a_store_that_does_not_offer_it_is_refused() -> None:
