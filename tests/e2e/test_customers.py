@@ -750,6 +750,89 @@ def test_a_group_is_renamed_listed_and_deleted_once_no_live_offer_names_it(
     ]
 
 
+def test_a_group_deleted_while_a_promotion_comes_to_name_it_is_never_both(
+    platform: Running,
+) -> None:
+    """A DELETE of a group and, at the same moment, a promotion made (POST) or changed (PATCH)
+    to name it in `conditions.customer_groups`: one of them is refused (the deletion a 409
+    `group_in_use`, the promotion a 404 naming `conditions.customer_groups[0]`), never both
+    applied, which would leave an offer reading as live and pricing nobody's cart. Each was
+    checked before against what the other had not yet written. After every round, no live
+    promotion names a deleted group."""
+    http = platform.new_merchant(f"Group race e2e {uuid.uuid4().hex[:8]}")
+    rounds = 16
+    groups = [_post(http, "/v1/customer-groups", {"name": f"Race {n}"}) for n in range(rounds)]
+    spare = [_post(http, "/v1/promotions", {"name": f"Spare {n}", "percent_off_bps": 100})
+             for n in range(rounds)]  # fmt: skip
+
+    async def at_once(n: int, group_id: str) -> tuple[httpx.Response, httpx.Response]:
+        conditions = {"conditions": {"customer_groups": [group_id]}}
+        async with httpx.AsyncClient(
+            base_url=platform.platform.gateway_url,
+            headers={"Authorization": http.headers["Authorization"]},
+            timeout=30.0,
+        ) as client:
+            naming = (
+                client.post("/v1/promotions", headers=_key(),
+                            json={"name": f"For {n}", "percent_off_bps": 500, **conditions})
+                if n % 2 == 0
+                # Odd rounds: an existing promotion changed to name the group.
+                else client.patch(f"/v1/promotions/{spare[n]['id']}", json=conditions)
+            )  # fmt: skip
+            deletion = client.delete(f"/v1/customer-groups/{group_id}", headers=_key())
+            deleted, named = await asyncio.gather(deletion, naming)
+            return deleted, named
+
+    outcomes = []
+    for n, group in enumerate(groups):
+        deleted, named = asyncio.run(at_once(n, group["id"]))
+        assert deleted.status_code in (200, 409), deleted.text
+        assert named.status_code in (200, 201, 404), named.text
+        if deleted.status_code == 409:
+            assert deleted.json()["code"] == "group_in_use", deleted.text
+        if named.status_code == 404:
+            assert [e["field"] for e in named.json()["errors"]] == [
+                "conditions.customer_groups[0]"
+            ], named.text
+        outcomes.append((deleted.status_code, named.status_code))
+        assert not (deleted.is_success and named.is_success), (n, outcomes)
+
+    gone = {
+        g["id"] for g in groups if http.get(f"/v1/customer-groups/{g['id']}").status_code == 404
+    }
+    live = [
+        p
+        for status in ("active", "paused")
+        for p in http.get("/v1/promotions", params={"status": status, "limit": 200}).json()["data"]
+    ]
+    assert not [p["id"] for p in live if gone & set(p["conditions"]["customer_groups"])], outcomes
+
+
+def test_a_group_whose_deletion_was_refused_can_still_be_named_by_a_promotion(
+    platform: Running,
+) -> None:
+    """A DELETE refused for a stale If-Match (412) leaves the group as it was: a promotion
+    may name it, as before the deletion was tried. Once deleted, none may (404 naming
+    `conditions.customer_groups[1]`)."""
+    http = platform.new_merchant(f"Group kept e2e {uuid.uuid4().hex[:8]}")
+    group = _post(http, "/v1/customer-groups", {"name": "Kept"})
+    other = _post(http, "/v1/customer-groups", {"name": "Other"})
+    renamed = http.patch(f"/v1/customer-groups/{group['id']}", json={"name": "Kept still"})
+    assert renamed.json()["version"] == 2, renamed.text
+    stale = http.delete(f"/v1/customer-groups/{group['id']}", headers={**_key(), "If-Match": '"1"'})
+    assert (stale.status_code, stale.json()["code"]) == (412, "version_mismatch"), stale.text
+    body = {"name": "For kept", "percent_off_bps": 500,
+            "conditions": {"customer_groups": [other["id"], group["id"]]}}  # fmt: skip
+    named = _post(http, "/v1/promotions", body)
+    _post(http, f"/v1/promotions/{named['id']}/end", {}, 200)
+
+    deleted = http.delete(f"/v1/customer-groups/{group['id']}", headers=_key())
+    assert deleted.status_code == 200, deleted.text
+    refused = http.post("/v1/promotions", json=body, headers=_key())
+    assert refused.status_code == 404, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["conditions.customer_groups[1]"]
+
+
 def test_a_merged_customer_is_refused_as_merged_not_as_missing(platform: Running) -> None:
     """A duplicate merged away still reads (`status: merged`, `merged_into`). A change naming
     it, by path or in the body, is a 409 `customer_merged` saying where it went, not the 404

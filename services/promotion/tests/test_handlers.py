@@ -66,6 +66,9 @@ class FakePromotions:
     async def active(self) -> list[Promotion]:
         return [replace(p) for p in self.rows.values() if p.status is Status.ACTIVE]
 
+    async def live(self) -> list[Promotion]:
+        return [replace(p) for _, p in sorted(self.rows.items()) if p.status is not Status.ENDED]
+
     async def list(self, page: PageRequest, status: Status | None = None) -> list[Promotion]:
         kept = [p for p in self.rows.values() if status is None or p.status is status]
         return sorted(kept, key=lambda p: p.id)[: page.fetch]
@@ -132,12 +135,30 @@ class FakeCoupons:
                 held.status = r.status
 
 
+class FakeRetiredGroups:
+    def __init__(self) -> None:
+        self.rows: set[tuple[str, str]] = set()
+
+    async def lock(self, group_ids: set[str]) -> None:
+        pass  # one task at a time here
+
+    async def retired(self, group_ids: set[str]) -> set[str]:
+        return {g for g, _ in self.rows if g in group_ids}
+
+    async def retire(self, group_id: str, retirement_id: str) -> None:
+        self.rows.add((group_id, retirement_id))
+
+    async def reinstate(self, group_id: str, retirement_id: str) -> None:
+        self.rows.discard((group_id, retirement_id))
+
+
 class FakeUow:
     merchant_id = "mer_a"
 
     def __init__(self) -> None:
         self.promotions = FakePromotions()
         self.coupons = FakeCoupons()
+        self.retired_groups = FakeRetiredGroups()
         self.published: list[object] = []
 
     def publish(self, event: object) -> None:
@@ -161,6 +182,49 @@ FIVE_OFF = Offer(
 
 def cart(cents: int) -> object:
     return new_cart([CartLineInput("X", 1, MoneyInput(cents, "USD"))], "USD")
+
+
+def test_a_group_is_retired_only_while_no_live_promotion_names_it() -> None:
+    """A retirement is refused with the ids of the promotions not ended that name the group
+    (nothing written); ended ones do not count. Once retired, a promotion made or changed to
+    name the group is a 404 naming its place in conditions.customer_groups."""
+    uow = FakeUow()
+    staff = Conditions(customer_groups=frozenset({"cgrp_staff"}))
+    run(handlers.create_promotion(uow, replace(TEN, conditions=staff)))
+    run(handlers.create_promotion(uow, replace(TEN, id="promo_ended", conditions=staff)))
+    run(handlers.change_status(uow, "promo_ended", 0, Status.ENDED))
+    assert run(handlers.retire_group(uow, "cgrp_staff", "ret_1")) == ["promo_1"]
+    assert not uow.retired_groups.rows
+    run(handlers.change_status(uow, "promo_1", 0, Status.PAUSED))  # paused is not ended
+    assert run(handlers.retire_group(uow, "cgrp_staff", "ret_1")) == ["promo_1"]
+    run(handlers.update_promotion(uow, "promo_1", 0, ["conditions"], TEN, []))
+    assert run(handlers.retire_group(uow, "cgrp_staff", "ret_2")) == []
+
+    both = Conditions(customer_groups=frozenset({"cgrp_vip", "cgrp_staff"}))
+    with pytest.raises(NotFound) as made:
+        run(handlers.create_promotion(uow, replace(TEN, id="promo_3", conditions=both),
+                                      groups_sent=["cgrp_vip", "cgrp_staff"]))  # fmt: skip
+    assert [v.field for v in made.value.violations] == ["conditions.customer_groups[1]"]
+    with pytest.raises(NotFound):
+        run(handlers.update_promotion(uow, "promo_1", 0, ["conditions"],
+                                      replace(TEN, conditions=staff), []))  # fmt: skip
+    assert "promo_3" not in uow.promotions.rows
+    assert uow.promotions.rows["promo_1"].offer.conditions.customer_groups == frozenset()
+    run(handlers.update_promotion(uow, "promo_1", 0, ["name"], replace(TEN, name="Eleven"), []))
+
+
+def test_a_group_stays_retired_while_another_retirement_of_it_stands() -> None:
+    """Two deletions at once each retire the group; the one refused after all (a stale
+    If-Match) undoes only its own, so the group that the other deleted stays unnameable."""
+    uow = FakeUow()
+    run(handlers.retire_group(uow, "cgrp_staff", "ret_1"))
+    run(handlers.retire_group(uow, "cgrp_staff", "ret_2"))
+    run(handlers.reinstate_group(uow, "cgrp_staff", "ret_2"))
+    staff = Conditions(customer_groups=frozenset({"cgrp_staff"}))
+    with pytest.raises(NotFound):
+        run(handlers.create_promotion(uow, replace(TEN, conditions=staff)))
+    run(handlers.reinstate_group(uow, "cgrp_staff", "ret_1"))
+    run(handlers.create_promotion(uow, replace(TEN, conditions=staff)))
 
 
 def test_create_stores_and_announces_and_a_bad_offer_does_neither() -> None:

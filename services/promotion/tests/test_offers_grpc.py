@@ -27,7 +27,13 @@ from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 from pos_kit.streams import ensure_service_streams
 from pos_promotion.adapters.repository import SqlActivePromotions
-from pos_promotion.adapters.tables import coupon_reservations, coupons, kit, promotions
+from pos_promotion.adapters.tables import (
+    coupon_reservations,
+    coupons,
+    kit,
+    promotions,
+    retired_groups,
+)
 from pos_promotion.domain.model import Status
 from pos_promotion.service import handlers
 
@@ -1405,3 +1411,49 @@ async def test_a_promotions_coupons_are_a_change_feed(running: Running) -> None:
     )
     assert wrong.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in read_error(wrong).violations] == ["page_token"]
+
+
+async def test_a_group_retired_while_a_promotion_is_made_naming_it_is_never_both(
+    running: Running,
+) -> None:
+    """RetireCustomerGroup and a CreatePromotion naming the group, sent at once, 20 times:
+    each time one sees the other (the retirement answers the promotion's id and writes
+    nothing, or the promotion is NOT_FOUND naming conditions.customer_groups[0] and is not
+    stored), never neither. Both decide under the group's lock in their own transaction."""
+    merchant = f"mer_{new_id('x')[-8:]}"
+
+    async def at_once(n: int) -> tuple[Any, Any]:
+        group = f"cgrp_race_{n}"
+        made = running.stub.CreatePromotion(
+            pb.CreatePromotionRequest(
+                request_id=f"race-create-{merchant}-{n}",
+                name=f"For {n}",
+                percent_off_bps=500,
+                conditions=pb.Conditions(customer_groups=[group]),
+            ),
+            metadata=md(merchant),
+            timeout=10,
+        )
+        retired = running.stub.RetireCustomerGroup(
+            pb.RetireCustomerGroupRequest(request_id=f"race-retire-{merchant}-{n}", group_id=group),
+            metadata=md(merchant),
+            timeout=10,
+        )
+        answers = await asyncio.gather(made, retired, return_exceptions=True)
+        return answers[0], answers[1]
+
+    for n in range(20):
+        made, retired = await at_once(n)
+        assert not isinstance(retired, BaseException), retired
+        if isinstance(made, grpc.aio.AioRpcError):
+            assert made.code() == grpc.StatusCode.NOT_FOUND, made
+            assert read_error(made).violations[0].field == "conditions.customer_groups[0]"
+            assert list(retired.promotion_ids) == [], n
+        else:
+            assert not isinstance(made, BaseException), made
+            assert list(retired.promotion_ids) == [made.promotion.id], n
+    live = await running.stub.ListPromotions(
+        pb.ListPromotionsRequest(page_size=100), metadata=md(merchant), timeout=10
+    )
+    retired_now = await running.count(retired_groups, retired_groups.c.merchant_id == merchant)
+    assert len(live.promotions) + retired_now == 20

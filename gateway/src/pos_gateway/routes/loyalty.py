@@ -36,6 +36,7 @@ from pos_gateway.routes.common import (
     version_checked,
 )
 from pos_gateway.schemas.people import Group, GroupList, LoyaltyProgram
+from pos_kit.ids import new_id
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
@@ -195,15 +196,26 @@ async def delete_group(
     its `conditions.customer_groups`: a 409 `group_in_use` with their `promotion_ids` (change
     their conditions or end them first), since deleted under it such a promotion would read
     as active and price nobody's cart. Ended promotions do not count, and keep naming the
-    group as they ran. Answers the group as it was, with its `member_count` then. Send
+    group as they ran. A promotion created or changed to name the group while it is being
+    deleted is refused as naming a group that is not there (404 naming
+    `conditions.customer_groups[i]`): of the two at once, one is refused, never both
+    applied. Answers the group as it was, with its `member_count` then. Send
     `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412
     `version_mismatch` with `current_version`, and nothing is deleted. Back office only."""
     back_office_only(principal_of(request), "customer groups")
     version = expected_version(if_match)
     # Another merchant's group, or none, is the 404 before anything of the promotions is read.
     await svc.customer.GetGroup(customer_pb2.GetGroupRequest(id=group_id))
-    naming = await _live_promotions_naming(svc, group_id)
-    if naming:
+    # The promotion service retires the group first, unless a live promotion names it: from
+    # then on it refuses any promotion naming it, decided under one lock per group in its own
+    # transaction, so a promotion written at the same moment is either seen here or refused
+    # there. No connection is held across the calls (the gateway's or a service's).
+    retirement = new_id("gret")
+    retired = await svc.promotion.RetireCustomerGroup(
+        promotion_pb2.RetireCustomerGroupRequest(request_id=retirement, group_id=group_id)
+    )
+    if retired.promotion_ids:
+        naming = list(retired.promotion_ids)
         raise Problem(
             409,
             "group_in_use",
@@ -211,32 +223,26 @@ async def delete_group(
             "conditions.customer_groups or end them first",
             extra={"promotion_ids": naming},
         )
-    answer = await version_checked(
-        svc.customer.DeleteGroup(
-            customer_pb2.DeleteGroupRequest(
-                request_id=request_id(), id=group_id, expected_version=version
+    try:
+        answer = await version_checked(
+            svc.customer.DeleteGroup(
+                customer_pb2.DeleteGroupRequest(
+                    request_id=request_id(), id=group_id, expected_version=version
+                )
             )
         )
-    )
-    return to_model(Group, answer.group)
-
-
-async def _live_promotions_naming(svc: Services, group_id: str) -> list[str]:
-    """The ids of the promotions, active or paused, whose conditions name the group. The
-    promotion service keeps no index by group (it prices carts and calls no one), so its
-    lists are read through: a delete of a group is rare, and bounded by the live offers."""
-    found: list[str] = []
-    for status in (promotion_pb2.PROMOTION_STATUS_ACTIVE, promotion_pb2.PROMOTION_STATUS_PAUSED):
-        token = ""
-        while True:
-            page = await svc.promotion.ListPromotions(
-                promotion_pb2.ListPromotionsRequest(page_size=200, page_token=token, status=status)
+    except Problem as refused:
+        # A stale If-Match: the group stays, and promotions may name it again. Any other
+        # failure leaves it retired (it may be gone: a retried DELETE ends the deletion), so
+        # no promotion names a group that was deleted.
+        if refused.status == 412:
+            await svc.promotion.ReinstateCustomerGroup(
+                promotion_pb2.ReinstateCustomerGroupRequest(
+                    request_id=new_id("grein"), group_id=group_id, retirement_id=retirement
+                )
             )
-            found += [p.id for p in page.promotions if group_id in p.conditions.customer_groups]
-            token = page.next_page_token
-            if not token:
-                break
-    return found
+        raise
+    return to_model(Group, answer.group)
 
 
 @router.post(

@@ -30,6 +30,7 @@ from pos_promotion.adapters.tables import (
     coupons,
     customer_merges,
     promotions,
+    retired_groups,
 )
 from pos_promotion.domain.coupons import Coupon, CouponStatus, Reservation
 from pos_promotion.domain.model import (
@@ -164,6 +165,11 @@ class SqlPromotionRepository:
             promotions.c.status == Status.ACTIVE.value, _not_finished(datetime.now(UTC))
         )
         return [_promotion(r) for r in (await self._conn.execute(query)).all()]
+
+    async def live(self) -> list[Promotion]:
+        """Every promotion not ended (active or paused), whatever its window."""
+        query = _select(self._merchant).where(promotions.c.status != Status.ENDED.value)
+        return [_promotion(r) for r in (await self._conn.execute(query.order_by(promotions.c.id)))]
 
     async def list(
         self,
@@ -493,6 +499,45 @@ class SqlActivePromotions:
             return await SqlCouponRepository(reader, merchant_id).uses_by(coupon_id, customer_id)
 
 
+class SqlRetiredGroups:
+    def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:
+        self._conn = conn
+        self._merchant = merchant_id
+
+    async def lock(self, group_ids: set[str]) -> None:
+        # In one order: two writes naming overlapping groups never wait on each other crosswise.
+        for group_id in sorted(group_ids):
+            key = func.hashtext(f"customer-group:{self._merchant}:{group_id}")
+            await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def retired(self, group_ids: set[str]) -> set[str]:
+        if not group_ids:
+            return set()
+        rows = await self._conn.execute(
+            select(retired_groups.c.group_id).where(
+                retired_groups.c.merchant_id == self._merchant,
+                retired_groups.c.group_id.in_(sorted(group_ids)),
+            )
+        )
+        return set(rows.scalars())
+
+    async def retire(self, group_id: str, retirement_id: str) -> None:
+        await self._conn.execute(
+            pg_insert(retired_groups)
+            .values(merchant_id=self._merchant, group_id=group_id, retirement_id=retirement_id)
+            .on_conflict_do_nothing()
+        )
+
+    async def reinstate(self, group_id: str, retirement_id: str) -> None:
+        await self._conn.execute(
+            delete(retired_groups).where(
+                retired_groups.c.merchant_id == self._merchant,
+                retired_groups.c.group_id == group_id,
+                retired_groups.c.retirement_id == retirement_id,
+            )
+        )
+
+
 class PromotionUow(UnitOfWork):
     """The kit's unit of work plus this service's repositories and event mapping."""
 
@@ -509,3 +554,7 @@ class PromotionUow(UnitOfWork):
     @property
     def merges(self) -> SqlCustomerMerges:
         return SqlCustomerMerges(self.conn, self.merchant_id)
+
+    @property
+    def retired_groups(self) -> SqlRetiredGroups:
+        return SqlRetiredGroups(self.conn, self.merchant_id)

@@ -109,6 +109,19 @@ Index(
     coupon_reservations.c.customer_id,
 )
 
+# Customer groups retired for their deletion (RetireCustomerGroup): no promotion may name one
+# from then on. One row per retirement, so that undoing one (its deletion refused after all)
+# leaves the group retired while another deletion of it stands.
+retired_groups = Table(
+    "retired_groups",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("group_id", Text, nullable=False),
+    Column("retirement_id", Text, nullable=False),
+    Column("retired_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "group_id", "retirement_id", name="retired_groups_pkey"),
+)
+
 # The customer service's merges (`customer_merged`): each duplicate and the customer it is now.
 # Kept flat: `survivor_id` is never itself a duplicate here (a later merge of the survivor
 # rewrites the rows pointing at it), so one lookup finds a person and one index scan all the

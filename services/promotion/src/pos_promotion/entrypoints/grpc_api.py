@@ -88,7 +88,9 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
                 requires_coupon=request.requires_coupon,
             )
             violations = []
-        promotion = await handlers.create_promotion(uow, offer, violations)
+        promotion = await handlers.create_promotion(
+            uow, offer, violations, list(request.conditions.customer_groups)
+        )
         self._changed()
         return pb.CreatePromotionResponse(promotion=messages.promotion_to_proto(promotion))
 
@@ -155,6 +157,7 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
             list(request.update_mask),
             changes,
             violations,
+            list(request.conditions.customer_groups),
         )
         self._changed()
         return pb.UpdatePromotionResponse(
@@ -201,6 +204,20 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
         await handlers.delete_promotion(uow, request.id, request.expected_version)
         self._changed()
         return pb.DeletePromotionResponse()
+
+    @mutation(pb.RetireCustomerGroupResponse)
+    async def RetireCustomerGroup(
+        self, request: pb.RetireCustomerGroupRequest, uow: PromotionUow
+    ) -> pb.RetireCustomerGroupResponse:
+        naming = await handlers.retire_group(uow, request.group_id, request.request_id)
+        return pb.RetireCustomerGroupResponse(promotion_ids=naming)
+
+    @mutation(pb.ReinstateCustomerGroupResponse)
+    async def ReinstateCustomerGroup(
+        self, request: pb.ReinstateCustomerGroupRequest, uow: PromotionUow
+    ) -> pb.ReinstateCustomerGroupResponse:
+        await handlers.reinstate_group(uow, request.group_id, request.retirement_id)
+        return pb.ReinstateCustomerGroupResponse()
 
     async def CalculateDiscounts(
         self, request: pb.CalculateDiscountsRequest, context: grpc.aio.ServicerContext

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -49,9 +50,15 @@ UPDATABLE = frozenset(
 
 
 async def create_promotion(
-    uow: PromotionUnitOfWork, offer: Offer, parse_violations: list[FieldViolation] | None = None
+    uow: PromotionUnitOfWork,
+    offer: Offer,
+    parse_violations: list[FieldViolation] | None = None,
+    groups_sent: Sequence[str] = (),
 ) -> Promotion:
+    """`groups_sent`: `conditions.customer_groups` as the request lists them, to name the
+    one a retired group is at."""
     promotion = new_promotion(validate_offer(offer, parse_violations))
+    await _none_retired(uow, groups_sent or sorted(offer.conditions.customer_groups))
     await uow.promotions.add(promotion)
     uow.publish(PromotionCreated(promotion))
     return promotion
@@ -92,8 +99,10 @@ async def update_promotion(
     mask: list[str],
     changes: Offer,
     parse_violations: list[FieldViolation],
+    groups_sent: Sequence[str] = (),
 ) -> Promotion:
-    """`changes` holds the new values; only the fields named in `mask` are taken from it."""
+    """`changes` holds the new values; only the fields named in `mask` are taken from it.
+    `groups_sent`: as in create_promotion."""
     unknown = sorted(set(mask) - UPDATABLE)
     raise_if(
         require(bool(mask), "update_mask", "name at least one field")
@@ -130,11 +139,52 @@ async def update_promotion(
         # Sent as it is: nothing changes, so no new version and no event (an ended one is
         # still refused as ended, below).
         return promotion
+    if "conditions" in fields:
+        await _none_retired(uow, groups_sent or sorted(new.conditions.customer_groups))
     seen = promotion.version
     promotion.redefine(new)
     await _save(uow, promotion, seen)
     uow.publish(PromotionUpdated(promotion))
     return promotion
+
+
+async def _none_retired(uow: PromotionUnitOfWork, groups: Sequence[str]) -> None:
+    """A promotion written naming a customer group retired for its deletion would read as live
+    and price nobody's cart once the group is gone: NOT_FOUND naming the first such
+    `conditions.customer_groups[i]`, as the gateway answers a group that is not there. Decided
+    under the groups' locks, which a retirement takes too, held until this write commits: of a
+    retirement and this write at once, the one second sees the other."""
+    if not groups:
+        return
+    await uow.retired_groups.lock(set(groups))
+    retired = await uow.retired_groups.retired(set(groups))
+    for index, group_id in enumerate(groups):
+        if group_id in retired:
+            raise NotFound("customer group", group_id, [f"conditions.customer_groups[{index}]"])
+
+
+async def retire_group(uow: PromotionUnitOfWork, group_id: str, retirement_id: str) -> list[str]:
+    """The customer group is retired for its deletion under `retirement_id`, unless a
+    promotion not ended (active or paused) names it: then their ids, and nothing is written.
+    Ended promotions keep naming it as they ran. The promotions are read under the group's
+    lock, after any write naming it that took the lock first has committed."""
+    raise_if(
+        require(bool(group_id), "group_id", "required")
+        + require(bool(retirement_id), "request_id", "required: it keys the retirement")
+    )
+    await uow.retired_groups.lock({group_id})
+    naming = [p.id for p in await uow.promotions.live()
+              if group_id in p.offer.conditions.customer_groups]  # fmt: skip
+    if not naming:
+        await uow.retired_groups.retire(group_id, retirement_id)
+    return naming
+
+
+async def reinstate_group(uow: PromotionUnitOfWork, group_id: str, retirement_id: str) -> None:
+    """Undoes that one retirement: the group's deletion was refused after all. Another
+    retirement of it still stands (a deletion of it that went on)."""
+    await uow.retired_groups.lock({group_id})
+    await uow.retired_groups.reinstate(group_id, retirement_id)
 
 
 async def change_status(

@@ -769,6 +769,94 @@ class DeletePromotionResponse(_message.Message):
 Global___DeletePromotionResponse: _TypeAlias = DeletePromotionResponse  # noqa: Y015
 
 @_typing.final
+class RetireCustomerGroupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Also the retirement's key, for ReinstateCustomerGroup."""
+    group_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireCustomerGroupRequest: _TypeAlias = RetireCustomerGroupRequest  # noqa: Y015
+
+@_typing.final
+class RetireCustomerGroupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMOTION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def promotion_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Empty: the group is retired. Otherwise the promotions, active or paused, naming it (in id
+        order), and nothing was written.
+        """
+
+    def __init__(
+        self,
+        *,
+        promotion_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["promotion_ids", b"promotion_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetireCustomerGroupResponse: _TypeAlias = RetireCustomerGroupResponse  # noqa: Y015
+
+@_typing.final
+class ReinstateCustomerGroupRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    GROUP_ID_FIELD_NUMBER: _builtins.int
+    RETIREMENT_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    group_id: _builtins.str
+    retirement_id: _builtins.str
+    """The request_id of the RetireCustomerGroup to undo."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        group_id: _builtins.str = ...,
+        retirement_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_id", b"group_id", "request_id", b"request_id", "retirement_id", b"retirement_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateCustomerGroupRequest: _TypeAlias = ReinstateCustomerGroupRequest  # noqa: Y015
+
+@_typing.final
+class ReinstateCustomerGroupResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReinstateCustomerGroupResponse: _TypeAlias = ReinstateCustomerGroupResponse  # noqa: Y015
+
+@_typing.final
 class Coupon(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -80,6 +80,16 @@ class PromotionServiceStub:
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.SerializeToString,
                 response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.FromString,
                 _registered_method=True)
+        self.RetireCustomerGroup = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/RetireCustomerGroup',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupResponse.FromString,
+                _registered_method=True)
+        self.ReinstateCustomerGroup = channel.unary_unary(
+                '/pos.promotion.v1.PromotionService/ReinstateCustomerGroup',
+                request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupRequest.SerializeToString,
+                response_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupResponse.FromString,
+                _registered_method=True)
         self.CreateCoupons = channel.unary_unary(
                 '/pos.promotion.v1.PromotionService/CreateCoupons',
                 request_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.CreateCouponsRequest.SerializeToString,
@@ -175,6 +185,27 @@ class PromotionServiceServicer:
 
     def DeletePromotion(self, request, context):
         """Only a promotion never used (no coupon of it ever reserved); otherwise end it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetireCustomerGroup(self, request, context):
+        """A customer group about to be deleted (the customer service's DeleteGroup follows): while
+        a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
+        is written and their ids are answered; otherwise the retirement is recorded under the
+        request_id, and from then on a promotion created or changed to name the group is
+        NOT_FOUND naming conditions.customer_groups[i]. Both decided under one lock per group, in
+        this service's own transaction: of a retirement and a promotion naming the group at once,
+        whichever comes second sees the first. Idempotent per request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReinstateCustomerGroup(self, request, context):
+        """Undoes the retirement recorded under retirement_id (the group's deletion was refused
+        after all); the group stays retired while another retirement of it stands. Idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,6 +312,16 @@ def add_PromotionServiceServicer_to_server(servicer, server):
                     servicer.DeletePromotion,
                     request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.FromString,
                     response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.SerializeToString,
+            ),
+            'RetireCustomerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetireCustomerGroup,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupResponse.SerializeToString,
+            ),
+            'ReinstateCustomerGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReinstateCustomerGroup,
+                    request_deserializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupRequest.FromString,
+                    response_serializer=pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupResponse.SerializeToString,
             ),
             'CreateCoupons': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCoupons,
@@ -562,6 +603,60 @@ class PromotionService:
             '/pos.promotion.v1.PromotionService/DeletePromotion',
             pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionRequest.SerializeToString,
             pos_dot_promotion_dot_v1_dot_promotion__pb2.DeletePromotionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetireCustomerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/RetireCustomerGroup',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.RetireCustomerGroupResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReinstateCustomerGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.promotion.v1.PromotionService/ReinstateCustomerGroup',
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupRequest.SerializeToString,
+            pos_dot_promotion_dot_v1_dot_promotion__pb2.ReinstateCustomerGroupResponse.FromString,
             options,
             channel_credentials,
             insecure,

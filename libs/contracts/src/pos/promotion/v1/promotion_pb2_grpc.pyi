@@ -47,6 +47,19 @@ class PromotionServiceStub:
     """Final: an ended promotion never applies again."""
     DeletePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]
     """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    RetireCustomerGroup: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.RetireCustomerGroupRequest, _promotion_pb2.RetireCustomerGroupResponse]
+    """A customer group about to be deleted (the customer service's DeleteGroup follows): while
+    a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
+    is written and their ids are answered; otherwise the retirement is recorded under the
+    request_id, and from then on a promotion created or changed to name the group is
+    NOT_FOUND naming conditions.customer_groups[i]. Both decided under one lock per group, in
+    this service's own transaction: of a retirement and a promotion naming the group at once,
+    whichever comes second sees the first. Idempotent per request_id.
+    """
+    ReinstateCustomerGroup: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ReinstateCustomerGroupRequest, _promotion_pb2.ReinstateCustomerGroupResponse]
+    """Undoes the retirement recorded under retirement_id (the group's deletion was refused
+    after all); the group stays retired while another retirement of it stands. Idempotent.
+    """
     CreateCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]
     """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
     ListCoupons: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]
@@ -89,6 +102,19 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     """Final: an ended promotion never applies again."""
     DeletePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]  # type: ignore[assignment]
     """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    RetireCustomerGroup: _aio.UnaryUnaryMultiCallable[_promotion_pb2.RetireCustomerGroupRequest, _promotion_pb2.RetireCustomerGroupResponse]  # type: ignore[assignment]
+    """A customer group about to be deleted (the customer service's DeleteGroup follows): while
+    a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
+    is written and their ids are answered; otherwise the retirement is recorded under the
+    request_id, and from then on a promotion created or changed to name the group is
+    NOT_FOUND naming conditions.customer_groups[i]. Both decided under one lock per group, in
+    this service's own transaction: of a retirement and a promotion naming the group at once,
+    whichever comes second sees the first. Idempotent per request_id.
+    """
+    ReinstateCustomerGroup: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ReinstateCustomerGroupRequest, _promotion_pb2.ReinstateCustomerGroupResponse]  # type: ignore[assignment]
+    """Undoes the retirement recorded under retirement_id (the group's deletion was refused
+    after all); the group stays retired while another retirement of it stands. Idempotent.
+    """
     CreateCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.CreateCouponsRequest, _promotion_pb2.CreateCouponsResponse]  # type: ignore[assignment]
     """Coupon codes for a promotion: given, or generated in a batch. Codes are shown only here."""
     ListCoupons: _aio.UnaryUnaryMultiCallable[_promotion_pb2.ListCouponsRequest, _promotion_pb2.ListCouponsResponse]  # type: ignore[assignment]
@@ -182,6 +208,31 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_promotion_pb2.DeletePromotionResponse, _abc.Awaitable[_promotion_pb2.DeletePromotionResponse]]:
         """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+
+    @_abc_1.abstractmethod
+    def RetireCustomerGroup(
+        self,
+        request: _promotion_pb2.RetireCustomerGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.RetireCustomerGroupResponse, _abc.Awaitable[_promotion_pb2.RetireCustomerGroupResponse]]:
+        """A customer group about to be deleted (the customer service's DeleteGroup follows): while
+        a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
+        is written and their ids are answered; otherwise the retirement is recorded under the
+        request_id, and from then on a promotion created or changed to name the group is
+        NOT_FOUND naming conditions.customer_groups[i]. Both decided under one lock per group, in
+        this service's own transaction: of a retirement and a promotion naming the group at once,
+        whichever comes second sees the first. Idempotent per request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def ReinstateCustomerGroup(
+        self,
+        request: _promotion_pb2.ReinstateCustomerGroupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_promotion_pb2.ReinstateCustomerGroupResponse, _abc.Awaitable[_promotion_pb2.ReinstateCustomerGroupResponse]]:
+        """Undoes the retirement recorded under retirement_id (the group's deletion was refused
+        after all); the group stays retired while another retirement of it stands. Idempotent.
+        """
 
     @_abc_1.abstractmethod
     def CreateCoupons(
