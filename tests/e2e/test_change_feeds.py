@@ -296,3 +296,39 @@ def test_roles_take_updated_since(platform: Running) -> None:
 
         # The built-in roles never change: the feed has the merchant's own only.
         _check_feed(http, "/v1/roles", made, change)
+
+
+def _tombstone(http: httpx.Client, path: str, since: str, item_id: str) -> dict[str, Any]:
+    """The item of the feed from `since` that is `item_id`, once the feed shows it."""
+
+    def read() -> list[dict[str, Any]]:
+        answer = http.get(path, params={"updated_since": since, "limit": 200})
+        assert answer.status_code == 200, answer.text
+        return [x for x in answer.json()["data"] if x["id"] == item_id]
+
+    found: list[dict[str, Any]] = polled(read)
+    return found[0]
+
+
+def test_a_deleted_customer_group_is_a_tombstone_in_the_feed_only(platform: Running) -> None:
+    """A group deleted shows in the `updated_since` feed at the time of its deletion, as a
+    tombstone (`status: deleted`, a new `version`, no members), so a poller learns it is gone;
+    the list without `updated_since`, and a read of it, know only the groups there."""
+    with platform.new_merchant("Deleted group feed") as http:
+        kept = _post(http, "/v1/customer-groups", {"name": "Kept"})
+        gone = _post(http, "/v1/customer-groups", {"name": "Gone"})
+        assert (kept["status"], gone["status"]) == ("active", "active")
+        deleted = http.delete(f"/v1/customer-groups/{gone['id']}")
+        assert deleted.status_code == 200, deleted.text
+
+        entry = _tombstone(http, "/v1/customer-groups", gone["updated_at"], gone["id"])
+        assert (entry["status"], entry["version"], entry["member_count"]) == (
+            "deleted", gone["version"] + 1, 0
+        ), entry  # fmt: skip
+        assert entry["updated_at"] > gone["updated_at"]
+        listed = http.get("/v1/customer-groups").json()["data"]
+        assert [(g["id"], g["status"]) for g in listed] == [(kept["id"], "active")]
+        assert http.get(f"/v1/customer-groups/{gone['id']}").status_code == 404
+        # Its name is free again, as it was when a deleted group left no row.
+        again = _post(http, "/v1/customer-groups", {"name": "Gone"})
+        assert again["id"] != gone["id"]

@@ -202,6 +202,7 @@ GROUP = {
     "created_at": CREATED,
     "version": 1,
     "updated_at": CREATED,
+    "status": "active",
 }
 POINTS_ENTRY = {
     "id": "pte_01j9x6r4c5d6e7f8g9h0j1k2mp",

@@ -131,9 +131,11 @@ def _etag(response: Response, group: customer_pb2.Group) -> Group:
 async def list_groups(
     svc: Svc, limit: Limit = 50, cursor: Cursor = None, updated_since: UpdatedSince = None
 ) -> GroupList:
-    """By id, or with `updated_since` the change feed (oldest change first: a group renamed
-    or described anew, a new `version`, moves to its end), polled again from the last
-    `updated_at` seen without missing one."""
+    """The groups there by id, or with `updated_since` the change feed (oldest change first:
+    a group renamed or described anew, a new `version`, moves to its end), polled again from
+    the last `updated_at` seen without missing one. The feed also holds the groups deleted
+    since, so a poller learns they are gone: each at the time of its deletion, as a tombstone
+    (`status: deleted`, a new `version`, `member_count` 0)."""
     ask = customer_pb2.ListGroupsRequest(page_size=limit, page_token=cursor or "")
     if updated_since is not None:
         ask.updated_since.CopyFrom(timestamp(updated_since))
@@ -196,8 +198,9 @@ async def delete_group(
     its `conditions.customer_groups`: a 409 `group_in_use` with their `promotion_ids` (change
     their conditions or end them first), since deleted under it such a promotion would read
     as active and price nobody's cart. Ended promotions do not count, and keep naming the
-    group as they ran. A promotion created or changed to name the group while it is being
-    deleted is refused as naming a group that is not there (404 naming
+    group as they ran. The group then shows in the list's `updated_since` feed as deleted
+    (`status: deleted`), and nowhere else. A promotion created or changed to name the group
+    while it is being deleted is refused as naming a group that is not there (404 naming
     `conditions.customer_groups[i]`): of the two at once, one is refused, never both
     applied. Answers the group as it was, with its `member_count` then. Send
     `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -110,6 +110,12 @@ class Group(Answer):
         None,
         description="The moment of its last change (made, or a new `version`): its place in "
         "the list's `updated_since` feed",
+    )
+    status: Literal["active", "deleted"] = Field(
+        "active",
+        description="active; in the list's `updated_since` feed also deleted: a group deleted "
+        "since, at the time of its deletion, with a new `version` and no members (a read of it "
+        "is a 404)",
     )
 
 

@@ -193,6 +193,7 @@ def group_to_proto(g: Any) -> customer_pb2.Group:
         description=g.description,
         member_count=g.member_count,
         version=g.version,
+        status=getattr(g, "status", "active"),
     )
     if g.created_at is not None:
         msg.created_at.FromDatetime(g.created_at)

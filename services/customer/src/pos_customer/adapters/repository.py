@@ -649,7 +649,9 @@ class SqlGroupRepository:
         self._conn = conn
         self._merchant = merchant_id
 
-    def _query(self) -> Any:
+    def _query(self, deleted_too: bool = False) -> Any:
+        """The groups there, with their member counts; `deleted_too`: and the tombstones of
+        those deleted (no members), which only the change feed shows."""
         count = (
             select(func.count())
             .where(
@@ -658,9 +660,10 @@ class SqlGroupRepository:
             )
             .scalar_subquery()
         )
-        return select(customer_groups, count.label("member_count")).where(
+        query = select(customer_groups, count.label("member_count")).where(
             customer_groups.c.merchant_id == self._merchant
         )
+        return query if deleted_too else query.where(customer_groups.c.deleted_at.is_(None))
 
     @asynccontextmanager
     async def _claiming_name(self) -> AsyncIterator[None]:
@@ -711,9 +714,10 @@ class SqlGroupRepository:
 
     async def list(self, page: PageRequest) -> Sequence[Row[Any]]:
         # With `updated_since` (in `page.since`): the kit's change feed, oldest change first,
-        # resumed from the (updated_at, id) cursor; otherwise by id.
+        # resumed from the (updated_at, id) cursor, deleted groups too; otherwise by id.
+        query = self._query(deleted_too=page.since is not None)
         return await list_page(
-            self._conn, self._query(), customer_groups.c.updated_at, customer_groups.c.id, page
+            self._conn, query, customer_groups.c.updated_at, customer_groups.c.id, page
         )
 
     async def change(self, group_id: str, name: str, description: str) -> None:
@@ -728,7 +732,7 @@ class SqlGroupRepository:
             )
 
     async def remove(self, group_id: str) -> Sequence[str]:
-        """The group deleted; the customers who were its members."""
+        """The group deleted (kept as a tombstone); the customers who were its members."""
         members = await self._conn.execute(
             delete(group_members)
             .where(
@@ -737,10 +741,13 @@ class SqlGroupRepository:
             .returning(group_members.c.customer_id)
         )
         gone = list(members.scalars())
+        # A tombstone for the change feed: a new version, so the trigger stamps its deletion.
         await self._conn.execute(
-            delete(customer_groups).where(
+            update(customer_groups)
+            .where(
                 customer_groups.c.merchant_id == self._merchant, customer_groups.c.id == group_id
             )
+            .values(deleted_at=func.now(), version=customer_groups.c.version + 1)
         )
         return gone
 

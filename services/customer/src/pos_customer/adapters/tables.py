@@ -107,9 +107,19 @@ customer_groups = Table(
     # The moment of its last change (made, or a new version), stamped by a trigger
     # (pos_kit/changes.py, migration 0014): its place in the `updated_since` feed.
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when it is deleted: kept as a tombstone (a new version, no members) for the
+    # `updated_since` feed; nothing else reads it (migration 0016).
+    Column("deleted_at", DateTime(timezone=True), nullable=True),
     PrimaryKeyConstraint("merchant_id", "id", name="customer_groups_pkey"),
-    # "VIP" beside "vip " would read as one group on every screen (migration 0013).
-    Index("customer_groups_name", "merchant_id", func.lower(func.btrim(text("name"))), unique=True),
+    # "VIP" beside "vip " would read as one group on every screen (migration 0013); a deleted
+    # group's name is free again (migration 0016).
+    Index(
+        "customer_groups_name",
+        "merchant_id",
+        func.lower(func.btrim(text("name"))),
+        unique=True,
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
     Index("customer_groups_by_change", "merchant_id", "updated_at", "id"),
 )
 

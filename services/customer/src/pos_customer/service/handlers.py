@@ -501,6 +501,8 @@ class Group:
     version: int
     # The moment of its last change (made, or a new version): its place in the change feed.
     updated_at: Any = None
+    # active, or deleted: a tombstone, which only the change feed shows.
+    status: str = "active"
 
 
 def _group(row: Any) -> Group:
@@ -512,6 +514,7 @@ def _group(row: Any) -> Group:
         row.created_at,
         row.version,
         row.updated_at,
+        "deleted" if row.deleted_at is not None else "active",
     )
 
 

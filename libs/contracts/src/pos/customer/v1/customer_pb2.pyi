@@ -870,12 +870,18 @@ class Group(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
     member_count: _builtins.int
     version: _builtins.int
     """Bumped by a change of its name or description (not by its members joining or leaving)."""
+    status: _builtins.str
+    """"active", or "deleted": only in the updated_since feed of ListGroups, where a group
+    deleted shows at the time of its deletion (a new version, no members), so a poller
+    learns it is gone. Nothing else answers a deleted group (NOT_FOUND).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -894,10 +900,11 @@ class Group(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        status: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "member_count", b"member_count", "name", b"name", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "member_count", b"member_count", "name", b"name", "status", b"status", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -998,9 +1005,9 @@ class ListGroupsRequest(_message.Message):
     page_token: _builtins.str
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
-        """The change feed: groups changed (made, or a new version) at or after this moment, oldest
-        change first, resumed from the page token; a partner polls again with the last
-        updated_at it saw and misses nothing.
+        """The change feed: groups changed (made, a new version, or deleted: status "deleted") at or
+        after this moment, oldest change first, resumed from the page token; a partner polls
+        again with the last updated_at it saw and misses nothing. Without it, the groups there.
         """
 
     def __init__(

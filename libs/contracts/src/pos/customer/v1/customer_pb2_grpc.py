@@ -286,7 +286,8 @@ class CustomerServiceServicer:
 
     def DeleteGroup(self, request, context):
         """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
-        as RemoveGroupMembers gives them. Answers the group as it was.
+        as RemoveGroupMembers gives them. Answers the group as it was. The group is kept as a
+        tombstone (a new version, status "deleted") for the updated_since feed of ListGroups.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

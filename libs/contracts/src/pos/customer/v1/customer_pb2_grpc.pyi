@@ -65,7 +65,8 @@ class CustomerServiceStub:
     """
     DeleteGroup: _grpc.UnaryUnaryMultiCallable[_customer_pb2.DeleteGroupRequest, _customer_pb2.DeleteGroupResponse]
     """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
-    as RemoveGroupMembers gives them. Answers the group as it was.
+    as RemoveGroupMembers gives them. Answers the group as it was. The group is kept as a
+    tombstone (a new version, status "deleted") for the updated_since feed of ListGroups.
     """
     ListCustomerOrders: _grpc.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]
     """Purchase history, from order events (no call to the order service)."""
@@ -121,7 +122,8 @@ class CustomerServiceAsyncStub(CustomerServiceStub):
     """
     DeleteGroup: _aio.UnaryUnaryMultiCallable[_customer_pb2.DeleteGroupRequest, _customer_pb2.DeleteGroupResponse]  # type: ignore[assignment]
     """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
-    as RemoveGroupMembers gives them. Answers the group as it was.
+    as RemoveGroupMembers gives them. Answers the group as it was. The group is kept as a
+    tombstone (a new version, status "deleted") for the updated_since feed of ListGroups.
     """
     ListCustomerOrders: _aio.UnaryUnaryMultiCallable[_customer_pb2.ListCustomerOrdersRequest, _customer_pb2.ListCustomerOrdersResponse]  # type: ignore[assignment]
     """Purchase history, from order events (no call to the order service)."""
@@ -276,7 +278,8 @@ class CustomerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_customer_pb2.DeleteGroupResponse, _abc.Awaitable[_customer_pb2.DeleteGroupResponse]]:
         """The group is gone and its members leave it: each gets a new version and CustomerUpdated,
-        as RemoveGroupMembers gives them. Answers the group as it was.
+        as RemoveGroupMembers gives them. Answers the group as it was. The group is kept as a
+        tombstone (a new version, status "deleted") for the updated_since feed of ListGroups.
         """
 
     @_abc_1.abstractmethod
