@@ -307,6 +307,7 @@ def _tombstone(http: httpx.Client, path: str, since: str, item_id: str) -> dict[
         return [x for x in answer.json()["data"] if x["id"] == item_id]
 
     found: list[dict[str, Any]] = polled(read)
+    assert found, f"{item_id} is not in the feed of {path} from {since}"
     return found[0]
 
 
@@ -332,3 +333,24 @@ def test_a_deleted_customer_group_is_a_tombstone_in_the_feed_only(platform: Runn
         # Its name is free again, as it was when a deleted group left no row.
         again = _post(http, "/v1/customer-groups", {"name": "Gone"})
         assert again["id"] != gone["id"]
+
+
+def test_a_deleted_promotion_is_a_tombstone_in_the_feed_only(platform: Running) -> None:
+    """A promotion deleted shows in the `updated_since` feed of GET /v1/promotions at the time
+    of its deletion (`status: deleted`, a new `version`), so a poller learns it is gone; the
+    list without `updated_since`, narrowed by a status, and a read of it know only the
+    promotions there."""
+    with platform.new_merchant("Deleted promotion feed") as http:
+        kept = _post(http, "/v1/promotions", {"name": "Kept", "percent_off_bps": 100})
+        gone = _post(http, "/v1/promotions", {"name": "Gone", "percent_off_bps": 200})
+        deleted = http.delete(f"/v1/promotions/{gone['id']}")
+        assert deleted.status_code == 200, deleted.text
+
+        entry = _tombstone(http, "/v1/promotions", gone["updated_at"], gone["id"])
+        assert (entry["status"], entry["version"]) == ("deleted", gone["version"] + 1), entry
+        assert entry["updated_at"] > gone["updated_at"]
+        assert _feed(http, "/v1/promotions", kept["updated_at"], status="active") == [kept["id"]]
+        listed = http.get("/v1/promotions").json()["data"]
+        assert [(p["id"], p["status"]) for p in listed] == [(kept["id"], "active")]
+        assert http.get(f"/v1/promotions/{gone['id']}").status_code == 404
+        assert http.delete(f"/v1/promotions/{gone['id']}").status_code == 404

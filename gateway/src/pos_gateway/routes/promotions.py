@@ -401,14 +401,17 @@ async def list_promotions(
     cursor: Cursor = None,
     updated_since: UpdatedSince = None,
 ) -> PromotionList:
-    """By id, or with `updated_since` the change feed (oldest change first). `status`
-    narrows either to the promotions in that status, `schedule_state` to those whose window
-    has not opened (`scheduled`), is open or absent (`running`) or has closed (`finished`)
-    now; both together: both hold (`status=active&schedule_state=running`: what may apply
-    now). `schedule_state` does not go with `updated_since` (a 400 naming `schedule_state`):
-    a window opens or closes with no change to the promotion, so a feed narrowed by it would
-    miss one that began running since the last read. A cursor is good only with the filters it
-    was given for (another is a 400 naming `cursor`)."""
+    """The promotions there by id, or with `updated_since` the change feed (oldest change
+    first), which also holds the promotions deleted since, so a poller learns they are gone:
+    each at the time of its deletion, as it was but for `status: deleted` and a new `version`.
+    `status` narrows either to the promotions in that status (a deleted one is in none),
+    `schedule_state` to those whose window has not opened (`scheduled`), is open or absent
+    (`running`) or has closed (`finished`) now; both together: both hold
+    (`status=active&schedule_state=running`: what may apply now). `schedule_state` does not go
+    with `updated_since` (a 400 naming `schedule_state`): a window opens or closes with no
+    change to the promotion, so a feed narrowed by it would miss one that began running since
+    the last read. A cursor is good only with the filters it was given for (another is a 400
+    naming `cursor`)."""
     request = pb.ListPromotionsRequest(
         page_size=limit,
         page_token=cursor or "",
@@ -585,9 +588,11 @@ async def delete_promotion(
     promotion_id: PathId, svc: Svc, request: Request, if_match: IfMatch = None
 ) -> Promotion:
     """Only while no coupon of it was ever reserved (409 `promotion_used`): end it instead.
-    Answers the promotion as it was. Send `If-Match: "<version>"` to delete only the version
-    you saw: a stale one is a 412 `version_mismatch` with `current_version`, and the promotion
-    stays. In the audit log as `promotion.deleted` (its name and last version)."""
+    Answers the promotion as it was. Its coupons go; the promotion shows in the list's
+    `updated_since` feed as deleted (`status: deleted`), and nowhere else. Send
+    `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412
+    `version_mismatch` with `current_version`, and the promotion stays. In the audit log as
+    `promotion.deleted` (its name and last version)."""
     version = expected_version(if_match)
     found = await svc.promotion.GetPromotion(pb.GetPromotionRequest(id=promotion_id))
     async with guarded(request, "promotion.deleted") as done:

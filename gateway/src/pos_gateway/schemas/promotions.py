@@ -82,7 +82,11 @@ class Promotion(Answer):
     exclusive: bool
     stackable: bool
     requires_coupon: bool
-    status: Literal["active", "paused", "ended"]
+    status: Literal["active", "paused", "ended", "deleted"] = Field(
+        description="active, paused or ended; in the list's `updated_since` feed also deleted: a "
+        "promotion deleted since, at the time of its deletion, with a new `version` (a read of "
+        "it is a 404)"
+    )
     version: Version
     updated_at: Timestamp
     ended_at: Timestamp | None

@@ -41,6 +41,7 @@ STATUSES_PB = {
     Status.ACTIVE: pb.PROMOTION_STATUS_ACTIVE,
     Status.PAUSED: pb.PROMOTION_STATUS_PAUSED,
     Status.ENDED: pb.PROMOTION_STATUS_ENDED,
+    Status.DELETED: pb.PROMOTION_STATUS_DELETED,
 }
 # A list's status filter: unset is none, a number not in the enum is refused naming it.
 STATUSES = ProtoEnum(Status, pb.PromotionStatus)

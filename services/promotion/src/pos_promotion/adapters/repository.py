@@ -122,7 +122,9 @@ class SqlPromotionRepository:
         promotion.created_at, promotion.updated_at = row.created_at, row.updated_at
 
     async def get(self, promotion_id: str, lock: bool = False) -> Promotion | None:
-        query = _select(self._merchant).where(promotions.c.id == promotion_id)
+        query = _select(self._merchant).where(
+            promotions.c.id == promotion_id, promotions.c.status != Status.DELETED.value
+        )
         if lock:
             query = query.with_for_update()
         row = (await self._conn.execute(query)).first()
@@ -148,16 +150,17 @@ class SqlPromotionRepository:
         return True
 
     async def remove(self, promotion_id: str) -> None:
-        """The promotion and its coupons (never reserved, or it would be `used`)."""
+        """Its coupons (never reserved, or it would be `used`) go; the promotion stays as a
+        tombstone for the change feed: deleted, at a new version (the trigger stamps it)."""
         await self._conn.execute(
             delete(coupons).where(
                 coupons.c.merchant_id == self._merchant, coupons.c.promotion_id == promotion_id
             )
         )
         await self._conn.execute(
-            delete(promotions).where(
-                promotions.c.merchant_id == self._merchant, promotions.c.id == promotion_id
-            )
+            update(promotions)
+            .where(promotions.c.merchant_id == self._merchant, promotions.c.id == promotion_id)
+            .values(status=Status.DELETED.value, active=False, version=promotions.c.version + 1)
         )
 
     async def active(self) -> list[Promotion]:
@@ -168,7 +171,8 @@ class SqlPromotionRepository:
 
     async def live(self) -> list[Promotion]:
         """Every promotion not ended (active or paused), whatever its window."""
-        query = _select(self._merchant).where(promotions.c.status != Status.ENDED.value)
+        live = (Status.ACTIVE.value, Status.PAUSED.value)
+        query = _select(self._merchant).where(promotions.c.status.in_(live))
         return [_promotion(r) for r in (await self._conn.execute(query.order_by(promotions.c.id)))]
 
     async def list(
@@ -181,6 +185,9 @@ class SqlPromotionRepository:
         query = _select(self._merchant)
         if status is not None:
             query = query.where(promotions.c.status == status.value)
+        elif page.since is None:
+            # A deleted one is a tombstone of the change feed only.
+            query = query.where(promotions.c.status != Status.DELETED.value)
         if schedule is not None:
             query = query.where(_in_schedule(schedule, at or datetime.now(UTC)))
         rows = await list_page(self._conn, query, promotions.c.updated_at, promotions.c.id, page)

@@ -53,6 +53,8 @@ class Status(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     ENDED = "ended"
+    # Deleted (never used): a tombstone only the change feed shows; nothing reads it otherwise.
+    DELETED = "deleted"
 
 
 class Schedule(StrEnum):

@@ -111,7 +111,8 @@ class PromotionApi(Servicer[PromotionUow], promotion_pb2_grpc.PromotionServiceSe
         # The clock moves a promotion into a schedule state with no new `updated_at`: the
         # change feed narrowed by one would miss a window that opened since the last read.
         raise_if(
-            require(
+            require(status is not Status.DELETED, "status", "active, paused or ended")
+            + require(
                 schedule is None or not request.HasField("updated_since"),
                 "schedule_state",
                 "not with updated_since: a window opens or closes with no change to the "

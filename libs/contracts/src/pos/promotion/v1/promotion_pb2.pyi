@@ -75,6 +75,11 @@ class _PromotionStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Promo
     PROMOTION_STATUS_ACTIVE: _PromotionStatus.ValueType  # 1
     PROMOTION_STATUS_PAUSED: _PromotionStatus.ValueType  # 2
     PROMOTION_STATUS_ENDED: _PromotionStatus.ValueType  # 3
+    PROMOTION_STATUS_DELETED: _PromotionStatus.ValueType  # 4
+    """Only in the updated_since feed of ListPromotions (not as a status filter): a promotion
+    deleted, at the time of its deletion and with a new version, so a poller learns it is
+    gone. Nothing else answers a deleted promotion (NOT_FOUND).
+    """
 
 class PromotionStatus(_PromotionStatus, metaclass=_PromotionStatusEnumTypeWrapper): ...
 
@@ -82,6 +87,11 @@ PROMOTION_STATUS_UNSPECIFIED: PromotionStatus.ValueType  # 0
 PROMOTION_STATUS_ACTIVE: PromotionStatus.ValueType  # 1
 PROMOTION_STATUS_PAUSED: PromotionStatus.ValueType  # 2
 PROMOTION_STATUS_ENDED: PromotionStatus.ValueType  # 3
+PROMOTION_STATUS_DELETED: PromotionStatus.ValueType  # 4
+"""Only in the updated_since feed of ListPromotions (not as a status filter): a promotion
+deleted, at the time of its deletion and with a new version, so a poller learns it is
+gone. Nothing else answers a deleted promotion (NOT_FOUND).
+"""
 Global___PromotionStatus: _TypeAlias = PromotionStatus  # noqa: Y015
 
 class _ScheduleState:
@@ -1342,8 +1352,8 @@ class ListPromotionsRequest(_message.Message):
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___PromotionStatus.ValueType
-    """Only promotions in this status (unset: every one); a value not in the enum is
-    INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
+    """Only promotions in this status (unset: every one); a value not in the enum, or deleted,
+    is INVALID_ARGUMENT naming status. A page token is good for the status it was given with.
     """
     schedule_state: Global___ScheduleState.ValueType
     """Only promotions whose window is in this state now (unset: every one); with status, both
@@ -1351,7 +1361,10 @@ class ListPromotionsRequest(_message.Message):
     """
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
-        """A change feed: promotions changed at or after this instant, oldest change first."""
+        """A change feed: promotions changed at or after this instant, oldest change first, the
+        promotions deleted since among them (status deleted) unless status narrows it. Without it,
+        the promotions there, by id.
+        """
 
     def __init__(
         self,

@@ -184,7 +184,9 @@ class PromotionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeletePromotion(self, request, context):
-        """Only a promotion never used (no coupon of it ever reserved); otherwise end it.
+        """Only a promotion never used (no coupon of it ever reserved); otherwise end it. Its coupons
+        go; the promotion is kept as a tombstone (status deleted, a new version) for the
+        updated_since feed of ListPromotions, and is NOT_FOUND to everything else.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -46,7 +46,10 @@ class PromotionServiceStub:
     EndPromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.EndPromotionRequest, _promotion_pb2.EndPromotionResponse]
     """Final: an ended promotion never applies again."""
     DeletePromotion: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]
-    """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    """Only a promotion never used (no coupon of it ever reserved); otherwise end it. Its coupons
+    go; the promotion is kept as a tombstone (status deleted, a new version) for the
+    updated_since feed of ListPromotions, and is NOT_FOUND to everything else.
+    """
     RetireCustomerGroup: _grpc.UnaryUnaryMultiCallable[_promotion_pb2.RetireCustomerGroupRequest, _promotion_pb2.RetireCustomerGroupResponse]
     """A customer group about to be deleted (the customer service's DeleteGroup follows): while
     a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
@@ -101,7 +104,10 @@ class PromotionServiceAsyncStub(PromotionServiceStub):
     EndPromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.EndPromotionRequest, _promotion_pb2.EndPromotionResponse]  # type: ignore[assignment]
     """Final: an ended promotion never applies again."""
     DeletePromotion: _aio.UnaryUnaryMultiCallable[_promotion_pb2.DeletePromotionRequest, _promotion_pb2.DeletePromotionResponse]  # type: ignore[assignment]
-    """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+    """Only a promotion never used (no coupon of it ever reserved); otherwise end it. Its coupons
+    go; the promotion is kept as a tombstone (status deleted, a new version) for the
+    updated_since feed of ListPromotions, and is NOT_FOUND to everything else.
+    """
     RetireCustomerGroup: _aio.UnaryUnaryMultiCallable[_promotion_pb2.RetireCustomerGroupRequest, _promotion_pb2.RetireCustomerGroupResponse]  # type: ignore[assignment]
     """A customer group about to be deleted (the customer service's DeleteGroup follows): while
     a promotion not ended (active or paused) names it in conditions.customer_groups, nothing
@@ -207,7 +213,10 @@ class PromotionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _promotion_pb2.DeletePromotionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_promotion_pb2.DeletePromotionResponse, _abc.Awaitable[_promotion_pb2.DeletePromotionResponse]]:
-        """Only a promotion never used (no coupon of it ever reserved); otherwise end it."""
+        """Only a promotion never used (no coupon of it ever reserved); otherwise end it. Its coupons
+        go; the promotion is kept as a tombstone (status deleted, a new version) for the
+        updated_since feed of ListPromotions, and is NOT_FOUND to everything else.
+        """
 
     @_abc_1.abstractmethod
     def RetireCustomerGroup(
