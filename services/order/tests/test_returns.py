@@ -28,7 +28,7 @@ from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import events_pb2 as payment_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process, until
+from pos_devstack.testing import Infra, polled, serve_in_process, until
 from pos_kit.db import make_engine
 from pos_kit.errors import Conflict
 from pos_kit.grpc_client import read_error
@@ -365,6 +365,62 @@ async def test_a_list_of_returns_checks_its_filters(shop: Shop) -> None:
             order_pb2.ListReturnsRequest(order_id=order.id), metadata=OTHER, timeout=5
         )
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_units_restocked_at_the_orders_closed_store_are_refused_by_the_service(
+    shop: Shop,
+) -> None:
+    """Asked of the order service itself (no gateway in front): units restocked naming no
+    store of their own go back to the order's store, and one the merchant closed receives
+    none, as a store named on the line does not. A `location_inactive` conflict naming each
+    such line's `location_id` (with the store's id), before anything is returned, refunded or
+    restocked; units not restocked, or restocked at an open store, go back."""
+    closing = await _location(shop.catalog, "Closing St", 0)
+    made = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=closing,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=3)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    card = payment_pb2.TENDER_TYPE_CARD
+    await shop.tender(made.order.id, tender_type=card, card_token="tok_visa")
+    order = await shop.confirm(made.order.id)
+    await shop.catalog.UpdateLocation(
+        inventory_pb2.UpdateLocationRequest(
+            request_id=str(uuid.uuid4()),
+            id=closing,
+            status=inventory_pb2.LOCATION_STATUS_INACTIVE,
+            update_mask=field_mask_pb2.FieldMask(paths=["status"]),
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    # The sale's units leave the store's stock when inventory hears of it.
+    on_hand = await polled(lambda: shop.on_hand(closing), lambda n: n == -3)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateReturn(shop.ask(order.id, ("L1", 1)), metadata=MERCHANT, timeout=20)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = read_error(err.value)
+    assert problem.reason == "location_inactive"
+    assert [f.field for f in problem.violations] == ["lines[0].location_id"]
+    assert problem.metadata["location_id"] == closing
+    assert await shop.returns_of(order.id) == []
+    assert [r for _, r in (await shop.refunded(order.id)).values()] == [0]
+    assert await shop.on_hand(closing) == on_hand
+
+    kept = shop.ask(order.id, ("L1", 1))
+    kept.lines[0].restock = False
+    await shop.orders.CreateReturn(kept, metadata=MERCHANT, timeout=20)
+    await shop.orders.CreateReturn(
+        shop.ask(order.id, ("L1", 1), at=shop.outlet), metadata=MERCHANT, timeout=20
+    )
+    assert len(await shop.returns_of(order.id)) == 2
+    assert await shop.on_hand(closing) == on_hand
 
 
 async def test_fifty_concurrent_returns_of_one_line_refund_at_most_what_it_paid(

@@ -284,6 +284,18 @@ def cash_payments(order: Order) -> set[str]:
     return {t.payment_id for t in order.saga.tenders if t.tender is Tender.CASH and t.payment_id}
 
 
+def restocked_at_the_orders_store(order: Order, lines: list[ReturnLineRequest]) -> list[str]:
+    """The fields of the asked lines whose units go back to the order's own store: restocked,
+    naming no store of their own (`lines[i].location_id`, the field that would send them to
+    another). Lines that are not the order's, or are its gift cards (never restocked), are
+    left to the plan's own rules; an order of no store has none."""
+    if not order.location_id:
+        return []
+    stocked = {ln.id for ln in order.lines if not ln.gift_card}
+    return [f"lines[{i}].location_id" for i, ln in enumerate(lines)
+            if ln.restock and not ln.location_id and ln.line_id in stocked]  # fmt: skip
+
+
 def refuse_cash_without_drawer(
     ret: Return,
     req: ReturnRequest,

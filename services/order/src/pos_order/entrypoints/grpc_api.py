@@ -613,6 +613,11 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         )
         await self._stores_taking_back(req.lines)
         await steps.balances()
+        if steps.restocked_at_order_store:
+            # Units naming no store go back to the order's: a closed one receives none, as a
+            # store named on the line does not (whoever calls, the gateway or not).
+            store = await self.ports.catalog.location(steps.order_store)  # type: ignore[attr-defined]
+            _takes_back(store, steps.restocked_at_order_store)
         return await once_across_calls(
             self.bound_uow,
             "CreateReturn",

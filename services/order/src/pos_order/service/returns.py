@@ -67,6 +67,7 @@ from pos_order.domain.returns import (
     plan_return,
     refunded,
     refuse_cash_without_drawer,
+    restocked_at_the_orders_store,
     settle,
     settleable,
     split_for_credit,
@@ -246,6 +247,10 @@ class CreateReturn(Generic[R]):
         # The shift open at the asking register, read before the claim when the order took
         # cash or was paid by an exchange credit (see `refuse_cash_without_drawer`).
         self.shift_id = ""
+        # The order's store and the fields of the lines restocked there (naming no store of
+        # their own), read before the claim: the caller refuses a closed one (see `balances`).
+        self.order_store = ""
+        self.restocked_at_order_store: list[str] = []
         self.ports = ports
         self.new_uow = new_uow
         self.policy = policy
@@ -260,6 +265,8 @@ class CreateReturn(Generic[R]):
             self.holds = await refunds_settled(uow, self.req.order_id)
         if order is None:
             return  # the claim's read answers the 404
+        self.order_store = order.location_id
+        self.restocked_at_order_store = restocked_at_the_orders_store(order, self.req.lines)
         self.gift_card_balances = await gift_card_balances(
             self.ports, order, {ln.line_id for ln in self.req.lines}
         )
