@@ -183,6 +183,30 @@ async def test_a_shift_counts_its_registers_cash_and_closes_over_or_short(runnin
     assert {"pos.payment.v1.ShiftOpened", "pos.payment.v1.ShiftClosed"} <= set(types)
 
 
+async def test_closing_a_closed_shift_is_shift_closed_whatever_currency_it_names(
+    running: Running,
+) -> None:
+    """The state conflict comes first: a closed shift closed again naming another currency
+    than its own is a `shift_closed` (409 at the gateway), not a 400 on the currency a close
+    could never take anyway; its count stays as it was closed."""
+    r = running
+    till = new_id("reg")
+    shift = await open_shift(r, till, 1000)
+    await close(r, till, shift.id, 1000)
+    again = r.shifts.CloseShift(
+        S.CloseShiftRequest(
+            request_id=new_id("req"),
+            shift_id=shift.id,
+            counted_cash=money_pb2.Money(amount=5, currency="EUR"),
+        ),
+        metadata=at(till),
+        timeout=10,
+    )
+    assert await refused(again) == (grpc.StatusCode.FAILED_PRECONDITION, "shift_closed")
+    got = await r.shifts.GetShift(S.GetShiftRequest(id=shift.id), metadata=at(till), timeout=10)
+    assert (got.shift.counted_cash.amount, got.shift.over_short) == (1000, 0)
+
+
 async def test_bad_drawer_input_is_refused_and_writes_nothing(running: Running) -> None:
     r = running
     till = new_id("reg")

@@ -115,6 +115,9 @@ async def close_shift(
     # The row lock waits for every sale already attributed to the shift (at_register.py);
     # the totals are read after it, so they hold every one of them.
     shift = await shift_of(uow, shift_id, register_id, lock=True)
+    if shift.status is ShiftStatus.CLOSED:
+        # The state first: a closed shift takes no count, in its currency or another.
+        raise Conflict("the shift is already closed", "shift_closed")
     check_currency_of(shift, currency, "counted_cash")
     shift.close(counted, staff_id)
     await uow.shifts.save(shift)
