@@ -287,6 +287,43 @@ def test_an_inactive_location_pairs_and_renames_no_registers(platform: Running) 
         assert _ok(http.patch(path, json={"name": "Till 9"}))["name"] == "Till 9"
 
 
+def test_a_register_of_an_inactive_location_signs_no_one_in(platform: Running) -> None:
+    """A register paired before its store closed signs no member in there: a 409
+    `location_inactive` with the store's id, naming no field, before the PIN is checked (no
+    session starts, no wrong PIN counts); the member signed in before the close sells nothing
+    there (the sale's own 409). Reopened, the same register signs them in again."""
+    with platform.new_merchant(f"Closed sign-ins {uuid.uuid4().hex[:8]}") as http:
+        _ok(_post(http, "/v1/products", {"sku": "CL-PEN", "name": "Pen",
+            "price": {"amount": 300, "currency": "USD"}}), 201)  # fmt: skip
+        closing = _store(http, "Closing St", 41.90, {"CL-PEN": 5})
+        till = _ok(_post(http, "/v1/registers", {"location_id": closing, "name": "Till 1"}), 201)
+        code = _ok(_post(http, f"/v1/registers/{till['id']}/pairing-codes", {}), 201)["code"]
+        pair = platform.platform.gateway_url + "/v1/registers/pair"
+        credential = _ok(httpx.post(pair, json={"code": code}), 201)["credential"]
+        device = httpx.Client(base_url=platform.platform.gateway_url, timeout=15.0,
+                              headers={"Authorization": f"Bearer {credential}"})  # fmt: skip
+        member = {"name": "Drew", "role": "cashier", "location_ids": [closing], "pin": "2580"}
+        cashier = _ok(_post(http, "/v1/staff", member), 201)["id"]
+        _ok(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}), 201)
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        _conflicted(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}),
+                    closing)  # fmt: skip
+        _conflicted(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "1111"}),
+                    closing)  # fmt: skip
+        sale = {"location_id": closing, "lines": [{"sku": "CL-PEN", "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        _closed(_post(device, "/v1/checkouts", sale), "location_id")
+        assert _ok(http.get(f"/v1/staff/{cashier}"))["locked_until"] is None
+        actions = [e["action"] for e in _ok(http.get("/v1/audit-log",
+                   params={"staff_id": cashier, "limit": 200}))["data"]]  # fmt: skip
+        assert actions.count("staff.signed_in") == 1 and "staff.pin_failed" not in actions
+
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "active"}))
+        _ok(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}), 201)
+        _ok(_post(device, "/v1/checkouts", sale), 201)
+
+
 def test_an_inactive_location_gets_no_new_promotions(platform: Running) -> None:
     """An offer limited to a closed store could never apply: made or changed naming one, it
     is a 409 `location_inactive` naming `conditions.location_ids[i]`, and nothing is made or

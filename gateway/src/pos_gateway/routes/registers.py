@@ -448,7 +448,7 @@ AT_REGISTER = (404, *CREATE)
     **op("register:session", "Sign a staff member in at this register", AT_REGISTER,
          example=ex.REGISTER_SESSION, status=201),
 )  # fmt: skip
-async def sign_in(body: SignInIn, request: Request) -> RegisterSession:
+async def sign_in(body: SignInIn, request: Request, svc: Svc) -> RegisterSession:
     """With a paired register's own credential. Whoever was signed in at it is signed out;
     what the register does from now on is done by this member. A wrong PIN is a 403
     `pin_incorrect` (with `attempts_left`); after five in a row the member is locked for 15
@@ -456,8 +456,12 @@ async def sign_in(body: SignInIn, request: Request) -> RegisterSession:
     PINs at one register within 15 minutes, for any members, spend its budget: it signs no one
     in until they age out (403 `register_pin_budget_exhausted`). A member
     who does not work at the register's location is a 403 `staff_not_at_location`; one
-    deactivated a 409 `staff_deactivated` (another merchant's, or none, a 404)."""
+    deactivated a 409 `staff_deactivated` (another merchant's, or none, a 404). A register
+    of a location the merchant closed (`status: inactive`) signs no one in: a 409
+    `location_inactive` with its `location_id`, naming no field, before the PIN is checked
+    (as it is not paired there)."""
     principal = _at_register(request)
+    await open_location_of(svc, principal.location_id or "", "")
     state = request.app.state
     try:
         session = await staff.sign_in(
