@@ -1,7 +1,8 @@
 """What staff roles may do at a register.
 
 The built-in roles: a cashier sells and may give discounts up to 10 %; a manager and an admin
-may do everything. A merchant's own roles name their permissions. What a member may not do
+may do everything. `no_sale` opens the drawer outside a sale: a no-sale open, and a pay-out
+(cash taken out of it). A merchant's own roles name their permissions. What a member may not do
 alone succeeds with a manager's PIN given for that one action (an override, staff.py).
 """
 

@@ -181,7 +181,8 @@ async def record_drawer_movement(
     shift_id: PathId, body: MovementIn, request: Request, svc: Svc
 ) -> DrawerMovementMade:
     """Each with a reason, the member and the register. A no-sale open takes the `no_sale`
-    permission or a manager's override (403 `permission_required`) and moves no money; a
+    permission or a manager's override (403 `permission_required`) and moves no money; so
+    does a pay-out, cash taken out of the drawer outside a sale (a pay-in needs none); a
     pay-in or pay-out needs an amount in the shift's currency; a pay-out past the cash the
     drawer is expected to hold is a 409 `insufficient_cash_in_drawer` naming `amount.amount`
     (with `expected_cash`), and a pay-in that would take it past 10^12 minor units (the
@@ -203,7 +204,8 @@ async def record_drawer_movement(
     )
     if body.amount is not None:
         movement.amount.CopyFrom(body.amount.pb())
-    permission = "no_sale" if body.kind == "no_sale" else None
+    # Cash out of the drawer outside a sale opens it as a no-sale does: the same permission.
+    permission = "no_sale" if body.kind in ("no_sale", "pay_out") else None
     async with guarded(request, f"drawer.{body.kind}", permission) as done:
         answer = await svc.shifts.RecordDrawerMovement(movement)
         done.resource = ("shift", shift_id)
