@@ -70,6 +70,9 @@ def _signed_in(
     ) as till:
         signed = _post(till, "/v1/register-sessions", {"staff_id": staff_id, "pin": pin})
         assert signed.is_success, signed.text
+        # Cash goes in the drawer of the shift open there: one is opened, or is open already.
+        shift = _post(till, "/v1/shifts", {"opening_float": {"amount": 0, "currency": "USD"}})
+        assert shift.is_success or shift.json()["code"] == "shift_already_open", shift.text
         yield till
 
 

@@ -419,3 +419,77 @@ async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
             timeout=10,
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_cash_at_a_register_with_no_shift_open_is_refused_before_anything_is_saved(
+    stack: Stack,
+) -> None:
+    """Cash taken at a register goes in its drawer, which the shift open there counts: with
+    none open, a cash sale or a cash tender there is a `cash_needs_open_shift` conflict naming
+    `tender_type` (as a gift card sold for cash there is), and no order, payment or hold is
+    kept; the same request goes through once a shift is open, and counts in it. A card there
+    needs no shift (the payment is the register's, in no shift's drawer)."""
+    at_shut = (("x-merchant-id", MERCHANT_ID), ("x-register-id", "reg_shut"), ("x-staff-id", "s"))
+
+    async def refused(call: Awaitable[Any]) -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        problem = read_error(err.value)
+        assert problem.reason == "cash_needs_open_shift", problem
+        assert [f.field for f in problem.violations] == ["tender_type"]
+        assert problem.metadata["register_id"] == "reg_shut"
+
+    async def sold_there() -> list[order_pb2.Order]:
+        found = await stack.orders.ListOrders(
+            order_pb2.ListOrdersRequest(register_id="reg_shut"), metadata=MERCHANT, timeout=5
+        )
+        return list(found.orders)
+
+    request = cash_sale(stack, quantity=1)
+    await refused(stack.orders.Checkout(request, metadata=at_shut, timeout=10))
+    assert await sold_there() == []
+
+    card = cash_sale(stack, quantity=1)
+    card.tender_type, card.card_token = payment_pb2.TENDER_TYPE_CARD, "tok_visa"
+    card.ClearField("cash_tendered")
+    by_card = await stack.orders.Checkout(card, metadata=at_shut, timeout=10)
+    assert by_card.order.status == order_pb2.ORDER_STATUS_COMPLETED
+
+    made = await stack.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="register",
+            location_id=stack.location_id,
+            lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
+        ),
+        metadata=at_shut,
+        timeout=10,
+    )
+    cash = order_pb2.AddTenderRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=made.order.id,
+        tender_type=payment_pb2.TENDER_TYPE_CASH,
+        cash_tendered=usd(3000),
+    )
+    await refused(stack.orders.AddTender(cash, metadata=at_shut, timeout=10))
+    pending = await get_order(stack, made.order.id)
+    assert (list(pending.payment_ids), pending.paid.amount) == ([], 0)
+    assert payments_for(stack.payment_db, made.order.id) == 0
+
+    opened = await stack.shifts.OpenShift(
+        shifts_pb2.OpenShiftRequest(
+            request_id=str(uuid.uuid4()), location_id=stack.location_id, opening_float=usd(0)
+        ),
+        metadata=at_shut,
+        timeout=10,
+    )
+    sold = await stack.orders.Checkout(request, metadata=at_shut, timeout=10)
+    assert sold.order.status == order_pb2.ORDER_STATUS_COMPLETED
+    await stack.orders.AddTender(cash, metadata=at_shut, timeout=10)
+    shift = (
+        await stack.shifts.GetShift(
+            shifts_pb2.GetShiftRequest(id=opened.shift.id), metadata=at_shut, timeout=5
+        )
+    ).shift
+    assert shift.report.cash_sales == usd(5000)

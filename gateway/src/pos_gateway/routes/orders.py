@@ -364,6 +364,9 @@ async def checkout(body: CheckoutIn, request: Request, svc: Svc) -> Checkout:
     the location's currency; `card` needs a sandbox `card_token` (`tok_...`) and no
     `cash_tendered`; `cash` needs `cash_tendered`, in the order's currency and covering its
     total, and no `card_token`. A card number is refused in `card_token` whatever the tender.
+    Cash goes in the register's drawer: at a register with no shift open a `cash` sale is a
+    409 `cash_needs_open_shift` naming `tender_type`, before anything is saved or charged
+    (from the back office cash is taken as before; a card needs no shift).
     A line is a product (`sku`) or a gift card (`gift_card`, quantity 1): gift cards are
     activated once the sale is paid, and their codes are in `gift_cards` of this answer only
     (a replay has `gift_cards: null` and `secret_redacted: true`). A gift card line that could
@@ -925,7 +928,8 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     the tenders already cover it (`balance_covered`). A tender the payment service refuses (a
     400: a missing or unknown card token, say, or a gift card in another currency than the
     order's, `currency_mismatch` naming `gift_card_code`) takes nothing and holds up no other
-    tender. One
+    tender. A `cash` tender at a register with no shift open is a 409 `cash_needs_open_shift`
+    naming `tender_type`, and nothing is taken (the cash would count in no shift). One
     whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
     or refunded. A gift card's code spends the credential's code look-ups as
     `/v1/gift-cards/lookup` does (429 `code_lookups_limited`). To replace a tender before the

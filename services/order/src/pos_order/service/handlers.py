@@ -8,6 +8,7 @@ the order and its saga state are saved before any payment is taken.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -156,6 +157,46 @@ def at_register() -> tuple[str, str]:
     saga and every return reads, whoever drives it then (the resumer has no register)."""
     register = register_var.get() or ""
     return (register, staff_var.get() or "") if register else ("", "")
+
+
+# How long a cash sale at a register waits to learn whether a shift is open there.
+SHIFT_READ_SECONDS = 1.0
+
+
+async def drawer_open_for_cash(ports: CheckoutPorts, tender: object) -> None:
+    """Cash taken at a register goes in its drawer, which the shift open there counts: with
+    none open it would count in no shift (a gift card sold for cash there, or cash given
+    back, is refused the same way). A cash tender at a register with no shift open is a 409
+    `cash_needs_open_shift` naming `tender_type`, before anything is saved or charged. From
+    the back office (no register) cash is taken as before; cards need no shift. While the
+    payment service is away the shift cannot be read: the cash sale goes on, as one does then
+    (recorded later, in the shift open at the register when it is)."""
+    register_id, _ = at_register()
+    if tender is not Tender.CASH or not register_id:
+        return
+    try:
+        # A deadline of its own: a payment service that takes the call and never answers
+        # must leave the sale its own call's time (the till hears of it before the gateway's
+        # deadline), not spend it here.
+        shift = await asyncio.wait_for(
+            ports.payments.open_shift_at(register_id), SHIFT_READ_SECONDS
+        )
+    except TimeoutError:
+        return
+    except DomainError as exc:
+        if exc.kind is ErrorKind.UNAVAILABLE:
+            return
+        raise
+    if shift:
+        return
+    refused = Conflict(
+        f"cash goes in the drawer of register {register_id}, which has no shift open: open one "
+        "first, or take another tender",
+        "cash_needs_open_shift",
+        {"register_id": register_id},
+    )
+    refused.violations = [FieldViolation("tender_type", "cash needs a shift open at the register")]
+    raise refused
 
 
 @dataclass(frozen=True)
@@ -367,6 +408,8 @@ class Checkout(Generic[R]):
                 )
                 order = priced.order
                 validate_register_tender(cmd.tender, order.totals.total, cmd.cash_tendered)
+                if order.totals.total.amount > 0:
+                    await drawer_open_for_cash(ports, cmd.tender)
                 await check_gift_card_lines(ports, cmd.lines, order, started.settings.hold_seconds)
             order.saga.confirm_requested = True
             if order.totals.total.amount > 0:
@@ -1312,6 +1355,9 @@ class AddTender(Generic[R]):
         A confirmed order's tender is for what such a void left due."""
         async with self.new_uow().reading() as uow:
             order = await uow.orders.get(self.cmd.order_id)
+        if order is not None and order.tender_for(self.cmd.request_id) is None:
+            # A new tender (a retry of one taken is answered as it was).
+            await drawer_open_for_cash(self.ports, self.cmd.tender)
         if order is None or not order.payment_ids:
             return
         confirmed = order.status is OrderStatus.CONFIRMED
