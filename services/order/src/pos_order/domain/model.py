@@ -1421,6 +1421,18 @@ class Order:
                     )
                 )
 
+    def replan_refund(self, request_id: str, refundable: int) -> None:
+        """A planned refund the payment service refused for want of money left to refund (a
+        refund made outside the cancel gave it back meanwhile): nothing was written under its
+        id, so it is planned again at what the payment has left, never more than it was; with
+        nothing left it is dropped, and the fulfilment gets back what the payment still had."""
+        for r in self.saga.refunds:
+            if r.request_id == request_id and not r.done:
+                r.amount = min(r.amount, max(0, refundable))
+                if r.amount == 0:
+                    self.saga.refunds.remove(r)
+                return
+
     def still_to_capture(self) -> int:
         """What the live fulfilments (not ended, not being cancelled) have still to capture."""
         return sum(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -1284,12 +1285,10 @@ async def cancel_fulfillment(
         left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
         order, _ = await change(new_uow, order.id, lambda o: o.plan_refunds(fulfillment_id, left))
     refunded: list[str] = []
-    for r in order.saga.refunds:
-        if r.fulfillment_id != f.id or r.done:
-            continue
-        with giving_back_at(order, f.id):
-            await ports.payments.refund(r.request_id, r.payment_id, Money(r.amount, order.currency))
-        refunded.append(r.request_id)
+    for request_id in [r.request_id for r in order.saga.refunds if r.fulfillment_id == f.id]:
+        order, asked = await _refund_planned(new_uow, ports, order, f.id, request_id)
+        if asked:
+            refunded.append(request_id)
     if ports.stock is not None:
         if f.hold is HoldState.HELD:
             await _quietly(
@@ -1319,6 +1318,42 @@ async def cancel_fulfillment(
         # cancelled whole (what is left authorised voided, coupons and points given back).
         return await compensate(new_uow, ports, order, policy, refunded=compensated)
     return await void_the_rest(new_uow, ports, order)
+
+
+async def _refund_planned(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, fulfillment_id: str, request_id: str
+) -> tuple[Order, bool]:
+    """Ask a fulfilment cancel's planned refund (not done yet); True when it was asked and
+    made. Planned from what the payment had left when the cancel began, it may meet a refund
+    made outside the cancel since (through the refunds routes): the payment service refuses
+    it (409 `amount_exceeds_refundable`, with what is `refundable`) and writes nothing under
+    its id, so it is planned again at what is left and asked again; nothing left, it is
+    dropped. Refused for good, the cancel never ended: the fulfilment stayed `cancelling`,
+    neither fulfilled nor cancelled, and the order with it."""
+    for attempt in range(REPLANS):
+        r = next((x for x in order.saga.refunds if x.request_id == request_id), None)
+        if r is None or r.done:
+            return order, False
+        try:
+            with giving_back_at(order, fulfillment_id):
+                await ports.payments.refund(
+                    r.request_id, r.payment_id, Money(r.amount, order.currency)
+                )
+            return order, True
+        except DomainError as exc:
+            left = exc.metadata.get("refundable", "")
+            if exc.code != "amount_exceeds_refundable" or not left.isdigit():
+                raise
+            if attempt == REPLANS - 1:
+                raise  # still taken meanwhile: the cancel's retry (or the resumer) goes on
+        replan = functools.partial(Order.replan_refund, request_id=request_id, refundable=int(left))
+        order, _ = await change(new_uow, order.id, replan)
+    return order, False
+
+
+# Refunds made outside a cancel may keep taking what it planned to give back: it plans again
+# this many times, then the caller retries.
+REPLANS = 3
 
 
 async def void_the_rest(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> Order:
