@@ -772,8 +772,15 @@ async def test_a_back_office_cancel_beside_a_register_cash_sale_is_refused(
     assert await _expected_cash(shop, shift) == 12_500
 
 
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def captured_shop(infra: Infra) -> AsyncIterator[Shop]:
+    """Pickups captured at confirmation (the order settings' `capture_pickup_at_order`)."""
+    async with relayed_shop(infra, capture_pickup_at_order=True) as found:
+        yield found
+
+
 async def test_a_fulfilment_cancel_beside_a_refund_of_its_capture_gives_back_what_is_left(
-    infra: Infra,
+    captured_shop: Shop,
 ) -> None:
     """A pickup captured at confirmation and a shipment not yet shipped. The pickup's cancel
     planned its refund (what the payment had left) and its call is at the relay when a
@@ -783,87 +790,127 @@ async def test_a_fulfilment_cancel_beside_a_refund_of_its_capture_gives_back_wha
     refusal used to stop the cancel for good: the pickup stayed `reserved` and `cancelling`,
     its step a 409 `fulfillment_cancelled`, its cancel again and the order's cancel each a
     409, so the order could be neither fulfilled nor cancelled."""
-    async with relayed_shop(infra, capture_pickup_at_order=True) as shop:
-        pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
-        shipment = order_pb2.FulfillmentRequest(
-            type=KINDS["shipment"], location_id=shop.location, ship_to="1 Main St"
-        )
-        created = await shop.orders.CreateOrder(
-            order_pb2.CreateOrderRequest(
-                request_id=str(uuid.uuid4()),
-                channel="web",
-                location_id=shop.location,
-                lines=[
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
-                    order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
-                ],
-                fulfillments=[pickup, shipment],
+    shop = captured_shop
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    shipment = order_pb2.FulfillmentRequest(
+        type=KINDS["shipment"], location_id=shop.location, ship_to="1 Main St"
+    )
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
+            ],
+            fulfillments=[pickup, shipment],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    picked, shipped = confirmed.order.fulfillments
+    assert (picked.captured.amount, shipped.captured.amount) == (2500, 0)
+    (payment_id,) = confirmed.order.payment_ids
+    gate = shop.relay.gate("CreateRefund")
+    cancel = shop.orders.CancelFulfillment(
+        order_pb2.CancelFulfillmentRequest(
+            request_id=str(uuid.uuid4()), order_id=order.id, fulfillment_id=picked.id
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+
+    def goodwill() -> Awaitable[Any]:
+        return shop.payments.CreateRefund(
+            payment_pb2.CreateRefundRequest(
+                request_id=str(uuid.uuid4()), payment_id=payment_id, reason="goodwill"
             ),
             metadata=MERCHANT,
             timeout=10,
-        )
-        order = created.order
-        await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
-        confirmed = await shop.orders.ConfirmOrder(
-            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
-            metadata=MERCHANT,
-            timeout=10,
-        )
-        picked, shipped = confirmed.order.fulfillments
-        assert (picked.captured.amount, shipped.captured.amount) == (2500, 0)
-        (payment_id,) = confirmed.order.payment_ids
-        gate = shop.relay.gate("CreateRefund")
-        cancel = shop.orders.CancelFulfillment(
-            order_pb2.CancelFulfillmentRequest(
-                request_id=str(uuid.uuid4()), order_id=order.id, fulfillment_id=picked.id
-            ),
-            metadata=MERCHANT,
-            timeout=20,
         )
 
-        def goodwill() -> Awaitable[Any]:
-            return shop.payments.CreateRefund(
-                payment_pb2.CreateRefundRequest(
-                    request_id=str(uuid.uuid4()), payment_id=payment_id, reason="goodwill"
-                ),
-                metadata=MERCHANT,
-                timeout=10,
-            )
+    cancelled, refunded = await _beside(gate, cancel, goodwill)
 
-        cancelled, refunded = await _beside(gate, cancel, goodwill)
+    assert [r.amount.amount for r in refunded.refunds] == [2500]
+    assert isinstance(cancelled, order_pb2.CancelFulfillmentResponse), cancelled
+    assert list(cancelled.refunds) == []
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
+    picked, shipped = after.fulfillments
+    assert picked.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert (picked.captured.amount, picked.refunded.amount) == (2500, 0)
+    assert shipped.status == order_pb2.FULFILLMENT_STATUS_RESERVED
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (2500, 2500)
+    # The rest of the order goes on: the shipment captures its share when it leaves.
+    await shop.orders.UpdateFulfillment(
+        order_pb2.UpdateFulfillmentRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            fulfillment_id=shipped.id,
+            status=order_pb2.FULFILLMENT_STATUS_PICKED,
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    sent = await shop.orders.UpdateFulfillment(
+        order_pb2.UpdateFulfillmentRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            fulfillment_id=shipped.id,
+            status=order_pb2.FULFILLMENT_STATUS_SHIPPED,
+            carrier="UPS",
+            tracking_number="1Z999",
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert sent.order.fulfillments[1].captured.amount == 2500
 
-        assert [r.amount.amount for r in refunded.refunds] == [2500]
-        assert isinstance(cancelled, order_pb2.CancelFulfillmentResponse), cancelled
-        assert list(cancelled.refunds) == []
-        after = await shop.order(order.id)
-        assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
-        picked, shipped = after.fulfillments
-        assert picked.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
-        assert (picked.captured.amount, picked.refunded.amount) == (2500, 0)
-        assert shipped.status == order_pb2.FULFILLMENT_STATUS_RESERVED
-        (payment,) = await shop.payments_of(order.id)
-        assert (payment.captured.amount, payment.refunded.amount) == (2500, 2500)
-        # The rest of the order goes on: the shipment captures its share when it leaves.
-        await shop.orders.UpdateFulfillment(
-            order_pb2.UpdateFulfillmentRequest(
+
+async def test_an_order_cancel_beside_a_refund_gives_back_what_is_left(
+    captured_shop: Shop,
+) -> None:
+    """A pickup captured at confirmation: the order's cancel read what its payment had left
+    and its refund of it is at the relay when a goodwill refund of 10.00 goes through. The
+    payment service refuses the cancel's refund (409 `amount_exceeds_refundable`, 15.00
+    refundable): the cancel gives back those 15.00 and answers the order cancelled. It was
+    answered with that 409, the order left being cancelled (its step a 409), and then
+    cancelled all the same by the resumer: a refusal that was no refusal."""
+    shop = captured_shop
+    order = await shop.confirmed(KINDS["pickup"])
+    assert order.fulfillments[0].captured.amount == 2500
+    (payment_id,) = order.payment_ids
+    gate = shop.relay.gate("CreateRefund")
+
+    def goodwill() -> Awaitable[Any]:
+        return shop.payments.CreateRefund(
+            payment_pb2.CreateRefundRequest(
                 request_id=str(uuid.uuid4()),
-                order_id=order.id,
-                fulfillment_id=shipped.id,
-                status=order_pb2.FULFILLMENT_STATUS_PICKED,
+                payment_id=payment_id,
+                amount=money_pb2.Money(amount=1000, currency="USD"),
+                reason="goodwill",
             ),
             metadata=MERCHANT,
             timeout=10,
         )
-        sent = await shop.orders.UpdateFulfillment(
-            order_pb2.UpdateFulfillmentRequest(
-                request_id=str(uuid.uuid4()),
-                order_id=order.id,
-                fulfillment_id=shipped.id,
-                status=order_pb2.FULFILLMENT_STATUS_SHIPPED,
-                carrier="UPS",
-                tracking_number="1Z999",
-            ),
-            metadata=MERCHANT,
-            timeout=10,
-        )
-        assert sent.order.fulfillments[1].captured.amount == 2500
+
+    cancelled, refunded = await _beside(gate, shop.cancel(order.id), goodwill)
+
+    assert [r.amount.amount for r in refunded.refunds] == [1000]
+    assert isinstance(cancelled, order_pb2.Order), cancelled
+    assert cancelled.status == order_pb2.ORDER_STATUS_CANCELLED
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (2500, 2500)
+    assert await shop.money_held(order.id) == 0
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_CANCELLED

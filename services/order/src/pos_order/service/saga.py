@@ -1008,10 +1008,8 @@ async def compensate(
         left = p.captured_amount - p.refunded_amount
         if left > 0:
             with giving_back_at(order, tender=beside.get(p.payment_id)):
-                await ports.payments.refund(
-                    f"{order.id}/refund/{p.payment_id}", p.payment_id, Money(left, order.currency)
-                )
-            if refunded is not None:
+                left = await _refund_the_rest(ports, order, p.payment_id, left)
+            if refunded is not None and left > 0:
                 refunded[p.payment_id] = refunded.get(p.payment_id, 0) + left
     await deactivate_gift_cards(ports, order)
     restocked: set[str] = set()  # held here, yet committed by the confirmation: restocked
@@ -1079,6 +1077,31 @@ async def compensate(
 
     order, _ = await change(new_uow, order.id, done)
     return order
+
+
+async def _refund_the_rest(ports: CheckoutPorts, order: Order, payment_id: str, left: int) -> int:
+    """A cancel's refund of what a payment has left (`<order>/refund/<payment>`); what it gave
+    back. Read before it is asked, it may meet a refund made outside the cancel since (through
+    the refunds routes): the payment service refuses it (409 `amount_exceeds_refundable`, with
+    what is `refundable`) and writes nothing under its id, so what is left is asked instead
+    (nothing, when that refund took it all). The refusal was the cancel's answer, the order
+    left being cancelled, and the resumer cancelled it all the same later."""
+    for attempt in range(REPLANS):
+        try:
+            await ports.payments.refund(
+                f"{order.id}/refund/{payment_id}", payment_id, Money(left, order.currency)
+            )
+            return left
+        except DomainError as exc:
+            refundable = exc.metadata.get("refundable", "")
+            if exc.code != "amount_exceeds_refundable" or not refundable.isdigit():
+                raise
+            if attempt == REPLANS - 1:
+                raise  # still taken meanwhile: the cancel's retry (or the resumer) goes on
+            left = int(refundable)
+            if left == 0:
+                return 0
+    return 0
 
 
 async def _release_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> bool:
