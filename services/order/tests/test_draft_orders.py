@@ -321,3 +321,75 @@ def test_a_drafts_coupon_is_given_at_its_submit_and_reserved_once_its_stock_is_h
     assert order.status is OrderStatus.PENDING_PAYMENT and order.totals.discount.amount == 1000
     assert coupons.reserved == {draft.id: "reserved"} and order.saga.coupons.uses
     assert order.saga.draft is None
+
+
+def _beside_another_edit(shop: Shop, steps: Any, other: DraftChange) -> Any:
+    """`steps` read the draft, then `other` edits it to its end, then `steps` go on: a change
+    that came in while they priced."""
+
+    async def run(s: Any, request_id: str) -> Any:
+        async with shop.new_uow() as uow:
+            read = await s.read(uow)
+            await uow.commit()
+        return read, request_id
+
+    async def go() -> Any:
+        read, _ = await run(steps, "first")
+        meanwhile = handlers.UpdateDraftOrder(other, shop.ports, shop.new_uow, shop.policy, _same)
+        other_read, _ = await run(meanwhile, "other")
+        await meanwhile.call(Claim("mer_a", other.request_id, datetime.now(UTC)), other_read)
+        return await steps.call(Claim("mer_a", "first", datetime.now(UTC)), read)
+
+    return asyncio.run(go())
+
+
+def test_an_edit_naming_no_version_beside_another_is_priced_again_with_both() -> None:
+    """Two edits of one cart at once, neither naming a version: both apply, the later priced
+    again from the draft the first left (its lines with the other's notes). It was a 409
+    `version_mismatch` (a 412 at the gateway) for a request that named no version; one that
+    names the version it saw is still refused, nothing written."""
+    shop = Shop()
+    draft = shop.draft(2)
+    lines = [LineRequest("TEE", 1), LineRequest("MUG", 3)]
+    steps = handlers.UpdateDraftOrder(
+        DraftChange("edit-lines", draft.id, lines=lines), shop.ports, shop.new_uow, shop.policy,
+        _same,
+    )  # fmt: skip
+    other = DraftChange("edit-notes", draft.id, notes="ring the bell", metadata={"cart": "c2"})
+
+    edited = _beside_another_edit(shop, steps, other)
+
+    assert edited.version == draft.version + 2
+    assert [(ln.sku, ln.quantity) for ln in edited.lines] == [("TEE", 1), ("MUG", 3)]
+    assert edited.totals.subtotal.amount == 2500 + 3600
+    assert (edited.notes, edited.metadata) == ("ring the bell", {"cart": "c2"})
+    assert shop.told()[-1] == ("OrderUpdated", "draft", edited.version)
+
+    seen = shop.order(draft.id).version
+    named = handlers.UpdateDraftOrder(
+        DraftChange("edit-named", draft.id, expected_version=seen, lines=[LineRequest("TEE", 4)]),
+        shop.ports, shop.new_uow, shop.policy, _same,
+    )  # fmt: skip
+    with pytest.raises(Conflict) as stale:
+        _beside_another_edit(shop, named, DraftChange("edit-again", draft.id, notes="late"))
+    assert stale.value.code == "version_mismatch"
+    after = shop.order(draft.id)
+    assert [(ln.sku, ln.quantity) for ln in after.lines] == [("TEE", 1), ("MUG", 3)]
+    assert after.notes == "late"
+
+
+def test_a_submit_beside_an_edit_submits_the_draft_as_edited() -> None:
+    """The shopper's last edit lands while the submit prices the cart: the submit prices the
+    edited draft again and holds it. A submit names no version: it was a 409
+    `version_mismatch` it could do nothing about."""
+    shop = Shop()
+    draft = shop.draft(2)
+    steps = handlers.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
+
+    submitted = _beside_another_edit(
+        shop, steps, DraftChange("edit-last", draft.id, lines=[LineRequest("TEE", 3)])
+    )
+
+    assert submitted.status is OrderStatus.PENDING_PAYMENT
+    assert [(ln.sku, ln.quantity) for ln in submitted.lines] == [("TEE", 3)]
+    assert shop.stock.available("TEE") == 2

@@ -782,7 +782,9 @@ async def update_draft_order(
     catalog's prices, promotions, tax and the loyalty point value as they are now) and
     answered as a new `version`; nothing is held. Send `If-Match: "<version>"` to change
     only the version you saw: a stale one is a 412 `version_mismatch` with `current_version`,
-    as is a change that came in while this one was priced. An order that is no longer a draft
+    as is a change that came in while this one was priced. Without `If-Match`, such a change
+    is kept: the draft as it left it is priced again with this edit (two edits at once both
+    apply). An order that is no longer a draft
     is a 409 `order_not_draft`; bad input a 400 naming each field, nothing changed. Each edit
     is announced as `order.updated` (the draft as GET answers it at its new version); what is
     refused announces nothing. A manual discount given by an edit is judged against the
@@ -870,7 +872,8 @@ async def submit_order(
     again); so is a coupon refused at its reservation (409 with the coupon's reason). Points
     refused once its coupons are reserved cancel it. Then add tenders and confirm it as any
     order. Submitting an order submitted already answers it as it is; any other order that is
-    not a draft is a 409 `order_not_draft`."""
+    not a draft is a 409 `order_not_draft`. An edit that comes in while the submit prices the
+    draft is submitted with it (the draft is priced again as edited)."""
     answer = await svc.order.SubmitOrder(
         order_pb2.SubmitOrderRequest(
             request_id=request_id(),

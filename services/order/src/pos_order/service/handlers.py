@@ -994,6 +994,21 @@ def _draft_changed(current: int) -> Conflict:
     )
 
 
+# How many times an edit or a submit naming no version prices a draft that other changes keep
+# moving under it before it gives up (the 409 `version_mismatch`): each round one of the
+# changes made at once is saved, so this many at once all apply.
+DRAFT_ATTEMPTS = 10
+
+
+def _priced_again(exc: Conflict, expected_version: int, attempt: int) -> bool:
+    """Whether a change of a draft refused because another came in while it was priced is
+    read and priced again: only one that named no version (one that did asked for exactly the
+    version it saw), and a few times at most. A request naming no version was refused with a
+    `version_mismatch` (a 412 at the gateway, for a request with no If-Match) for a change it
+    never knew of; the draft as the other change left it is what it edits."""
+    return exc.code == "version_mismatch" and not expected_version and attempt < DRAFT_ATTEMPTS - 1
+
+
 def _announce(uow: OrderUnitOfWork, order: Order) -> None:
     """The order's events, written to the outbox with the unit of work, and forgotten."""
     for event in order.events:
@@ -1085,7 +1100,9 @@ class UpdateDraftOrder(Generic[R]):
     from what it then asks, as the catalog, the promotions and the customer stand now: a new
     version. Nothing is held or reserved. `expected_version` (0: any) not the draft's is a 409
     `version_mismatch` with `current_version`, nothing written, and so is a change that came in
-    while this one was priced; an order that is no longer a draft is a 409 `order_not_draft`.
+    while this one was priced; with no `expected_version`, the draft as that change left it is
+    read and priced again instead (`DRAFT_ATTEMPTS`); an order that is no longer a draft is a
+    409 `order_not_draft`.
     Each edit is announced (`order_updated`, the draft at its new version), so a partner
     following events sees every version of the cart. `clear_order_manual`: the draft's manual
     discount on the whole order is removed (`order_manual` None keeps it)."""
@@ -1158,7 +1175,17 @@ class UpdateDraftOrder(Generic[R]):
         return await _draft_start(uow, order, customer_id, self.policy), ask
 
     async def call(self, claim: Claim, read: tuple[Started, DraftAsk]) -> Order:
-        started, ask = read
+        for attempt in range(DRAFT_ATTEMPTS):
+            try:
+                return await self._price_and_save(*read)
+            except Conflict as exc:
+                if not _priced_again(exc, self.cmd.expected_version, attempt):
+                    raise
+            async with self.new_uow().reading() as uow:
+                read = await self.read(uow)
+        raise AssertionError("unreachable: the last attempt raises")
+
+    async def _price_and_save(self, started: Started, ask: DraftAsk) -> Order:
         cmd = self.cmd
         assert started.existing is not None
         customer_id = started.existing.customer_id if cmd.customer_id is None else cmd.customer_id
@@ -1222,6 +1249,20 @@ class SubmitOrder(Generic[R]):
         return await _draft_start(uow, order, order.customer_id, self.policy)
 
     async def call(self, claim: Claim, started: Started) -> Order:
+        for attempt in range(DRAFT_ATTEMPTS):
+            try:
+                order = await self._price_and_submit(started)
+                break
+            except Conflict as exc:
+                # A submit names no version: an edit that came in while it priced the draft is
+                # priced with it again.
+                if not _priced_again(exc, 0, attempt):
+                    raise
+            async with self.new_uow().reading() as uow:
+                started = await self.read(uow)
+        return await self._drive(order)
+
+    async def _price_and_submit(self, started: Started) -> Order:
         order = started.existing
         assert order is not None
         if order.status is OrderStatus.DRAFT:
@@ -1235,7 +1276,7 @@ class SubmitOrder(Generic[R]):
                 order.version,
                 lambda o: o.submit(priced.order, hold_seconds, now(), len(self.coupon_codes)),
             )
-        return await self._drive(order)
+        return order
 
     async def _drive(self, order: Order) -> Order:
         if order.saga.draft is None or order.saga.state is not SagaState.RUNNING:
