@@ -914,3 +914,48 @@ async def test_an_order_cancel_beside_a_refund_gives_back_what_is_left(
     after = await shop.order(order.id)
     assert after.status == order_pb2.ORDER_STATUS_CANCELLED
     assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+
+
+async def test_a_refund_naming_units_during_the_orders_confirmation_waits_its_turn(
+    captured_shop: Shop,
+) -> None:
+    """A pickup paid by card, its confirmation's capture at the relay (the confirmation read
+    the payments already): a refund naming units of the order (a price adjustment, which holds
+    the order without `before_confirmation`) is refused for now, 409
+    `confirmation_in_progress`, nothing held, as any refund of it is then. It was held and
+    made: the confirmation, having read the payments before it, recorded the order paid in
+    full and completed it, while its payment had that money given back."""
+    shop = captured_shop
+    order = await shop.create(KINDS["pickup"])
+    await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
+    gate = shop.relay.gate("CapturePayment")
+
+    def held() -> Awaitable[Any]:
+        return shop.orders.HoldOrderForRefund(
+            order_pb2.HoldOrderForRefundRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+
+    confirmed, refund = await _beside(
+        gate,
+        shop.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=MERCHANT,
+            timeout=10,
+        ),
+        held,
+    )
+
+    _refused(refund, "confirmation_in_progress")
+    assert isinstance(confirmed, order_pb2.ConfirmOrderResponse), confirmed
+    assert confirmed.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+    # Confirmed, it is held for such a refund as before (a return meanwhile waits its turn).
+    hold = order_pb2.HoldOrderForRefundRequest(request_id=str(uuid.uuid4()), order_id=order.id)
+    again = await shop.orders.HoldOrderForRefund(hold, metadata=MERCHANT, timeout=10)
+    assert again.held
+    await shop.orders.ReleaseOrderForRefund(
+        order_pb2.ReleaseOrderForRefundRequest(request_id=hold.request_id, order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )

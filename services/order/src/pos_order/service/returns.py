@@ -386,20 +386,22 @@ async def hold_for_refund(
     claimed meanwhile, and no other such refund (each is then a 409 `refund_in_progress`).
     `before_confirmation`: a refund or void of one of its payments, held only while the order
     is not confirmed, so its confirmation (which reads the payments and the holds' count
-    first, `ConfirmOrder`) never counts money given back meanwhile; an order whose
-    confirmation is under way is not held (409 `confirmation_in_progress`). False: not held."""
+    first, `ConfirmOrder`) never counts money given back meanwhile. An order whose
+    confirmation is under way is not held (409 `confirmation_in_progress`), for a refund
+    naming units too: held then, it was made, and the confirmation, which had read the
+    payments before it, recorded the order paid in full. False: not held."""
     order = await uow.orders.get(order_id, lock=True)
     if order is None:
         raise NotFound("order", order_id)
-    if before_confirmation:
-        if order.status not in (OrderStatus.DRAFT, OrderStatus.PENDING_PAYMENT):
-            return False
-        if order.saga.confirm_requested and order.saga.state is SagaState.RUNNING:
-            raise Conflict(
-                "the order's confirmation is under way: retry in a moment",
-                "confirmation_in_progress",
-                {"order_id": order_id},
-            )
+    unconfirmed = order.status in (OrderStatus.DRAFT, OrderStatus.PENDING_PAYMENT)
+    if unconfirmed and order.saga.confirm_requested and order.saga.state is SagaState.RUNNING:
+        raise Conflict(
+            "the order's confirmation is under way: retry in a moment",
+            "confirmation_in_progress",
+            {"order_id": order_id},
+        )
+    if before_confirmation and not unconfirmed:
+        return False
     if not await uow.returns.hold_for_refund(order_id, request_id, REFUND_HOLD_SECONDS):
         raise _refund_in_progress(order_id)
     return True
