@@ -959,3 +959,77 @@ async def test_a_refund_naming_units_during_the_orders_confirmation_waits_its_tu
         metadata=MERCHANT,
         timeout=10,
     )
+
+
+async def test_a_refund_beside_a_hand_over_never_lets_refunded_goods_leave(
+    captured_shop: Shop,
+) -> None:
+    """A pickup captured at confirmation, ready. Its hand-over read the payments (nothing
+    refunded; their answer held at the relay) when a refund of all the payment holds is made
+    as the payments routes make it (the order held for it first, then the refund, then the
+    hold released). The hand-over is then a 409 `refund_in_progress` and the goods stay in the
+    store: it went on from what it had read and handed over goods whose money had all gone
+    back (a refund made before the hand-over read the payments is its 409 `payment_refunded`).
+    A refund asked while a hand-over is under way is a 409 `fulfillment_in_progress`."""
+    shop = captured_shop
+    order = await shop.ready(await shop.confirmed(KINDS["pickup"]))
+    (payment_id,) = order.payment_ids
+    gate = shop.relay.gate("GetOrderPayments", after=True)
+
+    async def refund_all() -> payment_pb2.CreateRefundResponse:
+        hold = order_pb2.HoldOrderForRefundRequest(
+            request_id=str(uuid.uuid4()), order_id=order.id, before_confirmation=True
+        )
+        held = await shop.orders.HoldOrderForRefund(hold, metadata=MERCHANT, timeout=10)
+        try:
+            return await shop.payments.CreateRefund(  # type: ignore[no-any-return]
+                payment_pb2.CreateRefundRequest(
+                    request_id=str(uuid.uuid4()), payment_id=payment_id, reason="goodwill"
+                ),
+                metadata=MERCHANT,
+                timeout=10,
+            )
+        finally:
+            if held.held:
+                await shop.orders.ReleaseOrderForRefund(
+                    order_pb2.ReleaseOrderForRefundRequest(
+                        request_id=hold.request_id, order_id=order.id
+                    ),
+                    metadata=MERCHANT,
+                    timeout=10,
+                )
+
+    stepped, refunded = await _beside(gate, shop.step(order), refund_all)
+
+    assert [r.amount.amount for r in refunded.refunds] == [2500]
+    _refused(stepped, "refund_in_progress")
+    after = await shop.order(order.id)
+    assert after.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP
+    # Asked again, the hand-over reads the refund: the goods stay in the store.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.step(order)
+    _refused(err.value, "payment_refunded")
+
+
+async def test_a_refund_while_a_hand_over_is_under_way_waits_its_turn(shop: Shop) -> None:
+    """A pickup captured at hand-over: its hand-over's capture is at the relay (the
+    fulfilment marked as being handed over) when a refund or void of the order's payments
+    holds the order: a 409 `fulfillment_in_progress`, nothing held; the goods leave paid."""
+    order = await shop.ready(await shop.confirmed(KINDS["pickup"]))
+    gate = shop.relay.gate("CapturePayment")
+
+    def held() -> Awaitable[Any]:
+        return shop.orders.HoldOrderForRefund(
+            order_pb2.HoldOrderForRefundRequest(
+                request_id=str(uuid.uuid4()), order_id=order.id, before_confirmation=True
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+
+    stepped, refund = await _beside(gate, shop.step(order), held)
+
+    _refused(refund, "fulfillment_in_progress")
+    assert isinstance(stepped, order_pb2.Order), stepped
+    assert stepped.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_PICKED_UP
+    assert stepped.fulfillments[0].captured.amount == 2500

@@ -1114,7 +1114,9 @@ async def step_fulfillment(
     `payment_refunded` with `amount_due` (what it no longer holds), and a capture the payment
     service refuses is its 409; either way the step did nothing and the order can still be
     cancelled (after `payment_required`, a tender for `amount_due` lets the step go ahead:
-    `POST /v1/orders/{id}/tenders`). A step out of order or skipping one is a 409
+    `POST /v1/orders/{id}/tenders`). A refund or void of the order's payments being made
+    while `picked_up` or `shipped` reads them (or made since) is a 409 `refund_in_progress`:
+    retried, the step counts it. A step out of order or skipping one is a 409
     `invalid_transition` naming the next step, and changes nothing;
     the step a fulfilment is at already answers the order unchanged, except `shipped` with
     another carrier or tracking number: a 409 `fulfillment_already_shipped`. An order being

@@ -211,7 +211,9 @@ async def void_payment(payment_id: PathId, request: Request, svc: Svc) -> Paymen
     confirmation: the order then asks for another tender before its goods leave (409
     `payment_required` at the fulfilment's step). Before the order's confirmation the void
     holds the order as a refund does: its confirmation meanwhile is a 409
-    `refund_in_progress`, the void during the confirmation a 409 `confirmation_in_progress`.
+    `refund_in_progress`, the void during the confirmation a 409 `confirmation_in_progress`;
+    after it, while a pickup or shipment is being handed over or shipped, a 409
+    `fulfillment_in_progress`.
     At a register it takes the `void` permission or a manager's override, and is in the
     audit log."""
     async with guarded(request, "payment.voided", "void") as done:
@@ -426,7 +428,11 @@ async def refund_payment(
     A refund of a payment of an order not yet confirmed holds the order while it is made:
     the order's confirmation at that moment is a 409 `refund_in_progress`, and the refund
     while the confirmation is under way a 409 `confirmation_in_progress` (retry either), so a
-    confirmation never counts money given back meanwhile.
+    confirmation never counts money given back meanwhile. So, once it is confirmed, does one
+    of an order with a pickup or shipment not yet handed over or shipped: a hand-over
+    (`picked_up`, `shipped`) meanwhile is a 409 `refund_in_progress`, and the refund while a
+    hand-over is under way a 409 `fulfillment_in_progress` (retry either), so no goods leave
+    with their money given back.
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people.
 
@@ -481,7 +487,11 @@ async def refund_order(
     A refund of a payment of an order not yet confirmed holds the order while it is made:
     the order's confirmation at that moment is a 409 `refund_in_progress`, and the refund
     while the confirmation is under way a 409 `confirmation_in_progress` (retry either), so a
-    confirmation never counts money given back meanwhile.
+    confirmation never counts money given back meanwhile. So, once it is confirmed, does one
+    of an order with a pickup or shipment not yet handed over or shipped: a hand-over
+    (`picked_up`, `shipped`) meanwhile is a 409 `refund_in_progress`, and the refund while a
+    hand-over is under way a 409 `fulfillment_in_progress` (retry either), so no goods leave
+    with their money given back.
     At a register it takes the `refund` permission or a manager's override (403
     `permission_required`), and is in the audit log with both people.
 

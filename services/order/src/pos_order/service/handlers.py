@@ -1793,6 +1793,8 @@ class UpdateFulfillment(Generic[R]):
         self.answer = answer
         self.refunds_of = refunds_of
         # Read before the claim (`prepare`), with no connection held.
+        self.refund_holds = 0
+        self.held_at_prepare = False
         self.refunded: dict[str, int] = {}
         self.refunds: list[UnitsRefund] = []
         self.payments: list[PaymentResult] = []
@@ -1804,10 +1806,14 @@ class UpdateFulfillment(Generic[R]):
         """Before the claim, no connection held, for a step that hands goods over: what the
         order's payments refunded in all and its refunds, as the payment service says now. A
         refund made through the payments API a moment ago may not have reached the order by
-        its event yet, and must still keep the goods in the store."""
+        its event yet, and must still keep the goods in the store. How many refund holds the
+        order has had is read first: a refund or void held since (`hold_for_refund`) may have
+        been made after the payments were read, and the claim's read refuses then."""
         if self.step.to not in CAPTURES_AT:
             return
         async with self.new_uow().reading() as uow:
+            held = await uow.returns.refund_hold(self.step.order_id)
+            self.held_at_prepare, self.refund_holds = held
             order = await uow.orders.get(self.step.order_id)
         if order is None or not order.payment_ids:
             return  # the claim's read answers the 404; nothing to refund without payments
@@ -1831,6 +1837,16 @@ class UpdateFulfillment(Generic[R]):
                 raise self.money_unknown
             # A void the order may not have heard of yet (the payments API), and a tender for
             # what is due answered `pending` and settled since (its authorisation is used).
+            live, holds = await uow.returns.refund_hold(order.id)
+            if live or self.held_at_prepare or holds != self.refund_holds:
+                # A refund or void being made, or made since the payments were read (or while
+                # they were): this step would not count it. Retried, it reads it (refused if
+                # the money is gone).
+                raise Conflict(
+                    "a refund or void of this order's payments is being made: retry in a moment",
+                    "refund_in_progress",
+                    {"order_id": order.id, "fulfillment_id": f.id},
+                )
             learn_payments(order, self.payments)
             order.plan_captures([f])
             short = order.share_not_covered(f)

@@ -42,6 +42,7 @@ from pos_kit.errors import (
 from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
+from pos_order.domain.model import FulfillmentStatus as F
 from pos_order.domain.model import Order, OrderStatus, SagaState
 from pos_order.domain.returns import (
     RECEIPTLESS_LOOKBACK,
@@ -400,11 +401,27 @@ async def hold_for_refund(
             "confirmation_in_progress",
             {"order_id": order_id},
         )
-    if before_confirmation and not unconfirmed:
+    if not unconfirmed and order.saga.stepping:
+        raise Conflict(
+            "a fulfilment of this order is being handed over or shipped: retry in a moment",
+            "fulfillment_in_progress",
+            {"order_id": order_id},
+        )
+    if before_confirmation and not unconfirmed and not _goods_to_leave(order):
         return False
     if not await uow.returns.hold_for_refund(order_id, request_id, REFUND_HOLD_SECONDS):
         raise _refund_in_progress(order_id)
     return True
+
+
+def _goods_to_leave(order: Order) -> bool:
+    """A confirmed order with a pickup or shipment not handed over or shipped yet: a refund
+    or void of its payments holds it too, so that the hand-over, which reads the payments
+    before it marks the fulfilment, sees it (`UpdateFulfillment`) and no goods leave with
+    their money given back."""
+    return order.status is OrderStatus.CONFIRMED and any(
+        f.status in (F.RESERVED, F.READY_FOR_PICKUP, F.PICKED) for f in order.fulfillments
+    )
 
 
 # The payment service's refusal to deactivate a card holding other than the line's value.
