@@ -137,6 +137,68 @@ def test_a_shipment_is_never_sourced_from_a_store_selling_in_another_currency(
         assert available(stores["Near"]) == 1
 
 
+def test_a_sourced_shipment_is_taxed_where_it_leaves_from_as_a_named_one_is(
+    platform: Running,
+) -> None:
+    """Sold at a store charging 10 %, shipped from one charging 5 % (the only one with the
+    goods): sourcing's pick taxes the order as naming that store does; it was taxed at the
+    selling store's 10 %, and a line split over both stores at 10 % throughout."""
+    with platform.new_merchant("Ship from store, taxed") as http:
+        tag = uuid.uuid4().hex[:6].upper()
+        stores = {}
+        for name, rate, geo in (
+            ("Seller", 1000, {"latitude": 47.0, "longitude": -122.0}),
+            ("Shipper", 500, {"latitude": 39.80, "longitude": -89.64}),
+        ):
+            body = {"name": f"{name} {tag}", "currency": "USD", "tax_rate_bps": rate,
+                    "geo": geo, "ship_enabled": True}  # fmt: skip
+            stores[name] = _ok(_post(http, "/v1/locations", body), 201)["id"]
+        sku = f"MUG-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": sku,
+            "price": {"amount": 1000, "currency": "USD"}}), 201)  # fmt: skip
+        received = {"sku": sku, "location_id": stores["Shipper"], "delta": 4, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", received), 201)
+
+        def taxed(order: dict[str, Any]) -> list[Any]:
+            return [
+                order["tax_total"]["amount"], order["total"]["amount"],
+                [(f["location_id"], f["amount"]["amount"]) for f in order["fulfillments"]],
+                [(ln["quantity"], [(t["amount"]["amount"], t["rate_bps"]) for t in ln["taxes"]])
+                 for ln in order["lines"]],
+            ]  # fmt: skip
+
+        body = {**_shipment(stores["Seller"], sku), "lines": [{"sku": sku, "quantity": 2}]}
+        sourced = _ok(_post(http, "/v1/orders", body), 201)
+        named = dict(body, fulfillments=[{"type": "shipment", "ship_to": "1 Main St, Springfield",
+                                          "location_id": stores["Shipper"]}])  # fmt: skip
+        expected = [100, 2100, [(stores["Shipper"], 2100)], [(2, [(100, 500)])]]
+        by_name = _ok(_post(http, "/v1/orders", named), 201)
+        assert taxed(sourced) == taxed(by_name) == expected
+        _ok(_post(http, f"/v1/orders/{by_name['id']}/cancel", {}))  # its two mugs back
+        assert taxed(_ok(http.get(f"/v1/orders/{sourced['id']}"))) == expected
+        # Announced with that tax: partners hear what the order is paid with.
+        created = _eventually(lambda: [
+            e["data"]["object"] for e in _order_events(http)
+            if e["type"] == "order.created" and e["data"]["object"]["id"] == sourced["id"]
+        ])  # fmt: skip
+        assert taxed(created[0]) == expected
+        # Paid at that total: its card is authorised for 21.00, not 22.00.
+        paid = _ok(_post(http, f"/v1/orders/{sourced['id']}/tenders",
+                         {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+        payment = _ok(http.get(f"/v1/payments/{paid['payment']['id']}"))
+        assert payment["amount"]["amount"] == 2100, payment
+
+        # Three mugs, the shipper has two left and the seller one: split over both stores,
+        # each part taxed at its own store's rate and each store's share with its own tax.
+        more = {"sku": sku, "location_id": stores["Seller"], "delta": 1, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", more), 201)
+        body["lines"] = [{"sku": sku, "quantity": 3}]
+        split = taxed(_ok(_post(http, "/v1/orders", body), 201))
+        assert split[:2] == [200, 3200]
+        assert sorted(split[2]) == sorted([(stores["Shipper"], 2100), (stores["Seller"], 1100)])
+        assert sorted(split[3]) == [(1, [(100, 1000)]), (2, [(100, 500)])]
+
+
 def _dead_letters(platform: Running, merchant_id: str) -> list[dict[str, Any]]:
     running = platform.platform
     token = running._secrets()["platform_admin_token"]

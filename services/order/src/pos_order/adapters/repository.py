@@ -182,6 +182,8 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
         **({"draft": _draft_json(saga.draft)} if saga.draft is not None else {}),
         **({"submits": saga.submits} if saga.submits else {}),
+        **({"tax_inclusive": saga.tax_inclusive} if saga.tax_inclusive is not None else {}),
+        **({"tax_exempt": True} if saga.tax_exempt else {}),
     }
 
 
@@ -326,6 +328,8 @@ def _saga(found: dict[str, Any]) -> Saga:
         refunds=[Capture(**r) for r in found.get("refunds", [])],
         draft=_draft(found.get("draft")),
         submits=found.get("submits", 0),
+        tax_inclusive=found.get("tax_inclusive"),
+        tax_exempt=found.get("tax_exempt", False),
     )
 
 

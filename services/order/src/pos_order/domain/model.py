@@ -19,6 +19,7 @@ from pos_order.domain.pricing import (
     LineDiscount,
     Manual,
     PricingWarning,
+    price,
     pricing_warnings,
     validate_manual,
 )
@@ -461,6 +462,12 @@ class Saga:
     # draft, and the next one holds under new request ids (`Order.hold_key`), since inventory
     # answers a request id with what it did for it (a hold released since).
     submits: int = 0
+    # How the order was priced, which a shipment sourcing places needs to tax its lines where
+    # they leave from once it has picked the stores: whether its prices hold their tax (the
+    # selling store's way), and whether its customer buys without tax. None: priced before
+    # they were kept (its sourced lines keep the selling store's tax).
+    tax_inclusive: bool | None = None
+    tax_exempt: bool = False
 
 
 @dataclass(frozen=True)
@@ -754,10 +761,16 @@ class Order:
             self.saga.announce_when_held = False
             self.events.append(OrderCreated(self))
 
-    def source(self, fulfillment_id: str, allocations: list[Allocation]) -> None:
+    def source(
+        self,
+        fulfillment_id: str,
+        allocations: list[Allocation],
+        taxed_at: dict[str, TaxTable] | None = None,
+    ) -> None:
         """Sourcing held the fulfilment's lines at one store or split them over several: the
         first store takes the fulfilment, each other one a fulfilment of its own (its lines
-        and its share of the first's amount, by value)."""
+        and its share of the first's amount, by value), its lines taxed by the rules
+        `taxed_at` gives for its store (none: as they were priced, at the selling store's)."""
         f = self.fulfillment(fulfillment_id)
         if f is None or f.hold is not HoldState.SENT or not allocations:
             return
@@ -797,13 +810,42 @@ class Order:
         self.lines = []
         for ln in before:
             self.lines.extend(parts.pop(ln.sku, []) if ln.fulfillment_id == f.id else [ln])
-        weights = [sum(ln.line_total.amount for ln in self.lines_of(part)) for part in made]
-        for part, share in zip(made, split_total(f.amount, weights), strict=True):
+        # Priced before sourcing picked the stores, at the selling store's rules: each line is
+        # taxed where it leaves from, as a shipment naming its store is (`taxed_at`: the rules
+        # of each store that states prices the order's way), and the totals move with it.
+        inclusive = bool(self.saga.tax_inclusive)
+        moved = sum(self._taxed_at(self.lines_of(part), (taxed_at or {}).get(part.location_id))
+                    for part in made)  # fmt: skip
+        added = 0 if inclusive else moved
+        if moved:
+            t, cur = self.totals, self.currency
+            self.totals = replace(
+                t, tax=t.tax + Money(moved, cur), total=t.total + Money(added, cur)
+            )
+        # Each store's share is what its lines cost after their discounts, with their own tax.
+        weights = [sum(_paid(ln, inclusive) for ln in self.lines_of(part)) for part in made]
+        for part, share in zip(made, split_total(f.amount + added, weights), strict=True):
             part.amount = share
         at = datetime.now(UTC)
         for part in made[1:]:
             self.fulfillments.append(part)
             self._moved(f"{part.id}:{part.status.value}", at)
+
+    def _taxed_at(self, lines: list[OrderLine], table: TaxTable | None) -> int:
+        """`lines` taxed by `table` (none: left as they are), each after its discount: by how
+        much their tax moved."""
+        if table is None:
+            return 0
+        moved = 0
+        for ln in lines:
+            if ln.gift_card:
+                continue
+            off = [LineDiscount("", ln.discount, "")]
+            ((p,), _) = price([ln.line_total.amount], [ln.tax_category], [off], table,
+                              exempt_customer=self.saga.tax_exempt)  # fmt: skip
+            moved += p.tax - ln.tax
+            ln.tax, ln.taxes, ln.tax_rates = p.tax, list(p.taxes), dict(p.rates)
+        return moved
 
     def require_pending(self, doing: str = "it takes no more tenders") -> None:
         if self.status is OrderStatus.PENDING_PAYMENT and self.saga.state is (
@@ -1533,6 +1575,10 @@ class Order:
             priced.saga.points,
             priced.saga.points_discount,
         )
+        self.saga.tax_inclusive, self.saga.tax_exempt = (
+            priced.saga.tax_inclusive,
+            priced.saga.tax_exempt,
+        )
         self.saga.draft = ask
 
     def edited(self, priced: Order, ask: DraftAsk) -> None:
@@ -2119,6 +2165,11 @@ def split_total(total: int, weights: list[int]) -> list[int]:
     return [*shares, total - sum(shares)]
 
 
+def _paid(ln: OrderLine, tax_inclusive: bool) -> int:
+    """What a line costs the customer: after its discounts, with its tax."""
+    return ln.line_total.amount - ln.discount + (0 if tax_inclusive else ln.tax)
+
+
 def build_fulfillments(
     order_id: str,
     requests: list[FulfillmentRequest],
@@ -2145,10 +2196,8 @@ def build_fulfillments(
     # Each fulfilment's share of the total by what its lines cost after their discounts and
     # with their own tax (a line shipped from another store pays that store's rate): by their
     # shelf value, a pickup at 8.25 % beside a shipment at 7 % took a share of the other's tax.
-    def paid(ln: OrderLine) -> int:
-        return ln.line_total.amount - ln.discount + (0 if tax_inclusive else ln.tax)
-
-    weights = [sum(paid(ln) for ln in lines if ln.fulfillment_id == f.id) for f in made]
+    weights = [sum(_paid(ln, tax_inclusive) for ln in lines if ln.fulfillment_id == f.id)
+               for f in made]  # fmt: skip
     for f, share in zip(made, split_total(total, weights), strict=True):
         f.amount = share
         # An in-store fulfilment is handed over when the order is confirmed, not before.

@@ -275,6 +275,8 @@ async def _priced_order(
     if points_discount is not None:
         order.saga.points, order.saga.points_discount = redeem_points, points_discount.amount
         order.saga.points_state = PointsState.SENT
+    # What taxes a sourced shipment's lines where they leave from once sourcing picks the stores.
+    order.saga.tax_inclusive, order.saga.tax_exempt = location.tax_inclusive, cart.tax_exempt
     order.fulfillments = build_fulfillments(
         order_id, fulfillments, priced, lines, totals.total.amount, location.tax_inclusive
     )

@@ -43,6 +43,7 @@ from pos_order.domain.model import (
     TenderState,
 )
 from pos_order.domain.returns import goods_returned
+from pos_order.domain.tax import TaxTable
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
     CartContext,
@@ -355,7 +356,9 @@ async def _source(
     withdraw: Withdraw | None = None,
 ) -> Order:
     """Ship from store: inventory's sourcing holds the lines at the nearest store that has them
-    all, or splits them over several; each store becomes a fulfilment of its own."""
+    all, or splits them over several; each store becomes a fulfilment of its own, its lines
+    taxed where they leave from (as a shipment naming its store), in the same write, before
+    the order takes any tender or is announced."""
     try:
         allocations = await _ask_sourcing(ports, order, f)
     except DomainError as exc:
@@ -363,14 +366,35 @@ async def _source(
             raise
         await _short(new_uow, ports, order, policy, withdraw)
         raise exc from None
+    # Inventory away now: the order stays with its shipment unsourced (a 503); its retry asks
+    # sourcing again under the same request id and hears the same stores.
+    taxed_at = await _tax_rules(ports, order, allocations)
     await boundary(policy, "after_hold")
 
     def sourced(o: Order) -> None:
-        o.source(f.id, allocations)
+        o.source(f.id, allocations, taxed_at)
         o.announce_if_held()
 
     order, _ = await change(new_uow, order.id, sourced)
     return order
+
+
+async def _tax_rules(
+    ports: CheckoutPorts, order: Order, allocations: list[Allocation]
+) -> dict[str, TaxTable]:
+    """The tax rules of each store sourcing picked other than the selling one (whose rules
+    priced the lines), where it states prices the order's way: what a shipment naming that
+    store is taxed by (pricing.py). None for an order priced before its way was kept (its
+    lines keep the selling store's tax)."""
+    if order.saga.tax_inclusive is None:
+        return {}
+    rules = {}
+    for store in sorted({a.location_id for a in allocations} - {order.location_id}):
+        skus = sorted({sku for a in allocations if a.location_id == store for sku, _ in a.lines})
+        location, _ = await ports.catalog.price_snapshot(store, skus)
+        if location.tax_inclusive == order.saga.tax_inclusive:
+            rules[store] = location.tax_table
+    return rules
 
 
 async def _ask_hold(ports: CheckoutPorts, order: Order, f: Fulfillment) -> str:

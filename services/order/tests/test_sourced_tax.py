@@ -1,0 +1,167 @@
+"""Tax of a shipment sourcing places (no store named): its lines are taxed where the goods leave
+from, the store sourcing picked, as those of a shipment naming that store are; a line split
+over stores is taxed at each store's rules; and the totals, each fulfilment's share and the
+order partners are told of say so, before any payment is taken."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fakes import FakeStock
+from test_lifecycle_machine import OrderLifecycle
+
+from pos_kit.money import Money
+from pos_order.domain.model import (
+    Allocation,
+    FulfillmentRequest,
+    FulfillmentType,
+    LineRequest,
+    Order,
+    OrderCreated,
+    PricedItem,
+    SellingLocation,
+)
+from pos_order.domain.pricing import Buyer
+from pos_order.service import handlers
+from pos_order.service.ports import CreateOrderCommand
+
+USD = "USD"
+
+
+class Stores:
+    """loc_1 sells at 10 %; loc_2 (another state) ships at 5 %; loc_3 ships at 20 % with prices
+    that hold their tax (stated the other way from the selling store's)."""
+
+    stores = {
+        "loc_1": SellingLocation("loc_1", USD, 1000, ship_enabled=True),
+        "loc_2": SellingLocation("loc_2", USD, 500, ship_enabled=True),
+        "loc_3": SellingLocation("loc_3", USD, 2000, tax_inclusive=True, ship_enabled=True),
+    }
+    items = {"TEE": PricedItem("TEE", "T-shirt", Money(2000, USD))}
+
+    async def price_snapshot(
+        self, location_id: str, skus: list[str]
+    ) -> tuple[SellingLocation, dict[str, PricedItem]]:
+        return self.stores[location_id], {s: self.items[s] for s in skus}
+
+
+class SourcedAt(FakeStock):
+    """Sourcing picks the stores of `plan`, each shipping so many units of every line."""
+
+    def __init__(self, plan: list[tuple[str, int]]) -> None:
+        super().__init__(TEE=100)
+        self.plan = plan
+
+    async def source(
+        self,
+        request_id: str,
+        lines: list[tuple[str, int]],
+        destination: tuple[float, float],
+        ttl_seconds: int,
+        reference: str,
+        currency: str,
+    ) -> list[Allocation]:
+        out = []
+        for store, units in self.plan:
+            mine = [(sku, units) for sku, _ in lines]
+            rid = await self.hold(f"{request_id}/{store}", store, mine, ttl_seconds, reference)
+            out.append(Allocation(store, mine, rid))
+        return out
+
+
+SOURCED = FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))
+
+
+def _shop(plan: list[tuple[str, int]]) -> OrderLifecycle:
+    m = OrderLifecycle()
+    m.ports = replace(m.ports, catalog=Stores(), stock=SourcedAt(plan))
+    return m
+
+
+def _order(
+    m: OrderLifecycle, fulfillment: FulfillmentRequest, quantity: int, customer_id: str = ""
+) -> Order:
+    cmd = CreateOrderCommand(
+        m._request_id(), "web", "loc_1", customer_id, [LineRequest("TEE", quantity)], [fulfillment]
+    )
+    order = m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+    assert isinstance(order, Order), order
+    return order
+
+
+def _taxed(order: Order) -> list[tuple[str, int, int, int, dict[str, int]]]:
+    stores = {f.id: f.location_id for f in order.fulfillments}
+    return [
+        (stores[ln.fulfillment_id], ln.quantity, ln.discount, ln.tax, ln.tax_rates)
+        for ln in order.lines
+    ]
+
+
+def _money(order: Order) -> tuple[int, int, int, int, list[int]]:
+    t = order.totals
+    return (t.subtotal.amount, t.discount.amount, t.tax.amount, t.total.amount,
+            [f.amount for f in order.fulfillments])  # fmt: skip
+
+
+def test_a_sourced_shipment_is_taxed_at_the_store_it_leaves_from_as_a_named_one_is() -> None:
+    m = _shop([("loc_2", 2)])
+    named = _order(m, FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_2", "1 Main St"), 2)
+    sourced = _order(m, SOURCED, 2)
+    assert _taxed(named) == [("loc_2", 2, 0, 200, {"tax": 500})]
+    assert _taxed(sourced) == _taxed(named)
+    assert _money(sourced) == _money(named) == (4000, 0, 200, 4200, [4200])
+    # Stored and announced so: partners are told the tax the order is paid with.
+    assert _money(m.order(sourced.id)) == _money(sourced)
+    (told,) = [
+        e.order
+        for e in m.store.published
+        if isinstance(e, OrderCreated) and e.order.id == sourced.id
+    ]
+    assert _money(told) == _money(sourced) and _taxed(told) == _taxed(sourced)
+
+
+def test_a_line_split_over_stores_is_taxed_at_each_store_s_rules() -> None:
+    m = _shop([("loc_1", 1), ("loc_2", 2)])
+    order = _order(m, SOURCED, 3)
+    assert _taxed(order) == [
+        ("loc_1", 1, 0, 200, {"tax": 1000}),
+        ("loc_2", 2, 0, 200, {"tax": 500}),
+    ]
+    # Each fulfilment's share is what its own lines cost with their own tax.
+    assert _money(order) == (6000, 0, 400, 6400, [2200, 4200])
+
+
+def test_a_store_stating_prices_the_other_way_leaves_the_selling_store_s_rules() -> None:
+    """As for a named store: an order's prices are all inclusive or all exclusive of tax."""
+    m = _shop([("loc_3", 1)])
+    sourced = _order(m, SOURCED, 1)
+    named = _order(m, FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_3", "1 Main St"), 1)
+    assert _taxed(sourced) == [("loc_3", 1, 0, 200, {"tax": 1000})]
+    assert _money(sourced) == _money(named) == (2000, 0, 200, 2200, [2200])
+
+
+def test_a_tax_exempt_customer_s_sourced_shipment_stays_without_tax() -> None:
+    m = _shop([("loc_2", 1)])
+    m.store.customers[("mer_a", "cus_1")] = 1
+    m.store.buyers[("mer_a", "cus_1")] = Buyer((), tax_exempt=True)
+    order = _order(m, SOURCED, 1, "cus_1")
+    assert _taxed(order) == [("loc_2", 1, 0, 0, {"tax": 500})]
+    assert _money(order) == (2000, 0, 0, 2000, [2000])
+
+
+def test_a_submitted_draft_s_sourced_shipment_is_taxed_where_it_leaves_from() -> None:
+    m = _shop([("loc_2", 1)])
+    cmd = CreateOrderCommand(
+        m._request_id(), "web", "loc_1", "", [LineRequest("TEE", 1)], [SOURCED], draft=True
+    )
+    draft = m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+    assert isinstance(draft, Order), draft
+    assert _money(draft) == (2000, 0, 200, 2200, [2200])  # no store yet: the selling one's
+    submitted = m._attempt(
+        lambda: handlers.SubmitOrder(
+            m._request_id(), draft.id, (), m.ports, m.new_uow, m.policy, lambda o: o
+        )
+    )
+    assert isinstance(submitted, Order), submitted
+    assert _taxed(submitted) == [("loc_2", 1, 0, 100, {"tax": 500})]
+    assert _money(submitted) == (2000, 0, 100, 2100, [2100])
