@@ -165,3 +165,29 @@ def test_a_submitted_draft_s_sourced_shipment_is_taxed_where_it_leaves_from() ->
     assert isinstance(submitted, Order), submitted
     assert _taxed(submitted) == [("loc_2", 1, 0, 100, {"tax": 500})]
     assert _money(submitted) == (2000, 0, 100, 2100, [2100])
+
+
+def test_a_line_split_over_stores_keeps_its_discounts_and_taxes_adding_up_in_each_part() -> None:
+    """Each part's discount is what its itemised discounts add up to, and its tax its taxes:
+    split one by one by quantity and their sums split apart, a part showed a cent of discount
+    (or tax) that none of its discounts (or taxes) gave, and the next one a cent less."""
+    from pos_order.domain.model import OrderLine, Totals, build_fulfillments
+    from pos_order.domain.pricing import LineDiscount
+
+    usd = "USD"
+    line = OrderLine("TEE", "T-shirt", 2, Money(1000, usd), discount=2, tax=2,
+                     discounts=[LineDiscount("promo_1", 1, "offer"),
+                                LineDiscount("manual", 1, "staff")],
+                     taxes=[("state", 1), ("city", 1)])  # fmt: skip
+    total = Money(2000, usd)
+    order = Order("ord_1", "loc_1", "", [line],
+                  Totals(total, Money(2, usd), Money(2, usd), total), True)  # fmt: skip
+    order.fulfillments = build_fulfillments("ord_1", [SOURCED], [line], [LineRequest("TEE", 2)],
+                                            2000)  # fmt: skip
+    (f,) = order.fulfillments
+    order.source(f.id, [Allocation("loc_a", [("TEE", 1)], "res_a"),
+                        Allocation("loc_b", [("TEE", 1)], "res_b")])  # fmt: skip
+    for part in order.lines:
+        assert part.discount == sum(d.amount for d in part.discounts), part
+        assert part.tax == sum(amount for _, amount in part.taxes), part
+    assert sum(p.discount for p in order.lines) == 2 and sum(p.tax for p in order.lines) == 2

@@ -1710,6 +1710,10 @@ def _part_of(
     discounts = [LineDiscount(d.promotion_id, share(d.amount), d.reason, d.requested_by)
                  for d in line.discounts]  # fmt: skip
     taxes = [(name, share(amount)) for name, amount in line.taxes]
+    # A part's discount is what its discounts add up to, and its tax its taxes, where the
+    # line's did (shared apart, each sum could round a cent away from its parts).
+    found = sum(d.amount for d in line.discounts)
+    owed = sum(amount for _, amount in line.taxes)
     return OrderLine(
         line.sku,
         line.name,
@@ -1717,8 +1721,10 @@ def _part_of(
         line.unit_price,
         fulfillment_id,
         line.tax_category,
-        discount=share(line.discount),
-        tax=share(line.tax),
+        discount=sum(d.amount for d in discounts)
+        if line.discounts and found == line.discount
+        else share(line.discount),
+        tax=sum(a for _, a in taxes) if line.taxes and owed == line.tax else share(line.tax),
         discounts=[d for d in discounts if d.amount],
         taxes=taxes,
         tax_rates=dict(line.tax_rates),
