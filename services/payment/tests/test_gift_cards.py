@@ -1019,6 +1019,45 @@ async def test_an_authorisation_on_a_card_deactivated_since_is_still_voided(
     assert card.gift_card.status == G.GIFT_CARD_STATUS_DEACTIVATED
 
 
+async def test_a_hold_given_back_by_the_cards_own_refund_is_not_given_back_by_its_void(
+    running: Running,
+) -> None:
+    """1,000 held by an authorisation, then given back to the card by the gift card's own
+    refund (it counts as spent and not given back): the void of that authorisation (an order
+    cancelled) would give the same 1,000 back a second time, so it gives back only what the
+    card has spent and not been given back, here nothing. The balance is what was issued and
+    the ledger sums to it; the payment is voided. Until 2026-12-05 the card ended 1,000 above
+    what it was issued with: money from nothing."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    card_id = issued.gift_card.id
+    held = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_held_twice",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(1000),
+                gift_card_code=issued.code,
+                capture=False,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    await running.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(request_id=rid(), id=card_id, amount=usd(1000)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert balance(running, m, card_id) == 5000
+    voided = await running.payments.VoidPayment(
+        P.VoidPaymentRequest(request_id=rid(), payment_id=held.id), metadata=md(m), timeout=30
+    )
+    assert voided.payment.status == P.PAYMENT_STATUS_VOIDED
+    assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 5000
+
+
 async def test_a_card_in_another_currency_than_the_payment_is_a_field_error_not_a_decline(
     running: Running,
 ) -> None:

@@ -451,7 +451,10 @@ class GiftCardTender:
             if known is not None:
                 return known
             captured = await _sum_of(uow, reference, "capture")
-            back = held - captured
+            # Never more than the card spent and was not given back (read under its lock), as
+            # a refund: the card's own refund (POST /v1/gift-cards/{id}/refunds) may have given
+            # the held value back already. Until 2026-12-05 the void gave it back again.
+            back = min(held - captured, await uow.cards.refundable(card.id))
             if back > 0:
                 # A card deactivated since (lost, stolen) takes the held part back too, and
                 # stays deactivated, as a payment's refund to it does: the customer never spent
