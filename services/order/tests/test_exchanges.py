@@ -1011,3 +1011,41 @@ async def test_cash_an_exchange_credit_gives_back_needs_a_register_with_an_open_
     assert (ret.register_id, ret.shift_id) == ("reg_credit_cash", shift)
     report = await _cash_report(shop, shift)
     assert report.cash_refunds == ret.amount
+
+
+async def test_an_exchange_paid_in_cash_is_made_at_a_register_with_an_open_shift_only(
+    shop: Shop,
+) -> None:
+    """A tee sold by card, exchanged at a register for a cap and a mug: the difference is paid
+    in cash, which goes in the register's drawer. With no shift open there the exchange is a
+    409 `cash_needs_open_shift` naming the cash tender's `tender_type` (as a cash checkout or
+    cash tender there is), before anything is written: no return, no new order, no payment,
+    nothing held. An even exchange there takes no cash and needs no shift. With a shift open
+    the same request is made, its cash counted in that shift."""
+    till = _till("reg_exchange_cash")
+    order = await shop.sale(TEE=2)
+    caps, mugs = await shop.on_hand("CAP"), await shop.on_hand("MUG")
+    dearer = shop.ask(order.id, [("L1", 1)], [("CAP", 1), ("MUG", 1)], card=False)
+    dearer.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CASH, cash_tendered=usd(5000))
+
+    refused = await shop.refused(dearer, till)
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+    problem = read_error(refused)
+    assert problem.reason == "cash_needs_open_shift", problem
+    assert [v.field for v in problem.violations] == ["tenders[0].tender_type"]
+    assert problem.metadata["register_id"] == "reg_exchange_cash"
+    assert await shop.returns_of(order.id) == []
+    assert shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", order.id) == []
+    assert await shop.money(order.id) == (order.total.amount, 0)
+    assert (await shop.on_hand("CAP"), await shop.on_hand("MUG")) == (caps, mugs)
+
+    even = shop.ask(order.id, [("L1", 1)], [("CAP", 1)], card=False)
+    even.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CASH, cash_tendered=usd(5000))
+    made = await shop.orders.CreateExchange(even, metadata=till, timeout=30)
+    assert (made.charged.amount, made.refunded.amount) == (0, 0)
+
+    shift = await _open_shift(shop, till, 0)
+    answer = await shop.orders.CreateExchange(dearer, metadata=till, timeout=30)
+    due = answer.order.total.amount - answer.order_return.amount.amount
+    assert due > 0 and answer.charged.amount == due
+    assert (await _cash_report(shop, shift)).cash_sales == usd(due)

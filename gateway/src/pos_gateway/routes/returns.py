@@ -345,7 +345,11 @@ async def create_exchange(
     difference goes back to cards, gift cards or other tenders need no register. The return
     keeps the register, member and shift it was made at (`order_return.register_id`,
     `staff_id`, `shift_id`): a refund finished later (a retry, or the service itself after a
-    crash) counts its cash in the shift open at that register when it is paid."""
+    crash) counts its cash in the shift open at that register when it is paid. A difference
+    due taken in cash goes in the register's drawer, as a cash checkout's: at a register with
+    no shift open it is a 409 `cash_needs_open_shift` naming the cash tender's
+    `tenders[i].tender_type`, and nothing is done (from the back office cash is taken as
+    before)."""
     ask = order_pb2.CreateExchangeRequest(
         request_id=request_id(),
         order_id=order_id,

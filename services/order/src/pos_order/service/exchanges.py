@@ -99,7 +99,7 @@ from pos_order.domain.returns import (
     validate_request,
 )
 from pos_order.service import pricing, saga
-from pos_order.service.handlers import _discard, at_register, tender_ask
+from pos_order.service.handlers import _discard, at_register, drawer_open_for_cash, tender_ask
 from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
 from pos_order.service.returns import (
     RefundRefused,
@@ -266,6 +266,8 @@ class CreateExchange(Generic[R]):
         # The shift open at the asking register, read before the claim when the original
         # order took cash or was paid by an exchange credit (see `refuse_cash_without_drawer`).
         self.shift_id = ""
+        # A cash tender at a register with no shift open: refused once a difference is due.
+        self.cash_refused: Conflict | None = None
 
     async def prepare(self) -> None:
         """Before the claim: the original order must be the merchant's (404), the gift cards
@@ -287,6 +289,14 @@ class CreateExchange(Generic[R]):
         register_id, _ = at_register()
         if register_id and (cash_payments(order) or order.saga.exchange_of):
             self.shift_id = await self.return_ports.payments.open_shift_at(register_id)
+        cash = [f"tenders[{i}].tender_type" for i, t in enumerate(req.tenders)
+                if t.tender is Tender.CASH]  # fmt: skip
+        if cash:
+            # Cash taken for the difference goes in the register's drawer, as a checkout's.
+            try:
+                await drawer_open_for_cash(self.ports, Tender.CASH, cash)
+            except Conflict as exc:
+                self.cash_refused = exc
         if order.payment_ids:
             # What its payments refunded so far, as the payment service says now: a refund
             # made through the payments API may not have reached the order yet, and the
@@ -417,6 +427,10 @@ class CreateExchange(Generic[R]):
         # Checked now (a bad split is a 400 before anything is written), recorded once the
         # stock is held: an order with tenders recorded is no longer withdrawn when short.
         _plan_tenders(order, req.tenders, max(0, difference))
+        if difference > 0 and self.cash_refused is not None:
+            # The difference would be taken in cash at a register with no shift open (409
+            # `cash_needs_open_shift`), before anything is written, held or charged.
+            raise self.cash_refused
         await uow.orders.add(order)
         await uow.returns.add(ret)
         return Exchanged(ret, order)

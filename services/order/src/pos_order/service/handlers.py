@@ -163,14 +163,17 @@ def at_register() -> tuple[str, str]:
 SHIFT_READ_SECONDS = 1.0
 
 
-async def drawer_open_for_cash(ports: CheckoutPorts, tender: object) -> None:
+async def drawer_open_for_cash(
+    ports: CheckoutPorts, tender: object, fields: Sequence[str] = ("tender_type",)
+) -> None:
     """Cash taken at a register goes in its drawer, which the shift open there counts: with
     none open it would count in no shift (a gift card sold for cash there, or cash given
     back, is refused the same way). A cash tender at a register with no shift open is a 409
     `cash_needs_open_shift` naming `tender_type`, before anything is saved or charged. From
     the back office (no register) cash is taken as before; cards need no shift. While the
     payment service is away the shift cannot be read: the cash sale goes on, as one does then
-    (recorded later, in the shift open at the register when it is)."""
+    (recorded later, in the shift open at the register when it is). `fields`: the request's
+    fields naming the cash tender (an exchange's `tenders[i].tender_type`)."""
     register_id, _ = at_register()
     if tender is not Tender.CASH or not register_id:
         return
@@ -195,7 +198,9 @@ async def drawer_open_for_cash(ports: CheckoutPorts, tender: object) -> None:
         "cash_needs_open_shift",
         {"register_id": register_id},
     )
-    refused.violations = [FieldViolation("tender_type", "cash needs a shift open at the register")]
+    refused.violations = [
+        FieldViolation(f, "cash needs a shift open at the register") for f in fields
+    ]
     raise refused
 
 
