@@ -324,6 +324,40 @@ def test_a_register_of_an_inactive_location_signs_no_one_in(platform: Running) -
         _ok(_post(device, "/v1/checkouts", sale), 201)
 
 
+def test_a_register_of_an_inactive_location_grants_no_override(platform: Running) -> None:
+    """A register of a store closed while a member was signed in there grants no manager's
+    override: a 409 `location_inactive` with the store's id, naming no field, before the
+    manager's PIN is checked (no override granted or audited, no wrong PIN counted), as it
+    signs no one in there. Reopened, the same override is granted."""
+    with platform.new_merchant(f"Closed overrides {uuid.uuid4().hex[:8]}") as http:
+        closing = _store(http, "Closing St", 41.90, {})
+        till = _ok(_post(http, "/v1/registers", {"location_id": closing, "name": "Till 1"}), 201)
+        code = _ok(_post(http, f"/v1/registers/{till['id']}/pairing-codes", {}), 201)["code"]
+        pair = platform.platform.gateway_url + "/v1/registers/pair"
+        credential = _ok(httpx.post(pair, json={"code": code}), 201)["credential"]
+        device = httpx.Client(base_url=platform.platform.gateway_url, timeout=15.0,
+                              headers={"Authorization": f"Bearer {credential}"})  # fmt: skip
+        cashier = _ok(_post(http, "/v1/staff", {"name": "Drew", "role": "cashier",
+                      "location_ids": [closing], "pin": "2580"}), 201)["id"]  # fmt: skip
+        manager = _ok(_post(http, "/v1/staff", {"name": "Max", "role": "manager",
+                      "location_ids": [closing], "pin": "9753"}), 201)["id"]  # fmt: skip
+        _ok(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}), 201)
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "inactive"}))
+
+        override = {"manager_id": manager, "pin": "9753", "permission": "refund"}
+        _conflicted(_post(device, "/v1/overrides", override), closing)
+        _conflicted(_post(device, "/v1/overrides", {**override, "pin": "1111"}), closing)
+        assert _ok(http.get(f"/v1/staff/{manager}"))["locked_until"] is None
+        actions = [e["action"] for e in _ok(http.get("/v1/audit-log",
+                   params={"register_id": till["id"], "limit": 200}))["data"]]  # fmt: skip
+        assert "override.granted" not in actions and "staff.pin_failed" not in actions, actions
+
+        _ok(http.patch(f"/v1/locations/{closing}", json={"status": "active"}))
+        _ok(_post(device, "/v1/register-sessions", {"staff_id": cashier, "pin": "2580"}), 201)
+        granted = _ok(_post(device, "/v1/overrides", override), 201)
+        assert (granted["requested_by"], granted["approved_by"]) == (cashier, manager)
+
+
 def test_an_inactive_location_gets_no_new_promotions(platform: Running) -> None:
     """An offer limited to a closed store could never apply: made or changed naming one, it
     is a 409 `location_inactive` naming `conditions.location_ids[i]`, and nothing is made or

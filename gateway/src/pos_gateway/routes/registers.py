@@ -557,13 +557,16 @@ def override_json(o: staff.Override) -> dict[str, Any]:
     **op("register:session", "A manager's override for one action at this register",
          AT_REGISTER, example=ex.OVERRIDE, status=201),
 )  # fmt: skip
-async def grant_override(body: OverrideIn, request: Request) -> Override:
+async def grant_override(body: OverrideIn, request: Request, svc: Svc) -> Override:
     """The manager gives their PIN at the register; the signed-in member's next action that
     needs `permission` (within two minutes, once) then succeeds, and its audit entry names
     both. The manager must hold the permission (403 `approver_lacks_permission`) and work at
     the location; wrong PINs count towards the manager's lock as at sign-in. A deactivated
-    manager is a 409 `staff_deactivated`."""
+    manager is a 409 `staff_deactivated`. A register of a location the merchant closed
+    (`status: inactive`) grants no override: a 409 `location_inactive` with its
+    `location_id`, naming no field, before the PIN is checked (as it signs no one in)."""
     principal = _at_register(request)
+    await open_location_of(svc, principal.location_id or "", "")
     state = request.app.state
     session = None
     if principal.session_id is not None:
