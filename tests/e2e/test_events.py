@@ -708,3 +708,66 @@ def test_a_void_through_the_payments_api_announces_the_order_it_moved_as_get_ans
         order, event = _eventually(announced, timeout=15)
         assert event["type"] == "order.updated"
         assert event["data"]["object"] == order
+
+
+def _announced_as_get_answers(http: httpx.Client, order_id: str) -> Any:
+    """The order as `GET` answers it now and the feed's last event of it at that version
+    (any but `order.returned`, whose object is the return), or None while the feed has none."""
+    order = http.get(f"/v1/orders/{order_id}").json()
+    feed = http.get("/v1/events", params={"types": ["order.*"], "limit": 200}).json()
+    at_version = [
+        e
+        for e in feed["data"]
+        if e["type"] != "order.returned"
+        and e["data"]["object"]["id"] == order_id
+        and e["data"]["object"]["version"] == order["version"]
+    ]
+    return (order, at_version[-1]) if at_version else None
+
+
+def test_a_coupon_redeemed_after_the_confirmation_is_announced_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A sale naming a coupon is confirmed (its coupon still `reserved` in `order.confirmed`
+    and `order.completed`), then the coupon is redeemed: a new version of the order, whose
+    coupon says `redeemed`. The feed has an `order.updated` whose object is what `GET
+    /v1/orders/{id}` answers after it. Until 2026-12-05 no event said so: a partner kept the
+    coupon as reserved, and the order at its earlier version."""
+    with platform.new_merchant(f"Order coupons {uuid.uuid4().hex[:6]}") as http:
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Coupon store", "currency": "USD", "tax_rate_bps": 0},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        http.post(
+            "/v1/products",
+            json={"sku": "OCP-1", "name": "Couponed", "price": {"amount": 2000, "currency": "USD"}},
+            headers={"Idempotency-Key": "prod-1"},
+        ).raise_for_status()
+        promo = http.post(
+            "/v1/promotions",
+            json={"name": "Ten off", "percent_off_bps": 1000, "requires_coupon": True},
+            headers={"Idempotency-Key": "promo-1"},
+        )
+        assert promo.status_code == 201, promo.text
+        code = f"TEN-{uuid.uuid4().hex[:8].upper()}"
+        coupons = http.post(
+            f"/v1/promotions/{promo.json()['id']}/coupons",
+            json={"codes": [code], "max_uses": 5},
+            headers={"Idempotency-Key": "coupon-1"},
+        )
+        assert coupons.status_code == 201, coupons.text
+        sale = http.post(
+            "/v1/checkouts",
+            json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
+                  "lines": [{"sku": "OCP-1", "quantity": 1}], "coupon_codes": [code]},
+            headers={"Idempotency-Key": "sale-1"},
+        )  # fmt: skip
+        assert sale.status_code == 201, sale.text
+        order_id = sale.json()["order"]["id"]
+        assert sale.json()["order"]["coupons"][0]["status"] == "redeemed"
+
+        order, event = _eventually(lambda: _announced_as_get_answers(http, order_id), 15)
+        assert order["coupons"][0]["status"] == "redeemed"
+        assert event["type"] == "order.updated"
+        assert event["data"]["object"] == order

@@ -709,8 +709,13 @@ class Order:
             self.saga.coupons.step = CouponStep.RESERVED
             self.saga.coupons.uses = list(uses)
 
-    def coupons_settled(self) -> None:
-        """The promotion service answered the redemption (confirmed) or release (cancelled)."""
+    def coupons_settled(self, announce: bool = False) -> None:
+        """The promotion service answered the redemption (confirmed) or release (cancelled).
+        `announce`: settled in a change of its own, after the confirmation (or the
+        cancellation) was announced: a new version (its `coupons[].status`) no other event
+        tells, announced (`updated`)."""
+        if announce:
+            self.events.append(OrderUpdated(self))
         if not self.coupons_due:
             return
         self.saga.coupons.step = (
@@ -1753,7 +1758,8 @@ class OrderConfirmed:
 class OrderUpdated:
     """An order changed with no other event of it: a draft edited, or put back after a refused
     submit; any order's notes or metadata changed; a refund of its payments made outside a
-    return, or a void of one, heard of."""
+    return, or a void of one, heard of; its coupons redeemed (or released) after the
+    confirmation (or the cancellation)."""
 
     order: Order
 

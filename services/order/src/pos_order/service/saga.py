@@ -222,7 +222,8 @@ async def settle_coupons(new_uow: NewUow, ports: CheckoutPorts, order: Order) ->
             return order
         # Nothing reserved (NotFound), or already final: nothing more to ask.
         log.info("coupons of order %s: %s", order.id, exc.code)
-    order, _ = await change(new_uow, order.id, lambda o: o.coupons_settled())
+    # A change of its own after the confirmation (or cancellation) was announced: announced.
+    order, _ = await change(new_uow, order.id, lambda o: o.coupons_settled(announce=True))
     return order
 
 
