@@ -771,3 +771,64 @@ def test_a_coupon_redeemed_after_the_confirmation_is_announced_as_get_answers_it
         assert order["coupons"][0]["status"] == "redeemed"
         assert event["type"] == "order.updated"
         assert event["data"]["object"] == order
+
+
+def test_a_refund_to_an_orders_tenders_by_a_return_of_its_exchange_is_announced(
+    platform: Running,
+) -> None:
+    """Two tees sold by card, one exchanged for a dearer hat (the tee's value credited, the
+    difference charged on the new order), then the hat returned: its credit goes back to the
+    sale's card, which moves the sale's order (`paid` net of it, a new version) though the
+    return is the new order's. The feed has an `order.updated` of the sale's order whose
+    object is what `GET /v1/orders/{id}` answers after it (the return's own `order.returned`
+    carries the new order). Until 2026-12-05 no event of the sale's order said so."""
+    with platform.new_merchant(f"Exchange refunds {uuid.uuid4().hex[:6]}") as http:
+        location = http.post(
+            "/v1/locations",
+            json={"name": "Exchange store", "currency": "USD", "tax_rate_bps": 0},
+            headers={"Idempotency-Key": "loc-1"},
+        ).json()["id"]
+        for sku, price in (("OEX-TEE", 1000), ("OEX-HAT", 2500)):
+            http.post(
+                "/v1/products",
+                json={"sku": sku, "name": sku, "price": {"amount": price, "currency": "USD"}},
+                headers={"Idempotency-Key": f"prod-{sku}"},
+            ).raise_for_status()
+            http.post(
+                "/v1/inventory/adjustments",
+                json={"sku": sku, "location_id": location, "delta": 5, "reason": "received"},
+                headers={"Idempotency-Key": f"adj-{sku}"},
+            ).raise_for_status()
+        sale = http.post(
+            "/v1/checkouts",
+            json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
+                  "lines": [{"sku": "OEX-TEE", "quantity": 2}]},
+            headers={"Idempotency-Key": "sale-1"},
+        )  # fmt: skip
+        assert sale.status_code == 201, sale.text
+        order_id = sale.json()["order"]["id"]
+        total = sale.json()["order"]["total"]["amount"]
+        made = http.post(
+            f"/v1/orders/{order_id}/exchanges",
+            json={"lines": [{"line_id": "L1", "quantity": 1}],
+                  "new_lines": [{"sku": "OEX-HAT", "quantity": 1}], "reason": "wrong_size",
+                  "tenders": [{"tender_type": "card", "card_token": "tok_mastercard"}]},
+            headers={"Idempotency-Key": "exchange-1"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        credit = made.json()["order_return"]["credited"]["amount"]
+        assert credit > 0
+        returned = http.post(
+            f"/v1/orders/{made.json()['order']['id']}/returns",
+            json={"lines": [{"line_id": "L1", "quantity": 1}], "reason": "unwanted"},
+            headers={"Idempotency-Key": "return-1"},
+        )
+        assert returned.status_code == 201, returned.text
+
+        def announced() -> Any:
+            found = _announced_as_get_answers(http, order_id)
+            return found if found and found[0]["paid"]["amount"] == total - credit else None
+
+        order, event = _eventually(announced, timeout=15)
+        assert event["type"] == "order.updated"
+        assert event["data"]["object"] == order

@@ -1676,6 +1676,14 @@ class Order:
         self.version += 1
         self.updated_at = at
 
+    def credit_given_back(self, at: datetime) -> None:
+        """A return of its exchange's new order gave the exchange's credit back to its tenders
+        (or carried it on from the order it was itself exchanged from): its tenders' refunded
+        amounts and `paid` moved, a new version, announced (`updated`) as no other event of
+        the order tells it (the return's `order_returned` carries the new order)."""
+        self.touched(at)
+        self.events.append(OrderUpdated(self))
+
     def payments_heard(self, at: datetime) -> None:
         """A refund of its payments made outside a return (the payments API), or a void of one
         (the payments API, its authorisation's window), heard from the payment service's event
@@ -1759,7 +1767,8 @@ class OrderUpdated:
     """An order changed with no other event of it: a draft edited, or put back after a refused
     submit; any order's notes or metadata changed; a refund of its payments made outside a
     return, or a void of one, heard of; its coupons redeemed (or released) after the
-    confirmation (or the cancellation)."""
+    confirmation (or the cancellation); an exchange's credit given back to its tenders by a
+    return of the exchange's new order."""
 
     order: Order
 

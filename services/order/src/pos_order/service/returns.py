@@ -861,9 +861,14 @@ async def complete(
             mine = {t.payment_id for t in source.saga.tenders}
             here = [t for t in credit if t.payment_id in mine]
             if here or source_id == ret.credit_order_id:
-                source.touched(at)
+                # A new version of that order, announced (`order_updated`): the return's own
+                # event carries this one.
+                source.credit_given_back(at)
                 refunded(source, ret, here, credit=ret.credit_set_aside)
                 await uow.orders.save(source)
+                for event in source.events:
+                    uow.publish(event)
+                source.events.clear()
             credit = [t for t in credit if t.payment_id not in mine]
             source_id = source.saga.exchange_of
         await uow.returns.save(ret)
