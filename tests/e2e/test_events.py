@@ -832,3 +832,52 @@ def test_a_refund_to_an_orders_tenders_by_a_return_of_its_exchange_is_announced(
         order, event = _eventually(announced, timeout=15)
         assert event["type"] == "order.updated"
         assert event["data"]["object"] == order
+
+
+def test_webhook_subscription_changes_are_in_the_audit_log(platform: Running) -> None:
+    """A subscription made, pointed elsewhere, its secret rotated and deleted is an entry each,
+    naming the credential that did it, as a credential's change is: a key with
+    `webhooks:manage` can send every event (customers' contacts among them) anywhere, and the
+    merchant must be able to see who did. An edit that changes nothing and a retry of a
+    request add none. Entries name where events go by the URL's origin only (a URL may hold
+    a receiver's token in its path or query) and never a secret."""
+    with platform.new_merchant(f"Webhook audit {uuid.uuid4().hex[:8]}") as http:
+
+        def entries(resource_id: str) -> list[tuple[str, dict[str, Any]]]:
+            answer = http.get("/v1/audit-log", params={"resource_id": resource_id})
+            assert answer.status_code == 200, answer.text
+            found = answer.json()["data"]
+            assert all(e["credential_id"] and e["staff_id"] is None for e in found), found
+            return [(e["action"], e["details"]) for e in reversed(found)]
+
+        key = str(uuid.uuid4())
+        body = {"url": "http://127.0.0.1:9/hooks/tok3n?sig=s3cret", "event_types": ["order.*"]}
+        made = http.post("/v1/webhook-subscriptions", json=body, headers={"Idempotency-Key": key})
+        assert made.status_code == 201, made.text
+        again = http.post("/v1/webhook-subscriptions", json=body, headers={"Idempotency-Key": key})
+        assert again.json()["subscription"]["id"] == made.json()["subscription"]["id"]
+        secrets = [made.json()["secret"]]
+        sub = made.json()["subscription"]["id"]
+        one = f"/v1/webhook-subscriptions/{sub}"
+        moved = http.patch(one, json={"url": "http://localhost:9/elsewhere"})
+        assert (moved.status_code, moved.json()["version"]) == (200, 2), moved.text
+        same = http.patch(one, json={"url": "http://localhost:9/elsewhere"})
+        assert (same.status_code, same.json()["version"]) == (200, 2), same.text
+        rotated = http.post(
+            f"{one}/rotate-secret",
+            json={"overlap_seconds": 60},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert rotated.status_code == 201, rotated.text
+        secrets.append(rotated.json()["secret"])
+        assert http.delete(one).status_code == 200
+        assert entries(sub) == [
+            ("webhook_subscription.created", {"origin": "http://127.0.0.1:9",
+                                              "event_types": ["order.*"], "version": 1}),
+            ("webhook_subscription.updated", {"changed": ["url"], "origin": "http://localhost:9",
+                                              "version": 2}),
+            ("webhook_subscription.secret_rotated", {"overlap_seconds": 60, "version": 3}),
+            ("webhook_subscription.deleted", {"origin": "http://localhost:9", "version": 3}),
+        ]  # fmt: skip
+        text = http.get("/v1/audit-log").text
+        assert not any(s in text for s in [*secrets, "tok3n", "s3cret", "elsewhere"]), text

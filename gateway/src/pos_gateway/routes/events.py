@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos_gateway import examples as ex
+from pos_gateway.actions import Done, guarded
 from pos_gateway.auth import authenticate
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
@@ -330,6 +332,20 @@ class ReplayWindow(Body):
     created_before: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
 
 
+def origin(url: str) -> str:
+    """Where a URL sends, as its audit entry names it: scheme, host and port only. A receiver's
+    URL may carry its own token in the path or query, which the audit log must not spread
+    to every holder of `audit:read`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _audited(done: Done, sub: pb.Subscription, **details: Any) -> None:
+    """A subscription's audit entry: on its id, with the version the change made."""
+    done.resource = ("webhook_subscription", sub.id)
+    done.details = {**details, "version": sub.version}
+
+
 def _new(answer: Any) -> NewWebhookSubscription:
     return NewWebhookSubscription(
         subscription=to_model(WebhookSubscription, answer.subscription),
@@ -349,21 +365,28 @@ def _new(answer: Any) -> NewWebhookSubscription:
         shown_once=("secret",),
     ),
 )
-async def create_webhook_subscription(body: SubscriptionIn, svc: Svc) -> NewWebhookSubscription:
+async def create_webhook_subscription(
+    body: SubscriptionIn, svc: Svc, request: Request
+) -> NewWebhookSubscription:
     """Deliveries are signed per Standard Webhooks (`webhook-id`, `webhook-timestamp`,
     `webhook-signature`) with the `whsec_` secret in this answer; verify them with any library
     of the specification. A 2xx within 5 seconds is success; anything else is retried with
     backoff for a little over three days; a 410 disables the subscription at once. A merchant
     has at most 50 subscriptions: the 51st is a 409 `too_many_subscriptions`. The URL must be
-    `https` and reach a public address (a local sandbox also takes `http` and private ones)."""
-    answer = await svc.dispatcher.CreateSubscription(
-        pb.CreateSubscriptionRequest(
-            request_id=request_id(),
-            url=body.url,
-            event_types=body.event_types,
-            description=body.description,
+    `https` and reach a public address (a local sandbox also takes `http` and private ones).
+    In the audit log as `webhook_subscription.created` (the URL's origin, the types, never
+    the secret), with the credential that made it."""
+    async with guarded(request, "webhook_subscription.created") as done:
+        answer = await svc.dispatcher.CreateSubscription(
+            pb.CreateSubscriptionRequest(
+                request_id=request_id(),
+                url=body.url,
+                event_types=body.event_types,
+                description=body.description,
+            )
         )
-    )
+        sub = answer.subscription
+        _audited(done, sub, origin=origin(sub.url), event_types=list(sub.event_types))
     return _new(answer)
 
 
@@ -401,30 +424,36 @@ async def update_webhook_subscription(
     subscription_id: PathId,
     body: SubscriptionPatch,
     svc: Svc,
+    request: Request,
     response: Response,
     if_match: IfMatch = None,
 ) -> WebhookSubscription:
     """Only the fields sent change; one sent as null is a 400 naming it, nothing changed.
     Enabling a subscription that was disabled (by you, by a 410 or by days of failures)
     resumes its deliveries, pending ones included. A body with no field is a 400, nothing
-    changed."""
-    patched(body)
-    request = pb.UpdateSubscriptionRequest(
+    changed. In the audit log as `webhook_subscription.updated` (the fields sent as
+    `changed`, the URL's origin, the new version); one that changes nothing adds none."""
+    sent = patched(body)
+    change = pb.UpdateSubscriptionRequest(
         request_id=request_id(), id=subscription_id, expected_version=expected_version(if_match)
     )
     if body.url is not None:
-        request.url = body.url
+        change.url = body.url
     if body.description is not None:
-        request.description = body.description
+        change.description = body.description
     if body.event_types is not None:
-        request.event_types.extend(body.event_types)
-        request.replace_event_types = True
+        change.event_types.extend(body.event_types)
+        change.replace_event_types = True
     if body.status is not None:
-        request.status = (
+        change.status = (
             pb.SUBSCRIPTION_STATUS_ENABLED if body.status == "enabled"
             else pb.SUBSCRIPTION_STATUS_DISABLED
         )  # fmt: skip
-    answer = await version_checked(svc.dispatcher.UpdateSubscription(request))
+    async with guarded(request, "webhook_subscription.updated") as done:
+        answer = await version_checked(svc.dispatcher.UpdateSubscription(change))
+        sub = answer.subscription
+        _audited(done, sub, changed=sorted(sent), origin=origin(sub.url))
+        done.changed = answer.changed
     response.headers["ETag"] = f'"{answer.subscription.version}"'
     return to_model(WebhookSubscription, answer.subscription)
 
@@ -435,20 +464,23 @@ async def update_webhook_subscription(
          example=ex.SUBSCRIPTION),
 )  # fmt: skip
 async def delete_webhook_subscription(
-    subscription_id: PathId, svc: Svc, if_match: IfMatch = None
+    subscription_id: PathId, svc: Svc, request: Request, if_match: IfMatch = None
 ) -> WebhookSubscription:
     """Answers the subscription as it was; its pending deliveries are dropped with it. Send
     `If-Match: "<version>"` to delete only the version you saw: a stale one is a 412
-    `version_mismatch` with `current_version`, and the subscription stays."""
+    `version_mismatch` with `current_version`, and the subscription stays. In the audit log
+    as `webhook_subscription.deleted` (the URL's origin, the version it had)."""
     version = expected_version(if_match)
     found = await svc.dispatcher.GetSubscription(pb.GetSubscriptionRequest(id=subscription_id))
-    await version_checked(
-        svc.dispatcher.DeleteSubscription(
-            pb.DeleteSubscriptionRequest(
-                request_id=request_id(), id=subscription_id, expected_version=version
+    async with guarded(request, "webhook_subscription.deleted") as done:
+        await version_checked(
+            svc.dispatcher.DeleteSubscription(
+                pb.DeleteSubscriptionRequest(
+                    request_id=request_id(), id=subscription_id, expected_version=version
+                )
             )
         )
-    )
+        _audited(done, found.subscription, origin=origin(found.subscription.url))
     return to_model(WebhookSubscription, found.subscription)
 
 
@@ -464,16 +496,19 @@ async def delete_webhook_subscription(
     ),
 )
 async def rotate_webhook_secret(
-    subscription_id: PathId, body: RotationIn, svc: Svc
+    subscription_id: PathId, body: RotationIn, svc: Svc, request: Request
 ) -> NewWebhookSubscription:
     """A new secret, in this answer only. Until `overlap_seconds` pass, every delivery is
     signed with both (two signatures in `webhook-signature`), so you can switch receivers
-    over without missing one."""
-    answer = await svc.dispatcher.RotateSubscriptionSecret(
-        pb.RotateSubscriptionSecretRequest(
-            request_id=request_id(), id=subscription_id, overlap_seconds=body.overlap_seconds
+    over without missing one. In the audit log as `webhook_subscription.secret_rotated`
+    (`overlap_seconds`, the new version; never a secret)."""
+    async with guarded(request, "webhook_subscription.secret_rotated") as done:
+        answer = await svc.dispatcher.RotateSubscriptionSecret(
+            pb.RotateSubscriptionSecretRequest(
+                request_id=request_id(), id=subscription_id, overlap_seconds=body.overlap_seconds
+            )
         )
-    )
+        _audited(done, answer.subscription, overlap_seconds=body.overlap_seconds)
     return _new(answer)
 
 

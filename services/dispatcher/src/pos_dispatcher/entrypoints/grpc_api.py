@@ -132,7 +132,7 @@ class DispatcherApi(Servicer[DispatcherUow], dispatcher_pb2_grpc.DispatcherServi
     async def UpdateSubscription(
         self, request: pb.UpdateSubscriptionRequest, uow: DispatcherUow
     ) -> pb.UpdateSubscriptionResponse:
-        sub = await handlers.update_subscription(
+        sub, changed = await handlers.update_subscription(
             uow,
             request.id,
             url=request.url if request.HasField("url") else None,
@@ -141,7 +141,9 @@ class DispatcherApi(Servicer[DispatcherUow], dispatcher_pb2_grpc.DispatcherServi
             status=STATUS.optional(request.status, "status"),
             expected_version=request.expected_version,
         )
-        return pb.UpdateSubscriptionResponse(subscription=subscription_to_proto(sub))
+        return pb.UpdateSubscriptionResponse(
+            subscription=subscription_to_proto(sub), changed=changed
+        )
 
     @mutation(pb.DeleteSubscriptionResponse)
     async def DeleteSubscription(

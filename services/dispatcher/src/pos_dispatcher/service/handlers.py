@@ -191,7 +191,8 @@ async def update_subscription(
     description: str | None,
     status: Status | None,
     expected_version: int,
-) -> Subscription:
+) -> tuple[Subscription, bool]:
+    """The subscription as it now is, and whether this request changed it."""
     raise_if(
         (check_url(url) if url is not None else [])
         + (check_types(event_types) if event_types is not None else [])
@@ -214,8 +215,8 @@ async def update_subscription(
     if (sub.url, tuple(sub.event_types), sub.description, sub.status) == before:
         # What it already is: no new version (no false change for a poller, no 412 for
         # another writer), as a product's or a location's.
-        return sub
-    return await uow.subscriptions.save(sub)
+        return sub, False
+    return await uow.subscriptions.save(sub), True
 
 
 async def delete_subscription(
