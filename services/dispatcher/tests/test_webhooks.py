@@ -362,6 +362,71 @@ async def test_a_failed_delivery_can_be_replayed(dispatcher, receiver) -> None:
     assert receiver.got[0].body == receiver.got[1].body
 
 
+async def test_replaying_failed_deliveries_sends_each_event_not_yet_delivered_once(
+    dispatcher, receiver
+) -> None:
+    """A replay of the failed deliveries of a window sends each of their events once, and only
+    those not delivered since nor on their way again: run twice (a retry, a runbook's second
+    run) it sends nothing more, and an event delivered by a replay of its own is not sent
+    again. Every failed copy was copied anew: each run sent the whole window again, a failed
+    copy added a copy of its own, and past the cap the same first deliveries came each time."""
+    receiver.answer = lambda r: (410, {}, 0.0) if len(receiver.got) <= 2 else (204, {}, 0.0)
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    sub_id = made.subscription.id
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(lambda: _attempts(dispatcher, made, 1))
+    await dispatcher.call(
+        "UpdateSubscription",
+        pb.UpdateSubscriptionRequest(
+            request_id="on", id=sub_id, status=pb.SUBSCRIPTION_STATUS_ENABLED
+        ),
+    )
+    await dispatcher.publish(product_created(2))
+    await dispatcher.eventually(lambda: _heard(receiver, 2))
+    await dispatcher.eventually(lambda: _failed(dispatcher, sub_id, 2))
+    await dispatcher.call(
+        "UpdateSubscription",
+        pb.UpdateSubscriptionRequest(
+            request_id="on2", id=sub_id, status=pb.SUBSCRIPTION_STATUS_ENABLED
+        ),
+    )
+    first, second = sorted(await dispatcher.deliveries(sub_id), key=lambda d: d.sequence)
+    # The first event is delivered by a replay of its own delivery.
+    await dispatcher.call(
+        "ReplayDelivery",
+        pb.ReplayDeliveryRequest(request_id="one", subscription_id=sub_id, delivery_id=first.id),
+    )
+    await dispatcher.eventually(lambda: _heard(receiver, 3))
+    replayed = await dispatcher.call(
+        "ReplayFailedDeliveries",
+        pb.ReplayFailedDeliveriesRequest(request_id="all-1", subscription_id=sub_id),
+    )
+    assert replayed.replayed == 1  # the second event only
+    again = await dispatcher.call(
+        "ReplayFailedDeliveries",
+        pb.ReplayFailedDeliveriesRequest(request_id="all-2", subscription_id=sub_id),
+    )
+    assert again.replayed == 0  # on its way already
+    await dispatcher.eventually(lambda: _heard(receiver, 4))
+    await asyncio.sleep(1.5)  # two looks of the worker: nothing more goes out
+    assert len(receiver.got) == 4
+    assert receiver.got[3].headers["webhook-id"] == second.event_id
+    after = await dispatcher.call(
+        "ReplayFailedDeliveries",
+        pb.ReplayFailedDeliveriesRequest(request_id="all-3", subscription_id=sub_id),
+    )
+    assert after.replayed == 0  # both delivered
+
+
+async def _heard(receiver, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return len(receiver.got) >= n
+
+
+async def _failed(dispatcher, sub_id: str, n: int) -> bool:  # type: ignore[no-untyped-def]
+    found = await dispatcher.deliveries(sub_id)
+    return len([d for d in found if d.status == pb.DELIVERY_STATUS_FAILED]) >= n
+
+
 async def test_a_url_pointing_inside_is_refused_at_creation(strict_dispatcher) -> None:
     for url in ("http://127.0.0.1:9/hook", "http://169.254.169.254/latest", "http://10.0.0.1/x"):
         with pytest.raises(grpc.aio.AioRpcError) as err:

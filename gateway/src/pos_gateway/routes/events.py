@@ -597,7 +597,10 @@ async def replay_webhook_delivery(
 )  # fmt: skip
 async def replay_failed_webhooks(subscription_id: PathId, body: ReplayWindow, svc: Svc) -> Replayed:
     """Up to 1,000 failed deliveries created in the window (open ends: no bound; both ends:
-    `created_before` after `created_after`, else a 400 naming `created_before`)."""
+    `created_before` after `created_after`, else a 400 naming `created_before`), oldest
+    first: each event once, and none delivered since or on its way again (a pending
+    delivery of it, such as a replay's), so running it twice sends nothing twice and a
+    window of more than 1,000 is sent by running it again. `replayed`: how many went."""
     request = pb.ReplayFailedDeliveriesRequest(
         request_id=request_id(), subscription_id=subscription_id
     )

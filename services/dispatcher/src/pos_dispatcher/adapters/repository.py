@@ -483,6 +483,41 @@ class Deliveries:
         )
         return ids
 
+    async def to_replay(
+        self,
+        subscription_id: str,
+        created_after: datetime | None,
+        created_before: datetime | None,
+        limit: int,
+    ) -> list[str]:
+        """The failed deliveries of a window worth sending again, oldest first: one per event
+        (its first), and none of an event delivered to the subscription since, or on its way
+        again (a pending delivery of it, a copy made by an earlier replay)."""
+        d, o = deliveries.alias("d"), deliveries.alias("o")
+        delivered = (
+            select(o.c.id)
+            .where(
+                o.c.merchant_id == self._merchant,
+                o.c.subscription_id == subscription_id,
+                o.c.event_id == d.c.event_id,
+                o.c.status.in_(["succeeded", "pending"]),
+            )
+            .exists()
+        )
+        failed = select(d.c.event_id, func.min(d.c.id).label("id")).where(
+            d.c.merchant_id == self._merchant,
+            d.c.subscription_id == subscription_id,
+            d.c.status == "failed",
+            ~delivered,
+        )
+        if created_after is not None:
+            failed = failed.where(d.c.created_at >= created_after)
+        if created_before is not None:
+            failed = failed.where(d.c.created_at < created_before)
+        firsts = failed.group_by(d.c.event_id).subquery()
+        query = select(firsts.c.id).order_by(firsts.c.id).limit(limit)
+        return list((await self._conn.execute(query)).scalars())
+
     async def get(self, subscription_id: str, delivery_id: str) -> DeliveryRow | None:
         found = await self.list(subscription_id, ids=[delivery_id], limit=1)
         return found[0] if found else None

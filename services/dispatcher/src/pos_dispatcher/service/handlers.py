@@ -305,16 +305,13 @@ async def replay_delivery(
 async def replay_failed(
     uow: DispatcherUow, subscription_id: str, after: datetime | None, before: datetime | None
 ) -> int:
+    """Each event of the window's failed deliveries sent again once, unless it was delivered
+    since or is on its way again: a second run (a retry, a runbook run twice) sends nothing
+    more, and past MAX_REPLAY the next run takes the next ones."""
     _check_window(after, before)
-    await get_subscription(uow, subscription_id)
-    failed = await uow.deliveries.list(
-        subscription_id,
-        status="failed",
-        created_after=after,
-        created_before=before,
-        limit=MAX_REPLAY,
-    )
-    copies = await uow.deliveries.copy([d.id for d in failed], uow.now())
+    await get_subscription(uow, subscription_id, lock=True)
+    failed = await uow.deliveries.to_replay(subscription_id, after, before, MAX_REPLAY)
+    copies = await uow.deliveries.copy(failed, uow.now())
     uow.deliveries_enqueued = bool(copies)
     return len(copies)
 
