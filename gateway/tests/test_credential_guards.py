@@ -302,6 +302,34 @@ async def test_the_platform_takes_a_merchant_live_with_a_key_of_every_scope(
     assert gateway.scalar(count, merchant) == 2
 
 
+async def test_a_key_the_platform_issues_is_in_the_merchants_audit_log(gateway: Gateway) -> None:
+    """A key issued by the platform (every scope, live) is an `api_key.created` entry in the
+    merchant's audit log, as one its own credentials make is, by no credential of the
+    merchant's (`credential_id` null, `issued_by: platform`): the merchant sees who gave it a
+    key that can do anything. A retry of the request adds none. None was written."""
+    made = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Audited Live"}, headers=_bearer(ADMIN)
+    )
+    first = _bearer(made.json()["api_key"])
+    path = f"/v1/admin/merchants/{made.json()['id']}/api-keys"
+    headers = {**_bearer(ADMIN), "Idempotency-Key": str(uuid.uuid4())}
+    issued = await gateway.http.post(path, json={"name": "go live"}, headers=headers)
+    assert issued.status_code == 201, issued.text
+    again = await gateway.http.post(path, json={"name": "go live"}, headers=headers)
+    assert again.status_code == 201, again.text
+    key = issued.json()
+    log = await gateway.http.get("/v1/audit-log", params={"resource_id": key["id"]}, headers=first)
+    assert log.status_code == 200, log.text
+    assert [
+        (e["action"], e["credential_id"], e["staff_id"], e["resource_type"], e["details"])
+        for e in log.json()["data"]
+    ] == [
+        ("api_key.created", None, None, "api_key",
+         {"name": "go live", "scopes": key["scopes"], "mode": "live", "issued_by": "platform"}),
+    ]  # fmt: skip
+    assert key["key"] not in log.text
+
+
 async def test_the_platform_keeps_names_trimmed_and_refuses_blank_ones(gateway: Gateway) -> None:
     """A merchant's and a live key's names made by the platform read as every other name
     does (`routes.common.Name`): without their leading and trailing spaces, and one of spaces

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from nats.js.errors import NotFoundError
 from pydantic import Field
 
-from pos_gateway import admin, keys
+from pos_gateway import admin, audit, keys
 from pos_gateway import examples as ex
 from pos_gateway.edge import platform_admin, platform_refused
 from pos_gateway.idempotency import REDACTED, SHOWN_ONCE
@@ -108,7 +108,9 @@ class MerchantKeyIn(Body):
     "their own mode or test keys, and its first key is a test key: a live key comes from here, "
     "when the platform takes the merchant live. The key (every scope) is shown in this answer "
     "only, with `secret_redacted: false`; with an `Idempotency-Key` a retry makes no second key "
-    "and answers it with `key` null and `secret_redacted: true`. An unknown merchant is a 404. "
+    "and answers it with `key` null and `secret_redacted: true`. It is in the merchant's audit "
+    "log as `api_key.created` with `issued_by: platform` (no credential of the merchant's). "
+    "An unknown merchant is a 404. "
     "Answers 404 like an unknown route when the deployment has no platform credential.",
     responses={201: success(ex.NEW_LIVE_API_KEY), **problems(400, 401, 404, 413, 422, 429)},
     openapi_extra={SHOWN_ONCE: ["key"]},
@@ -128,6 +130,16 @@ async def issue_merchant_key(
         raise Problem(
             422, "idempotency_key_reused", "this Idempotency-Key was used with a different request"
         ) from None
+    # In the merchant's audit log as a key its own credentials make is, by none of them: the
+    # merchant sees who gave it a key that can do anything. Once per request (a retry that
+    # found the key made writes the entry an interrupted first attempt may not have).
+    details = {"name": body.name, "scopes": list(keys.ALL_SCOPES), "mode": body.mode,
+               "issued_by": "platform"}  # fmt: skip
+    async with state.engine.begin() as conn:
+        await audit.record(
+            conn, merchant_id, "api_key.created", audit.Actor(), ("api_key", key_id), details,
+            request_id(),
+        )  # fmt: skip
     info = await admin.get_key(state.engine, merchant_id, key_id)
     assert info is not None  # this request made it, or an earlier attempt of it
     return NewApiKey.model_validate({**key_json(info), "key": key, REDACTED: key is None})
