@@ -213,6 +213,47 @@ async def test_the_sweep_announces_levels_without_the_due_holds_it_has_yet_to_re
     assert [_figures(x) for x in expired.levels] == [(10, 0, 10)]
 
 
+async def test_a_sweep_of_several_holds_of_a_sku_announces_each_its_own_level(db: Db) -> None:
+    """Holds of one SKU swept in one batch are given back one after the other, in the order
+    their time ran out: each `reservation.expired` carries the level as it stood once that
+    hold's units were back (so its `inventory.changed` is that version of the level, stamped
+    after the one before). Before, the batch gave the SKU's units back in one statement and
+    every event of the batch carried the final level, under one stamp."""
+    async with db.tx() as uow:  # whatever earlier tests left due, so the batch is ours
+        while await reservations.expire_due(uow, 500):
+            pass
+    sku, loc = await _stocked(db, 10, "due-sweep-many")
+    first = await _hold(db, sku, loc, 3)
+    second = await _hold(db, sku, loc, 4)
+    third = await _hold(db, sku, loc, 1)
+    await _due(db, second, seconds_ago=3)
+    await _due(db, first, seconds_ago=2)
+    await _due(db, third, seconds_ago=1)
+    swept: list[ReservationExpired] = []
+    async with db.tx() as uow:
+        original = uow.publish_for
+
+        def keep(merchant_id: str, event: object) -> None:
+            if isinstance(event, ReservationExpired):
+                swept.append(event)
+            original(merchant_id, event)
+
+        uow.publish_for = keep  # type: ignore[method-assign]
+        assert await reservations.expire_due(uow, 500) == 3
+    assert [e.reservation.id for e in swept] == [second, first, third]
+    assert [[_figures(x) for x in e.levels] for e in swept] == [
+        [(10, 4, 6)],
+        [(10, 1, 9)],
+        [(10, 0, 10)],
+    ]
+    stamps = [e.levels[0].updated_at for e in swept]
+    assert all(s is not None for s in stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == 3, stamps
+    async with db.uow() as uow:
+        (now_read,) = await handlers.stock_levels(uow, [sku], loc)
+    assert now_read == swept[-1].levels[0]
+
+
 async def _someone_waits(db: Db) -> None:
     """Until a backend waits for a row lock another transaction holds."""
     deadline = asyncio.get_running_loop().time() + 20

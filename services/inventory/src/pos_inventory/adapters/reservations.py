@@ -189,34 +189,41 @@ class SqlExpiry:
         return [(r.merchant_id, reservation_of(r)) for r in rows]
 
     async def unhold(
-        self, held: dict[tuple[str, str, str], int]
-    ) -> dict[tuple[str, str, str], StockLevel]:
-        """Give back held units of many merchants: (merchant, sku, location) -> units, in key
-        order like every other writer."""
-        if held:
+        self, holds: list[tuple[str, str, list[tuple[str, int]]]]
+    ) -> list[list[StockLevel]]:
+        """Give back the units of many merchants' holds, one hold after the other: each is
+        (merchant, location, lines), and its answer the levels of its lines once its units are
+        back. Every row is locked first, in (merchant, sku, location) order like every other
+        writer; then each hold's lines are given back by a statement of their own, so a level
+        two holds of the batch held is answered (and stamped) as it stood after each."""
+        keys = sorted(
+            {(merchant, sku, location_id) for merchant, location_id, lines in holds
+             for sku, _ in lines}
+        )  # fmt: skip
+        if keys:
             # Locked first, in key order, by a statement of their own (see `level_columns`).
             await self._conn.execute(
                 select(stock.c.sku)
-                .where(
-                    tuple_(stock.c.merchant_id, stock.c.sku, stock.c.location_id).in_(sorted(held))
-                )
+                .where(tuple_(stock.c.merchant_id, stock.c.sku, stock.c.location_id).in_(keys))
                 .order_by(stock.c.merchant_id, stock.c.sku, stock.c.location_id)
                 .with_for_update()
             )
-        levels: dict[tuple[str, str, str], StockLevel] = {}
-        for key in sorted(held):
-            merchant, sku, location_id = key
-            row = (
-                await self._conn.execute(
-                    update(stock)
-                    .where(
-                        stock.c.merchant_id == merchant,
-                        stock.c.sku == sku,
-                        stock.c.location_id == location_id,
+        after: list[list[StockLevel]] = []
+        for merchant, location_id, lines in holds:
+            levels: list[StockLevel] = []
+            for sku, quantity in lines:
+                row = (
+                    await self._conn.execute(
+                        update(stock)
+                        .where(
+                            stock.c.merchant_id == merchant,
+                            stock.c.sku == sku,
+                            stock.c.location_id == location_id,
+                        )
+                        .values(reserved=stock.c.reserved - quantity)
+                        .returning(*LEVEL)
                     )
-                    .values(reserved=stock.c.reserved - held[key])
-                    .returning(*LEVEL)
-                )
-            ).one()
-            levels[key] = level_of(row._mapping)
-        return levels
+                ).one()
+                levels.append(level_of(row._mapping))
+            after.append(levels)
+        return after

@@ -129,8 +129,10 @@ class ExpiryRepository(Protocol):
         self, limit: int, as_of: datetime | None
     ) -> list[tuple[str, Reservation]]: ...
     async def unhold(
-        self, held: dict[tuple[str, str, str], int]
-    ) -> dict[tuple[str, str, str], StockLevel]: ...
+        self, holds: list[tuple[str, str, list[tuple[str, int]]]]
+    ) -> list[list[StockLevel]]:
+        """Each hold's (merchant, location, lines) given back in turn: its lines' levels after."""
+        ...
 
 
 class InventoryUnitOfWork(Protocol):

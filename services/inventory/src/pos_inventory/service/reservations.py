@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pos_inventory.domain.ledger import EntryKind, NewEntry, sequence_change
 from pos_inventory.domain.model import (
@@ -232,16 +231,17 @@ async def _expire_locked(
 
 
 async def expire_due(uow: InventoryUnitOfWork, limit: int, as_of: datetime | None = None) -> int:
-    """Expire up to `limit` due holds of every merchant and give their units back."""
+    """Expire up to `limit` due holds of every merchant and give their units back, one hold
+    after the other in the order their time ran out: each `ReservationExpired` carries its
+    lines' levels as they stood once its units were back, as a release's or a single expiry's
+    does. Before, a level several holds of the batch held was given back in one statement, and
+    every one of their events carried the final level (one stamp, several figures announced as
+    one version)."""
     expired = await uow.expiry.expire_due(limit, as_of)
-    held: dict[tuple[str, str, str], int] = defaultdict(int)
-    for merchant, reservation in expired:
-        for sku, quantity in reservation.lines:
-            held[(merchant, sku, reservation.location_id)] += quantity
-    levels = await uow.expiry.unhold(dict(held))
-    for merchant, reservation in expired:
-        after = [levels[(merchant, sku, reservation.location_id)] for sku, _ in reservation.lines]
-        uow.publish_for(merchant, ReservationExpired(reservation, after))
+    expired.sort(key=lambda x: (x[1].expires_at or datetime.min.replace(tzinfo=UTC), x[1].id))
+    after = await uow.expiry.unhold([(merchant, r.location_id, r.lines) for merchant, r in expired])
+    for (merchant, reservation), levels in zip(expired, after, strict=True):
+        uow.publish_for(merchant, ReservationExpired(reservation, levels))
     return len(expired)
 
 
