@@ -850,3 +850,28 @@ async def test_an_inactive_location_receives_no_stock_but_still_writes_it_off(db
     async with db.tx() as uow:
         level, _ = await handlers.adjust_stock(uow, Adjustment(sku, loc, -1, Reason.DAMAGED))
     assert level.on_hand == 2
+
+
+async def test_availability_leaves_out_a_closed_location_named_or_not(db: Db) -> None:
+    """Availability says what can be promised: a store the merchant closed sells nothing (no
+    hold, no sourcing, not listed nearby), so its units are neither in a SKU's totals nor
+    listed among its locations, whether `location_ids` names it or not; its level still reads
+    with the stock levels. Before, its units were in `available`, and a web shop offered
+    units no open store could sell."""
+    sku = unique("mug")
+    open_store = (await db.shop(sku)).id
+    closed = (await db.shop(sku)).id
+    await adjust(db, sku, open_store, 2)
+    await adjust(db, sku, closed, 5)
+    async with db.tx() as uow:
+        await handlers.update_location(uow, closed, {"status": LocationStatus.INACTIVE}, 0)
+    async with db.uow() as uow:
+        for named in ([], [open_store, closed], [closed]):
+            (found,) = await availability.availability(uow, [sku], named)
+            wanted = (2, 0, 2) if named != [closed] else (0, 0, 0)
+            assert (found.on_hand, found.reserved, found.available) == wanted, named
+            assert [lv.location_id for lv in found.locations] == (
+                [open_store] if named != [closed] else []
+            )
+        (kept,) = await handlers.stock_levels(uow, [sku], closed)
+    assert kept.on_hand == 5

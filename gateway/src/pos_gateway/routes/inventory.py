@@ -317,9 +317,9 @@ async def update_location(
     `ship_enabled`. `status: inactive` closes the location (a store shut for good): a sale,
     an order or a cart selling there, a reservation, a transfer into it or a `received`
     adjustment there is a 409 `location_inactive` naming the field that chose it, an order's
-    pickup at it or shipment from it a 400; it is never sourced nor listed by
-    `/v1/inventory/nearby`. Its stock can still be counted, written off and transferred out,
-    its orders fulfilled and returned;
+    pickup at it or shipment from it a 400; it is never sourced, nor listed by
+    `/v1/inventory/nearby`, nor counted in `/v1/inventory/availability`. Its stock can still
+    be counted, written off and transferred out, its orders fulfilled and returned;
     `status: active` reopens it. Send `If-Match: "<version>"` to change only the version you
     saw: a stale one is a 412 with `current_version`. Each change bumps `version`; fields
     sent as they already are change nothing."""

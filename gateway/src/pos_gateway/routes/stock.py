@@ -324,7 +324,10 @@ async def availability(
     ] = None,
 ) -> SkuAvailabilityList:
     """Per SKU, its level at each location that has it: at most one entry for each of a
-    merchant's 1,000 locations at most."""
+    merchant's 1,000 locations at most, and the totals over them. What can be promised: a
+    location the merchant closed (`status: inactive`) sells nothing, so its units are neither
+    in the totals nor listed, named in `location_id` or not (`GET /v1/inventory` still reads
+    its stock)."""
     answer = await svc.stock.GetAvailability(
         stock_pb2.GetAvailabilityRequest(skus=sku, location_ids=location_id or [])
     )

@@ -182,7 +182,7 @@ class SkuAvailability(Answer):
     reserved: Count
     available: Count
     locations: list[StockLevel] = Field(
-        max_length=LOCATIONS_MAX, description="One per location that has a level"
+        max_length=LOCATIONS_MAX, description="One per open location that has a level"
     )
 
 

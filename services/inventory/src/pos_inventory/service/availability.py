@@ -52,7 +52,11 @@ class SkuAvailability:
 async def availability(
     uow: InventoryUnitOfWork, skus: list[str], location_ids: list[str]
 ) -> list[SkuAvailability]:
-    """The endless aisle: what can be promised of each SKU anywhere, and where."""
+    """The endless aisle: what can be promised of each SKU anywhere, and where. A location the
+    merchant closed (inactive) promises nothing (no hold, no sourcing, not nearby): its levels
+    are neither counted nor listed, named in `location_ids` or not (its stock still reads
+    with the stock levels). Before, its units were in the totals, offered where no open store
+    could sell them."""
     validate_sku_list(skus)
     raise_if(
         require(
@@ -64,6 +68,11 @@ async def availability(
     # Another merchant's location is refused like a made-up one, not quietly left out.
     await require_items(uow, [], location_ids)
     levels = await uow.stock.levels(list(dict.fromkeys(skus)), location_ids or None)
+    places = list(dict.fromkeys(lv.location_id for lv in levels))
+    closed = (
+        {loc.id for loc in await uow.locations.many(places) if loc.inactive} if places else set()
+    )
+    levels = [lv for lv in levels if lv.location_id not in closed]
     by_sku: dict[str, list[StockLevel]] = {}
     for level in levels:
         by_sku.setdefault(level.sku, []).append(level)
