@@ -119,6 +119,16 @@ def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running
         for status, ids in (("inactive", [closing]), ("active", [open_])):
             listed = _ok(http.get("/v1/locations", params={"status": status}))["data"]
             assert [x["id"] for x in listed] == ids, status
+        # The change feed is every status: one of `active` would never show this one leave.
+        feed = http.get(
+            "/v1/locations", params={"status": "active", "updated_since": "2026-01-01T00:00:00Z"}
+        )
+        assert feed.status_code == 400, feed.text
+        assert [e["field"] for e in feed.json()["errors"]] == ["status"], feed.text
+        everything = _ok(
+            http.get("/v1/locations", params={"updated_since": "2026-01-01T00:00:00Z"})
+        )
+        assert {x["id"] for x in everything["data"]} == {closing, open_}
 
         line = [{"sku": "CL-MUG", "quantity": 1}]
         checkout = {"location_id": closing, "lines": line, "tender_type": "card",

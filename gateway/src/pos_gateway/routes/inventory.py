@@ -353,11 +353,18 @@ async def list_locations(
     updated_since: UpdatedSince = None,
     status: Annotated[
         Literal["active", "inactive"] | None,
-        Query(description="Only the locations in this status"),
+        Query(description="Only the locations in this status (not with `updated_since`)"),
     ] = None,
 ) -> LocationList:
-    """By id, or with `updated_since` the change feed (oldest change first). `status` narrows
-    either; a cursor is good only with the status it was made with."""
+    """By id (of one `status`, if given; a cursor is good only with the status it was made
+    with), or with `updated_since` the change feed (oldest change first; every status: a feed
+    of one would never tell you a location left it, so `status` with `updated_since` is a 400
+    naming `status`, as for products)."""
+    if status is not None and updated_since is not None:
+        reason = "cannot be combined with updated_since"
+        raise Problem(
+            400, "invalid_request", f"status {reason}", [{"field": "status", "reason": reason}]
+        )
     request = inventory_pb2.ListLocationsRequest(
         page_size=limit, page_token=cursor or "", status=_LOCATION_STATUSES[status or ""]
     )

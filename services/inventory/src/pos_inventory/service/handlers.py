@@ -113,6 +113,11 @@ async def update_location(
 async def list_locations(
     uow: InventoryUnitOfWork, page: PageRequest, status: LocationStatus | None = None
 ) -> list[Location]:
+    """By id (of one status, if given), or the change feed (oldest change first). A feed of
+    one status would never tell a poller a location left it (closed, or reopened), so the two
+    do not combine, as for products (`catalog.list_products`)."""
+    if status is not None and page.since is not None:
+        raise_if([FieldViolation("status", "cannot be combined with updated_since")])
     return await uow.locations.list(page, status)
 
 

@@ -724,7 +724,10 @@ class ListLocationsRequest(_message.Message):
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___LocationStatus.ValueType
-    """Only the locations in this status; unspecified: every one."""
+    """Only the locations in this status (by id; unspecified: every one). Not with
+    updated_since: a feed of one status would never tell a poller that a location left it
+    (closed), so it is INVALID_ARGUMENT naming status.
+    """
     @_builtins.property
     def updated_since(self) -> _timestamp_pb2.Timestamp:
         """Only what changed at or after this time, oldest change first (then by id): a partner
