@@ -227,7 +227,10 @@ async def stock_history(
     ] = None,
     reason: Annotated[
         Literal["received", "sold", "returned", "damaged", "correction", "lost"] | None,
-        Query(description="Only adjustments made for this reason"),
+        Query(
+            description="Only entries of this reason: adjustments made for it and, for `sold`, "
+            "sales too (`kind` tells them apart)"
+        ),
     ] = None,
     recorded_since: Annotated[
         datetime | None,
@@ -249,10 +252,12 @@ async def stock_history(
     ] = None,
 ) -> LedgerEntryList:
     """Every movement of stock, newest first. Each filter narrows the list: a SKU, a location
-    (one you do not have is a 404), an entry's `kind`, an adjustment's `reason`, and when it
-    was recorded (`recorded_since` and `recorded_before`, on each entry's `recorded_at`;
-    together a day's or a month's movements, the second after the first, else a 400). A
-    cursor pages on only with the filters it was given with."""
+    (one you do not have is a 404), an entry's `kind`, its `reason`, and when it was recorded
+    (`recorded_since` and `recorded_before`, on each entry's `recorded_at`; together a day's
+    or a month's movements, the second after the first, else a 400). `reason` matches the
+    entry's own, set on adjustments and on sales (every sale is `sold`): `reason=sold` lists
+    the sales with the adjustments made for that reason, `kind=adjustment` (or `sale`) beside
+    it only those. A cursor pages on only with the filters it was given with."""
     ask = stock_pb2.ListStockHistoryRequest(
         sku=sku or "",
         location_id=location_id or "",

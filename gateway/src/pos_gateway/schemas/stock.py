@@ -112,7 +112,7 @@ class LedgerEntry(Answer):
     location_id: Id
     kind: Literal["adjustment", "count", "transfer_out", "transfer_in", "sale"]
     reason: Literal["received", "sold", "returned", "damaged", "correction", "lost"] | None = Field(
-        description="Set for adjustments and sales"
+        description="Set for adjustments and sales (every sale is `sold`)"
     )
     quantity: Units = Field(description="What was asked: the signed change, or the count")
     delta: Units = Field(description="What it did to on_hand; 0 when superseded by a count")

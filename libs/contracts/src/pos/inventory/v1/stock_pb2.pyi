@@ -245,9 +245,10 @@ class ListStockHistoryRequest(_message.Message):
     page_size: _builtins.int
     page_token: _builtins.str
     kind: _builtins.str
-    """An entry's kind (adjustment, count, transfer_out, transfer_in, sale) and an adjustment's
-    reason (received, sold, returned, damaged, correction, lost): anything else is
-    INVALID_ARGUMENT naming the field.
+    """An entry's kind (adjustment, count, transfer_out, transfer_in, sale) and its reason
+    (received, sold, returned, damaged, correction, lost; set on adjustments and sales, every
+    sale being sold, so `sold` matches sales too): anything else is INVALID_ARGUMENT naming
+    the field.
     """
     reason: _builtins.str
     @_builtins.property
