@@ -529,3 +529,61 @@ def test_low_stock_thresholds_are_read_back_where_they_are_set(platform: Running
         assert [e["field"] for e in bad.json()["errors"]] == ["sku[1]"], bad.text
         with platform.new_merchant(f"Other {uuid.uuid4().hex[:8]}") as other:
             assert other.get(path).json()["data"] == []
+
+
+def test_reservations_are_listed_in_pages_narrowed_by_status_and_location(
+    platform: Running,
+) -> None:
+    """`GET /v1/reservations`: the merchant's holds by id in pages, each as its own GET reads
+    it; `status` and `location_id` narrow it (a location you do not have is a 404 naming
+    `location_id`), a cursor pages on only with its own filters, and another merchant's holds
+    are never listed."""
+    with platform.new_merchant(f"Holds {uuid.uuid4().hex[:8]}") as http:
+        _product(http, "LR-LAMP")
+        here = _shop(http, "list-here", 41.8, -87.6, {"LR-LAMP": 10})
+        there = _shop(http, "list-there", 41.9, -87.7, {"LR-LAMP": 10})
+
+        def hold(store: str) -> dict[str, Any]:
+            made = _post(http, "/v1/reservations", {"location_id": store,
+                         "lines": [{"sku": "LR-LAMP", "quantity": 1}]})  # fmt: skip
+            assert made.status_code == 201, made.text
+            return {k: v for k, v in made.json().items() if k != "levels"}
+
+        held = [hold(here), hold(there), hold(here)]
+        released = _post(http, f"/v1/reservations/{held[2]['id']}/release", {})
+        assert released.status_code == 200, released.text
+
+        def listed(**params: Any) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            cursor = None
+            while True:
+                page = http.get("/v1/reservations", params={**params, "limit": 2,
+                                **({"cursor": cursor} if cursor else {})})  # fmt: skip
+                assert page.status_code == 200, page.text
+                found += page.json()["data"]
+                if not (cursor := page.json()["next_cursor"]):
+                    return found
+
+        every = listed()
+        assert [r["id"] for r in every] == sorted(r["id"] for r in held)
+        for r in every:
+            assert r == http.get(f"/v1/reservations/{r['id']}").json()
+        assert {r["id"]: r["status"] for r in every}[held[2]["id"]] == "released"
+        active = listed(status="active")
+        assert [r["id"] for r in active] == sorted([held[0]["id"], held[1]["id"]])
+        assert [r["id"] for r in listed(location_id=there)] == [held[1]["id"]]
+        assert [r["id"] for r in listed(location_id=here, status="released")] == [held[2]["id"]]
+
+        nowhere = http.get("/v1/reservations", params={"location_id": "loc_nowhere"})
+        assert nowhere.status_code == 404, nowhere.text
+        assert [e["field"] for e in nowhere.json()["errors"]] == ["location_id"]
+        assert http.get("/v1/reservations", params={"status": "paused"}).status_code == 400
+        first = http.get("/v1/reservations", params={"limit": 1}).json()
+        other_filter = http.get(
+            "/v1/reservations", params={"cursor": first["next_cursor"], "status": "active"}
+        )
+        assert other_filter.status_code == 400, other_filter.text
+    with platform.new_merchant(f"Others {uuid.uuid4().hex[:8]}") as other:
+        assert other.get("/v1/reservations").json()["data"] == []
+        theirs = other.get("/v1/reservations", params={"location_id": here})
+        assert theirs.status_code == 404, theirs.text

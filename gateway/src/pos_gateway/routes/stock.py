@@ -46,6 +46,8 @@ from pos_gateway.schemas.stock import (
     LedgerEntryList,
     NearbyLocationList,
     Reservation,
+    ReservationList,
+    ReservationStatus,
     SkuAvailabilityList,
     SourcingProposal,
     Threshold,
@@ -488,6 +490,38 @@ async def get_reservation(reservation_id: PathId, svc: Svc) -> Reservation:
     answers or announces (`inventory.changed`, `inventory.low_stock`)."""
     answer = await svc.stock.GetReservation(stock_pb2.GetReservationRequest(id=reservation_id))
     return to_model(Reservation, answer.reservation)
+
+
+@router.get(
+    "/reservations",
+    **op("inventory:read", "List reservations", (404,), example=ex.page(ex.RESERVATION)),
+)
+async def list_reservations(
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    status: Annotated[
+        ReservationStatus | None,
+        Query(description="Only the reservations in this status, as each reads"),
+    ] = None,
+    location_id: Annotated[LocationIdIn | None, Query(description=UNKNOWN_LOCATION)] = None,
+) -> ReservationList:
+    """The merchant's reservations by id, in pages (`limit`, `cursor`), each as
+    `GET /v1/reservations/{id}` reads it: a hold past its `expires_at` is `expired`, swept or
+    not, so `status=active` lists only holds that still hold their units. `location_id` (one
+    you do not have is a 404 naming it) and `status` narrow the list; a cursor pages on only
+    with the filters it was given with."""
+    answer = await svc.stock.ListReservations(
+        stock_pb2.ListReservationsRequest(
+            page_size=limit,
+            page_token=cursor or "",
+            status=stock_pb2.ReservationStatus.Value(f"RESERVATION_STATUS_{status.upper()}")
+            if status is not None
+            else stock_pb2.RESERVATION_STATUS_UNSPECIFIED,
+            location_id=location_id or "",
+        )
+    )
+    return to_page(ReservationList, answer.reservations, answer.next_page_token)
 
 
 async def _not_an_orders(svc: Services, reservation_id: str) -> None:

@@ -225,6 +225,10 @@ class LedgerEntryList(Page[LedgerEntry]):
     pass
 
 
+class ReservationList(Page[Reservation]):
+    pass
+
+
 class SkuAvailabilityList(Page[SkuAvailability]):
     pass
 

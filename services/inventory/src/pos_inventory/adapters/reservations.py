@@ -15,6 +15,7 @@ from pos_inventory.adapters.stock import LEVEL, level_of
 from pos_inventory.adapters.tables import reservations, stock
 from pos_inventory.domain.model import StockLevel
 from pos_inventory.domain.reservations import Reservation, ReservationStatus
+from pos_kit.paging import PageRequest
 
 
 def reservation_of(row: Row[Any]) -> Reservation:
@@ -140,6 +141,23 @@ class SqlReservations:
             .limit(limit)
         )
         return [r.id for r in rows]
+
+    async def list(
+        self, page: PageRequest, status: ReservationStatus | None, location_id: str
+    ) -> list[Reservation]:
+        """By id (the primary key's order), each as a reader sees it (`as_read`): `status`
+        matches the status read, so a due hold not yet swept is `expired`, not `active`."""
+        read = select(*as_read()).where(reservations.c.merchant_id == self._merchant)
+        if location_id:
+            read = read.where(reservations.c.location_id == location_id)
+        if page.after:
+            read = read.where(reservations.c.id > page.after)
+        listed = read.subquery("listed")
+        query = select(listed)
+        if status is not None:
+            query = query.where(listed.c.status == status.value)
+        rows = await self._conn.execute(query.order_by(listed.c.id).limit(page.fetch))
+        return [reservation_of(r) for r in rows]
 
     async def expire_if_due(self, reservation_id: str) -> Reservation | None:
         """Mark an active reservation expired when it is due by the database clock, as the

@@ -11,6 +11,7 @@ from google.protobuf.message import Message
 
 from pos.inventory.v1 import inventory_pb2, stock_pb2, stock_pb2_grpc
 from pos_inventory.adapters.messages import (
+    RESERVATION_STATUSES,
     STRATEGIES,
     entry_to_proto,
     geo_from_proto,
@@ -279,6 +280,18 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
     ) -> S.GetReservationResponse:
         reservation = await reservations.get_reservation(uow, request.id)
         return S.GetReservationResponse(reservation=reservation_to_proto(reservation))
+
+    @query
+    async def ListReservations(
+        self, request: S.ListReservationsRequest, uow: InventoryUow
+    ) -> S.ListReservationsResponse:
+        page = page_request(request)  # its tokens are bound to the filters too
+        status = RESERVATION_STATUSES.optional(request.status, "status")
+        found = await reservations.list_reservations(uow, page, status, request.location_id)
+        listed, token = page_of(found, page)
+        return S.ListReservationsResponse(
+            reservations=[reservation_to_proto(x) for x in listed], next_page_token=token
+        )
 
     @query
     async def GetAvailability(

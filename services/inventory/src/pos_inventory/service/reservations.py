@@ -28,6 +28,7 @@ from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import InventoryUnitOfWork
 from pos_kit.errors import Conflict, FieldViolation, NotFound
 from pos_kit.ids import new_id
+from pos_kit.paging import PageRequest
 
 # A short hold ends at most this many due holds of its SKUs before it is tried again; the
 # sweep (a batch at a time, every few seconds) ends any others.
@@ -129,6 +130,20 @@ async def get_reservation(uow: InventoryUnitOfWork, reservation_id: str) -> Rese
     if reservation is None:
         raise NotFound("reservation", reservation_id)
     return reservation
+
+
+async def list_reservations(
+    uow: InventoryUnitOfWork,
+    page: PageRequest,
+    status: ReservationStatus | None = None,
+    location_id: str = "",
+) -> list[Reservation]:
+    """The merchant's reservations by id, each as `get_reservation` reads it (a hold past its
+    time is expired, swept or not), narrowed by the status read and the location. A location
+    the merchant does not have is a 404 naming `location_id`, as every list's filter."""
+    if location_id:
+        await require_items(uow, [], [location_id], location_fields=["location_id"])
+    return await uow.reservations.list(page, status, location_id)
 
 
 async def commit_reservation(

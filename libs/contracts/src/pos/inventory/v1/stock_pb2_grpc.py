@@ -82,6 +82,11 @@ class StockServiceStub:
                 request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationRequest.SerializeToString,
                 response_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationResponse.FromString,
                 _registered_method=True)
+        self.ListReservations = channel.unary_unary(
+                '/pos.inventory.v1.StockService/ListReservations',
+                request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsRequest.SerializeToString,
+                response_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsResponse.FromString,
+                _registered_method=True)
         self.GetAvailability = channel.unary_unary(
                 '/pos.inventory.v1.StockService/GetAvailability',
                 request_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.GetAvailabilityRequest.SerializeToString,
@@ -171,6 +176,14 @@ class StockServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListReservations(self, request, context):
+        """The merchant's reservations by id, in pages; each one as GetReservation reads it (a hold
+        past its time is expired, swept or not), so a status filter matches what is read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAvailability(self, request, context):
         """Per SKU: the total over locations (endless aisle) and each location's level.
         """
@@ -239,6 +252,11 @@ def add_StockServiceServicer_to_server(servicer, server):
                     servicer.GetReservation,
                     request_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationRequest.FromString,
                     response_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationResponse.SerializeToString,
+            ),
+            'ListReservations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReservations,
+                    request_deserializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsRequest.FromString,
+                    response_serializer=pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsResponse.SerializeToString,
             ),
             'GetAvailability': grpc.unary_unary_rpc_method_handler(
                     servicer.GetAvailability,
@@ -502,6 +520,33 @@ class StockService:
             '/pos.inventory.v1.StockService/GetReservation',
             pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationRequest.SerializeToString,
             pos_dot_inventory_dot_v1_dot_stock__pb2.GetReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReservations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.inventory.v1.StockService/ListReservations',
+            pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsRequest.SerializeToString,
+            pos_dot_inventory_dot_v1_dot_stock__pb2.ListReservationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,6 +60,10 @@ class StockServiceStub:
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ReleaseReservationRequest, _stock_pb2.ReleaseReservationResponse]
     """The held units become available again."""
     GetReservation: _grpc.UnaryUnaryMultiCallable[_stock_pb2.GetReservationRequest, _stock_pb2.GetReservationResponse]
+    ListReservations: _grpc.UnaryUnaryMultiCallable[_stock_pb2.ListReservationsRequest, _stock_pb2.ListReservationsResponse]
+    """The merchant's reservations by id, in pages; each one as GetReservation reads it (a hold
+    past its time is expired, swept or not), so a status filter matches what is read.
+    """
     GetAvailability: _grpc.UnaryUnaryMultiCallable[_stock_pb2.GetAvailabilityRequest, _stock_pb2.GetAvailabilityResponse]
     """Per SKU: the total over locations (endless aisle) and each location's level."""
     FindNearbyStock: _grpc.UnaryUnaryMultiCallable[_stock_pb2.FindNearbyStockRequest, _stock_pb2.FindNearbyStockResponse]
@@ -99,6 +103,10 @@ class StockServiceAsyncStub(StockServiceStub):
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_stock_pb2.ReleaseReservationRequest, _stock_pb2.ReleaseReservationResponse]  # type: ignore[assignment]
     """The held units become available again."""
     GetReservation: _aio.UnaryUnaryMultiCallable[_stock_pb2.GetReservationRequest, _stock_pb2.GetReservationResponse]  # type: ignore[assignment]
+    ListReservations: _aio.UnaryUnaryMultiCallable[_stock_pb2.ListReservationsRequest, _stock_pb2.ListReservationsResponse]  # type: ignore[assignment]
+    """The merchant's reservations by id, in pages; each one as GetReservation reads it (a hold
+    past its time is expired, swept or not), so a status filter matches what is read.
+    """
     GetAvailability: _aio.UnaryUnaryMultiCallable[_stock_pb2.GetAvailabilityRequest, _stock_pb2.GetAvailabilityResponse]  # type: ignore[assignment]
     """Per SKU: the total over locations (endless aisle) and each location's level."""
     FindNearbyStock: _aio.UnaryUnaryMultiCallable[_stock_pb2.FindNearbyStockRequest, _stock_pb2.FindNearbyStockResponse]  # type: ignore[assignment]
@@ -189,6 +197,16 @@ class StockServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _stock_pb2.GetReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_stock_pb2.GetReservationResponse, _abc.Awaitable[_stock_pb2.GetReservationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListReservations(
+        self,
+        request: _stock_pb2.ListReservationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_stock_pb2.ListReservationsResponse, _abc.Awaitable[_stock_pb2.ListReservationsResponse]]:
+        """The merchant's reservations by id, in pages; each one as GetReservation reads it (a hold
+        past its time is expired, swept or not), so a status filter matches what is read.
+        """
 
     @_abc_1.abstractmethod
     def GetAvailability(
