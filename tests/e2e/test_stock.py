@@ -573,6 +573,7 @@ def test_reservations_are_listed_in_pages_narrowed_by_status_and_location(
         assert [r["id"] for r in active] == sorted([held[0]["id"], held[1]["id"]])
         assert [r["id"] for r in listed(location_id=there)] == [held[1]["id"]]
         assert [r["id"] for r in listed(location_id=here, status="released")] == [held[2]["id"]]
+        assert len(listed(sku="LR-LAMP")) == 3 and listed(sku="LR-NONE") == []
 
         nowhere = http.get("/v1/reservations", params={"location_id": "loc_nowhere"})
         assert nowhere.status_code == 404, nowhere.text

@@ -121,6 +121,10 @@ async def test_reservations_are_listed_by_id_in_pages_filtered_as_read(
         held[0]
     ]
 
+    # A SKU held on one of a hold's lines; none of another SKU.
+    assert [i for i, _ in await listed(sku="LR-MUG")] == sorted(held)
+    assert await listed(sku="LR-NONE") == []
+
     # Another merchant sees none of them, and the location is none of theirs: 404 on the field.
     other = (("x-merchant-id", new_id("mer")),)
     theirs = await stub.ListReservations(st.ListReservationsRequest(), metadata=other, timeout=5)

@@ -505,12 +505,15 @@ async def list_reservations(
         Query(description="Only the reservations in this status, as each reads"),
     ] = None,
     location_id: Annotated[LocationIdIn | None, Query(description=UNKNOWN_LOCATION)] = None,
+    sku: Annotated[
+        Sku | None, Query(description="Only the holds of this SKU (on any line)")
+    ] = None,
 ) -> ReservationList:
     """The merchant's reservations by id, in pages (`limit`, `cursor`), each as
     `GET /v1/reservations/{id}` reads it: a hold past its `expires_at` is `expired`, swept or
-    not, so `status=active` lists only holds that still hold their units. `location_id` (one
-    you do not have is a 404 naming it) and `status` narrow the list; a cursor pages on only
-    with the filters it was given with."""
+    not, so `status=active` lists only holds that still hold their units. `status`,
+    `location_id` (one you do not have is a 404 naming it) and `sku` (a hold with a line of
+    it) narrow the list; a cursor pages on only with the filters it was given with."""
     answer = await svc.stock.ListReservations(
         stock_pb2.ListReservationsRequest(
             page_size=limit,
@@ -519,6 +522,7 @@ async def list_reservations(
             if status is not None
             else stock_pb2.RESERVATION_STATUS_UNSPECIFIED,
             location_id=location_id or "",
+            sku=sku or "",
         )
     )
     return to_page(ReservationList, answer.reservations, answer.next_page_token)

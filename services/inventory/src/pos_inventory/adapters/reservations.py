@@ -143,13 +143,15 @@ class SqlReservations:
         return [r.id for r in rows]
 
     async def list(
-        self, page: PageRequest, status: ReservationStatus | None, location_id: str
+        self, page: PageRequest, status: ReservationStatus | None, location_id: str, sku: str
     ) -> list[Reservation]:
         """By id (the primary key's order), each as a reader sees it (`as_read`): `status`
         matches the status read, so a due hold not yet swept is `expired`, not `active`."""
         read = select(*as_read()).where(reservations.c.merchant_id == self._merchant)
         if location_id:
             read = read.where(reservations.c.location_id == location_id)
+        if sku:  # a line [sku, quantity] is an array that contains [sku]
+            read = read.where(reservations.c.lines.contains([[sku]]))
         if page.after:
             read = read.where(reservations.c.id > page.after)
         listed = read.subquery("listed")

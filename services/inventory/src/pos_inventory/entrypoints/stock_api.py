@@ -287,7 +287,9 @@ class StockApi(Servicer[InventoryUow], stock_pb2_grpc.StockServiceServicer):
     ) -> S.ListReservationsResponse:
         page = page_request(request)  # its tokens are bound to the filters too
         status = RESERVATION_STATUSES.optional(request.status, "status")
-        found = await reservations.list_reservations(uow, page, status, request.location_id)
+        found = await reservations.list_reservations(
+            uow, page, status, request.location_id, request.sku
+        )
         listed, token = page_of(found, page)
         return S.ListReservationsResponse(
             reservations=[reservation_to_proto(x) for x in listed], next_page_token=token

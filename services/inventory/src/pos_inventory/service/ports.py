@@ -120,10 +120,10 @@ class ReservationRepository(Protocol):
     async def expire_if_due(self, reservation_id: str) -> Reservation | None: ...
     async def due_holding(self, location_id: str, skus: list[str], limit: int) -> list[str]: ...
     async def list(
-        self, page: PageRequest, status: ReservationStatus | None, location_id: str
+        self, page: PageRequest, status: ReservationStatus | None, location_id: str, sku: str
     ) -> list[Reservation]:
-        """By id after `page.after`, each as read; only those in `status` (as read) and at
-        `location_id` when given."""
+        """By id after `page.after`, each as read; only those in `status` (as read), at
+        `location_id` and holding `sku` when given."""
         ...
 
 

@@ -137,13 +137,15 @@ async def list_reservations(
     page: PageRequest,
     status: ReservationStatus | None = None,
     location_id: str = "",
+    sku: str = "",
 ) -> list[Reservation]:
     """The merchant's reservations by id, each as `get_reservation` reads it (a hold past its
-    time is expired, swept or not), narrowed by the status read and the location. A location
-    the merchant does not have is a 404 naming `location_id`, as every list's filter."""
+    time is expired, swept or not), narrowed by the status read, the location and a SKU one
+    of its lines holds. A location the merchant does not have is a 404 naming `location_id`,
+    as every list's filter."""
     if location_id:
         await require_items(uow, [], [location_id], location_fields=["location_id"])
-    return await uow.reservations.list(page, status, location_id)
+    return await uow.reservations.list(page, status, location_id, sku)
 
 
 async def commit_reservation(

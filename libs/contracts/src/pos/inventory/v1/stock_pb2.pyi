@@ -669,6 +669,7 @@ class ListReservationsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___ReservationStatus.ValueType
@@ -677,6 +678,8 @@ class ListReservationsRequest(_message.Message):
     """Only those at this location (empty: every one); one the merchant does not have is
     NOT_FOUND naming location_id.
     """
+    sku: _builtins.str
+    """Only those holding this SKU on one of their lines (empty: every one)."""
     def __init__(
         self,
         *,
@@ -684,10 +687,11 @@ class ListReservationsRequest(_message.Message):
         page_token: _builtins.str = ...,
         status: Global___ReservationStatus.ValueType = ...,
         location_id: _builtins.str = ...,
+        sku: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location_id", b"location_id", "page_size", b"page_size", "page_token", b"page_token", "sku", b"sku", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
