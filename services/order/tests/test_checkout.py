@@ -42,7 +42,10 @@ from pos_order.domain.model import (
     validate_order,
 )
 from pos_order.domain.pricing import Buyer
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers.carts import CartCommand, calculate_cart
+from pos_order.service.handlers.checkout import Checkout
+from pos_order.service.handlers.queries import get_order, list_orders
 from pos_order.service.ports import (
     CartContext,
     CheckoutCommand,
@@ -103,7 +106,7 @@ async def checkout(
     """The checkout's three steps as the kit runs them: read, calls, record. Each run is a new
     claim, as after a failed run's claim was dropped: its time is not the first run's."""
     new_uow = uow_factory(shop.store, merchant)
-    steps = handlers.Checkout(cmd, shop.ports, new_uow, Policy(), Answer)
+    steps = Checkout(cmd, shop.ports, new_uow, Policy(), Answer)
     async with new_uow() as uow:
         started = await steps.read(uow)
         await uow.commit()
@@ -450,11 +453,11 @@ async def test_orders_are_read_and_listed_for_their_merchant_only() -> None:
     shop = Shop()
     order, _ = await checkout(shop, _cmd())
     mine, other = uow_factory(shop.store)(), uow_factory(shop.store, "mer_b")()
-    assert (await handlers.get_order(mine, order.id)).id == order.id
+    assert (await get_order(mine, order.id)).id == order.id
     with pytest.raises(NotFound):
-        await handlers.get_order(other, order.id)
-    assert [o.id for o in await handlers.list_orders(mine, PageRequest(limit=10))] == [order.id]
-    assert await handlers.list_orders(other, PageRequest(limit=10)) == []
+        await get_order(other, order.id)
+    assert [o.id for o in await list_orders(mine, PageRequest(limit=10))] == [order.id]
+    assert await list_orders(other, PageRequest(limit=10)) == []
 
 
 async def test_inventory_down_a_register_sale_is_priced_from_the_read_model() -> None:
@@ -496,7 +499,7 @@ async def test_a_sale_changed_while_its_card_was_charged_is_confirmed_on_the_cha
     read locked and confirmed as it now is, keeping that change."""
     shop = Shop()
     new_uow = uow_factory(shop.store, "mer_a")
-    steps = handlers.Checkout(_cmd(), shop.ports, new_uow, Policy(), Answer)
+    steps = Checkout(_cmd(), shop.ports, new_uow, Policy(), Answer)
     async with new_uow() as uow:
         started = await steps.read(uow)
         await uow.commit()
@@ -674,8 +677,8 @@ async def test_a_merged_duplicate_the_read_model_has_not_seen_is_asked_to_its_su
 
 async def test_the_cart_preview_of_a_merged_duplicate_is_priced_for_the_survivor() -> None:
     shop, seen = _merged_shop()
-    cmd = handlers.CartCommand("loc_1", "register", "cus_dup", [LineRequest("TEE", 1)], [])
-    await handlers.calculate_cart(cmd, shop.ports, uow_factory(shop.store))
+    cmd = CartCommand("loc_1", "register", "cus_dup", [LineRequest("TEE", 1)], [])
+    await calculate_cart(cmd, shop.ports, uow_factory(shop.store))
     (cart,) = seen.carts
     assert cart is not None and cart.customer_id == "cus_1" and cart.customer_groups == ("grp_vip",)
 

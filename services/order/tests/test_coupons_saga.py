@@ -19,7 +19,8 @@ from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.coupons import CouponStep, CouponUse
 from pos_order.domain.model import OrderLine, OrderStatus
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers import checkout
 from pos_order.service.ports import (
     CartContext,
     CheckoutCommand,
@@ -102,7 +103,7 @@ class CouponShop(Shop):
 
 async def _checkout(shop: CouponShop, cmd: CheckoutCommand) -> Answer:
     new_uow = uow_factory(shop.store, "mer_a")
-    steps = handlers.Checkout(cmd, shop.ports, new_uow, Policy(), Answer)
+    steps = checkout.Checkout(cmd, shop.ports, new_uow, Policy(), Answer)
     async with new_uow() as uow:
         started = await steps.read(uow)
         await uow.commit()
@@ -217,7 +218,7 @@ def test_coupon_codes_are_checked_before_anything_is_claimed() -> None:
     from pos_kit.errors import InvalidArgument
 
     with pytest.raises(InvalidArgument) as err:
-        handlers.Checkout(_cmd(coupon_codes=("ab", "SAVE10", "save10")), CouponShop().ports,
+        checkout.Checkout(_cmd(coupon_codes=("ab", "SAVE10", "save10")), CouponShop().ports,
                           uow_factory(Store()), Policy(), Answer)  # fmt: skip
     assert {v.field for v in err.value.violations} == {"coupon_codes[0]", "coupon_codes[2]"}
 

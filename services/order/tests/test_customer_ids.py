@@ -37,7 +37,7 @@ from pos_kit.grpc_client import read_error
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit, known_customers
 from pos_order.entrypoints import consumers
-from pos_order.service import handlers
+from pos_order.service.handlers import customers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -296,7 +296,7 @@ async def test_the_read_model_keeps_the_newest_version_per_merchant(infra: Infra
     try:
         for version in (3, 2, 1):
             async with OrderUow(engine, kit).bind(A) as uow:
-                await handlers.remember_customer(uow, "cus_1", version)
+                await customers.remember_customer(uow, "cus_1", version)
                 await uow.commit()
         async with OrderUow(engine, kit).bind(A) as uow:
             assert await uow.customers.contains("cus_1")
@@ -320,8 +320,8 @@ async def test_an_erased_snapshot_after_the_tombstone_never_makes_the_customer_k
     snapshot = customer_pb2.Customer(id="cus_gone", version=1, status="erased")
     try:
         async with OrderUow(engine, kit).bind(A) as uow:
-            await handlers.remember_customer(uow, "cus_gone", 1)
-            await handlers.erase_customer(uow, "cus_gone")  # the tombstone first
+            await customers.remember_customer(uow, "cus_gone", 1)
+            await customers.erase_customer(uow, "cus_gone")  # the tombstone first
             await consumers.on_customer_changed(
                 uow, customer_events.CustomerCreated(customer=snapshot)
             )

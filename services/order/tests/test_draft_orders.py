@@ -32,7 +32,8 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Manual
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers import confirmation, drafts
 from pos_order.service.ports import (
     CheckoutPorts,
     CreateOrderCommand,
@@ -76,22 +77,24 @@ class Shop:
             f"create-{self.requests}", "web", "loc_1", "", [LineRequest("TEE", quantity)],
             PICKUP, draft=True, **fields,
         )  # fmt: skip
-        return self.run(handlers.CreateOrder(cmd, self.ports, self.new_uow, self.policy, _same))
+        return self.run(drafts.CreateOrder(cmd, self.ports, self.new_uow, self.policy, _same))
 
     def edit(self, order: Order, **fields: Any) -> Order:
         change = DraftChange(f"edit-{self.requests}", order.id, **fields)
         return self.run(
-            handlers.UpdateDraftOrder(change, self.ports, self.new_uow, self.policy, _same)
+            drafts.UpdateDraftOrder(change, self.ports, self.new_uow, self.policy, _same)
         )
 
     def submit(self, order: Order, codes: tuple[str, ...] = ()) -> Order:
         return self.run(
-            handlers.SubmitOrder("s", order.id, codes, self.ports, self.new_uow, self.policy, _same)
+            drafts.SubmitOrder("s", order.id, codes, self.ports, self.new_uow, self.policy, _same)
         )
 
     def cancel(self, order: Order) -> Order:
         return self.run(
-            handlers.CancelOrder(order.id, self.ports, self.new_uow, self.policy, lambda o, _: o)
+            confirmation.CancelOrder(
+                order.id, self.ports, self.new_uow, self.policy, lambda o, _: o
+            )
         )
 
     def order(self, order_id: str) -> Order:
@@ -255,7 +258,7 @@ def test_the_resumer_leaves_a_draft_alone() -> None:
 def test_a_submit_whose_driver_is_gone_is_put_back_to_draft_by_the_resumer() -> None:
     shop = Shop()
     draft = shop.draft(2)
-    steps = handlers.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
+    steps = drafts.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
     shop.stock.down = True  # the submit stops after saving it pending, its hold not asked
     with pytest.raises(DomainError):
         shop.run(steps)
@@ -335,7 +338,7 @@ def _beside_another_edit(shop: Shop, steps: Any, other: DraftChange) -> Any:
 
     async def go() -> Any:
         read, _ = await run(steps, "first")
-        meanwhile = handlers.UpdateDraftOrder(other, shop.ports, shop.new_uow, shop.policy, _same)
+        meanwhile = drafts.UpdateDraftOrder(other, shop.ports, shop.new_uow, shop.policy, _same)
         other_read, _ = await run(meanwhile, "other")
         await meanwhile.call(Claim("mer_a", other.request_id, datetime.now(UTC)), other_read)
         return await steps.call(Claim("mer_a", "first", datetime.now(UTC)), read)
@@ -351,7 +354,7 @@ def test_an_edit_naming_no_version_beside_another_is_priced_again_with_both() ->
     shop = Shop()
     draft = shop.draft(2)
     lines = [LineRequest("TEE", 1), LineRequest("MUG", 3)]
-    steps = handlers.UpdateDraftOrder(
+    steps = drafts.UpdateDraftOrder(
         DraftChange("edit-lines", draft.id, lines=lines), shop.ports, shop.new_uow, shop.policy,
         _same,
     )  # fmt: skip
@@ -366,7 +369,7 @@ def test_an_edit_naming_no_version_beside_another_is_priced_again_with_both() ->
     assert shop.told()[-1] == ("OrderUpdated", "draft", edited.version)
 
     seen = shop.order(draft.id).version
-    named = handlers.UpdateDraftOrder(
+    named = drafts.UpdateDraftOrder(
         DraftChange("edit-named", draft.id, expected_version=seen, lines=[LineRequest("TEE", 4)]),
         shop.ports, shop.new_uow, shop.policy, _same,
     )  # fmt: skip
@@ -384,7 +387,7 @@ def test_a_submit_beside_an_edit_submits_the_draft_as_edited() -> None:
     `version_mismatch` it could do nothing about."""
     shop = Shop()
     draft = shop.draft(2)
-    steps = handlers.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
+    steps = drafts.SubmitOrder("s", draft.id, (), shop.ports, shop.new_uow, shop.policy, _same)
 
     submitted = _beside_another_edit(
         shop, steps, DraftChange("edit-last", draft.id, lines=[LineRequest("TEE", 3)])

@@ -39,7 +39,8 @@ from pos_order.domain.model import (
     OrderStatus,
     Tender,
 )
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers import confirmation, drafts, fulfillment, tenders
 from pos_order.service.ports import CheckoutPorts, CreateOrderCommand, OrderSettings
 from pos_order.service.saga import Policy
 
@@ -150,7 +151,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         cmd = CreateOrderCommand(self._request_id(), "web", "loc_1", "", lines, fulfillments)
         before, announced = self.stock.available("TEE"), self._announced()
         answer = self._attempt(
-            lambda: handlers.CreateOrder(cmd, self.ports, self.new_uow, self.policy, lambda o: o)
+            lambda: drafts.CreateOrder(cmd, self.ports, self.new_uow, self.policy, lambda o: o)
         )
         if isinstance(answer, DomainError):
             assert answer.code == "insufficient_stock"
@@ -179,11 +180,11 @@ class OrderLifecycle(RuleBasedStateMachine):
         if due == 0:
             return
         amount = Money(max(1, due // 2) if part else due, order.currency)
-        cmd = handlers.TenderCommand(
+        cmd = tenders.TenderCommand(
             self._request_id(), order.id, None, Tender.CARD, amount, card_token=token
         )
         answer = self._attempt(
-            lambda: handlers.AddTender(
+            lambda: tenders.AddTender(
                 cmd, self.ports, self.new_uow, self.policy, lambda o, p: (o, p)
             )
         )
@@ -200,7 +201,7 @@ class OrderLifecycle(RuleBasedStateMachine):
     def confirm(self, data: st.DataObject) -> None:
         order = data.draw(st.sampled_from(self._pending()))
         answer = self._attempt(
-            lambda: handlers.ConfirmOrder(
+            lambda: confirmation.ConfirmOrder(
                 order.id, self.ports, self.new_uow, self.policy, lambda o: o
             )
         )
@@ -229,9 +230,9 @@ class OrderLifecycle(RuleBasedStateMachine):
     def step(self, data: st.DataObject) -> None:
         order_id, fid, to = data.draw(st.sampled_from(self._steppable()))
         shipping = ("UPS", "1Z999") if to is F.SHIPPED else ("", "")
-        step = handlers.FulfillmentStep(order_id, fid, to, *shipping)
+        step = fulfillment.FulfillmentStep(order_id, fid, to, *shipping)
         answer = self._attempt(
-            lambda: handlers.UpdateFulfillment(
+            lambda: fulfillment.UpdateFulfillment(
                 step, self.ports, self.new_uow, self.policy, lambda o: o
             )
         )
@@ -260,7 +261,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         # Asked at a register with a shift open: a cancel giving cash back needs a drawer.
         with at_till(self.payments):
             answer = self._attempt(
-                lambda: handlers.CancelOrder(
+                lambda: confirmation.CancelOrder(
                     order.id, self.ports, self.new_uow, self.policy, lambda o, _: o
                 )
             )

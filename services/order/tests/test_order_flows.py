@@ -35,7 +35,8 @@ from pos_order.domain.model import (
     Totals,
     build_fulfillments,
 )
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers import confirmation, drafts, fulfillment, payment_changes, tenders
 from pos_order.service.ports import CreateOrderCommand, PaymentResult, TenderAsk
 
 
@@ -159,7 +160,7 @@ SOURCED = FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -
 
 
 def _create(m: OrderLifecycle, cmd: CreateOrderCommand) -> Any:
-    return m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+    return m._attempt(lambda: drafts.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
 
 
 def _created(m: OrderLifecycle) -> list[Order]:
@@ -260,7 +261,7 @@ def test_a_crash_while_a_refused_order_is_withdrawn_leaves_it_to_the_resumer() -
         "req-crash", [LineRequest("TEE", 2, 0), LineRequest("MUG", 1, 1)], [pickup, shipment]
     )
     stopping = replace(m.policy, pause_at=frozenset({"compensating"}))
-    steps = handlers.CreateOrder(cmd, m.ports, m.new_uow, stopping, lambda o: o)
+    steps = drafts.CreateOrder(cmd, m.ports, m.new_uow, stopping, lambda o: o)
 
     async def dies() -> None:
         async with m.new_uow() as uow:
@@ -330,11 +331,11 @@ def test_a_split_shipments_lines_keep_the_order_the_buyer_gave() -> None:
 def _cash_tender(m: OrderLifecycle, order_id: str, amount: int | None = None) -> Any:
     order = m.order(order_id)
     given = None if amount is None else Money(amount, order.currency)
-    cmd = handlers.TenderCommand(
+    cmd = tenders.TenderCommand(
         m._request_id(), order_id, Money(10_000, order.currency), Tender.CASH, given
     )
     return m._attempt(
-        lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+        lambda: tenders.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
     )
 
 
@@ -372,7 +373,7 @@ def test_a_cancel_finished_by_the_resumer_gives_cash_back_at_the_register_it_was
     (f,) = m.order(order_id).fulfillments
 
     def cancel() -> Any:
-        return handlers.CancelFulfillment(
+        return fulfillment.CancelFulfillment(
             order_id, f.id, m.ports, m.new_uow, m.policy, lambda o, _: o
         )
 
@@ -425,14 +426,14 @@ def test_a_cancel_while_the_order_is_being_confirmed_is_refused_and_changes_noth
     m = OrderLifecycle()
     m.merchant_settings(True)
     order_id = _paid_pickup(m)
-    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    confirm = confirmation.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
     claim = Claim("mer_a", "confirm-1", datetime.now(UTC))
 
     async def race() -> Any:
         async with m.new_uow() as uow:  # the confirmation's intent, recorded first
             read = await confirm.read(uow)
             await uow.commit()
-        cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+        cancel = confirmation.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
         with pytest.raises(Conflict) as err:
             async with m.new_uow() as uow:
                 await cancel.read(uow)
@@ -473,14 +474,14 @@ class PaymentAtTheProcessor(FakePayments):
 
 
 def _card_for_the_balance(m: OrderLifecycle, order_id: str, token: str, policy: Any) -> Any:
-    cmd = handlers.TenderCommand(
+    cmd = tenders.TenderCommand(
         m._request_id(), order_id, None, Tender.CARD, None, card_token=token
     )
-    return handlers.AddTender(cmd, m.ports, m.new_uow, policy, lambda o, p: (o, p))
+    return tenders.AddTender(cmd, m.ports, m.new_uow, policy, lambda o, p: (o, p))
 
 
 def _cancel(m: OrderLifecycle, order_id: str) -> Any:
-    return handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+    return confirmation.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
 
 
 def test_a_cancel_beside_a_tender_at_the_processor_is_done_and_answered_done() -> None:
@@ -746,7 +747,7 @@ def test_a_confirmation_after_the_hold_ran_out_cancels_the_order_as_expired() ->
     hold.status = "expired"  # the inventory service's sweep
     for sku, quantity in hold.lines:
         m.stock.reserved[sku] -= quantity
-    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    confirm = confirmation.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
 
     refused = m._attempt(lambda: confirm)
 
@@ -771,8 +772,8 @@ def _confirmed_shipment(m: OrderLifecycle, picked: bool = False) -> tuple[str, s
 
 def _step(m: OrderLifecycle, order_id: str, fid: str, to: FulfillmentStatus) -> Any:
     shipping = ("UPS", "1Z999") if to is FulfillmentStatus.SHIPPED else ("", "")
-    step = handlers.FulfillmentStep(order_id, fid, to, *shipping)
-    return handlers.UpdateFulfillment(step, m.ports, m.new_uow, m.policy, lambda o: o)
+    step = fulfillment.FulfillmentStep(order_id, fid, to, *shipping)
+    return fulfillment.UpdateFulfillment(step, m.ports, m.new_uow, m.policy, lambda o: o)
 
 
 async def _read(m: OrderLifecycle, steps: Any) -> Any:
@@ -813,7 +814,7 @@ def test_a_shipment_step_whose_driver_is_gone_stops_blocking_the_cancel() -> Non
     m = OrderLifecycle()
     order_id, fid = _confirmed_shipment(m, picked=True)
     asyncio.run(_read(m, _step(m, order_id, fid, FulfillmentStatus.SHIPPED)))
-    cancel = handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+    cancel = confirmation.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
     refused = m._attempt(lambda: cancel)
     assert isinstance(refused, Conflict) and refused.code == "fulfillment_in_progress"
 
@@ -870,7 +871,7 @@ def test_a_shipment_whose_authorisation_was_voided_after_a_partial_capture_is_re
 
 async def _told_voided(m: OrderLifecycle, order_id: str, payment_id: str, voided: int) -> None:
     async with m.new_uow() as uow:
-        await handlers.payment_voided(uow, order_id, payment_id, voided)
+        await payment_changes.payment_voided(uow, order_id, payment_id, voided)
         await uow.commit()
 
 
@@ -938,10 +939,10 @@ def test_a_cancel_or_confirm_beside_one_under_way_makes_no_new_version() -> None
     m.tender(Pick(m.order(order_id)), "tok_visa", False)
 
     def confirm() -> Any:
-        return handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+        return confirmation.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
 
     def cancel() -> Any:
-        return handlers.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
+        return confirmation.CancelOrder(order_id, m.ports, m.new_uow, m.policy, lambda o, _: o)
 
     asyncio.run(_read(m, confirm()))
     asked = m.order(order_id).version
@@ -999,7 +1000,7 @@ def test_a_cancel_of_a_pickup_whose_expiry_began_is_refused_and_the_expiry_ends_
     _, began = asyncio.run(saga.change(m.new_uow, order_id, expiring))
     assert began
     answer = m._attempt(
-        lambda: handlers.CancelFulfillment(
+        lambda: fulfillment.CancelFulfillment(
             order_id, f.id, m.ports, m.new_uow, m.policy, lambda o: o
         )
     )
@@ -1019,10 +1020,10 @@ def test_a_shipment_whose_cash_was_refunded_is_not_shipped() -> None:
     m.create("shipment", 1)
     order_id = m.order_ids[-1]
     due = m.order(order_id).balance_due
-    cmd = handlers.TenderCommand(
+    cmd = tenders.TenderCommand(
         "cash-1", order_id, None, Tender.CASH, Money(due, "USD"), cash_tendered=Money(due, "USD")
     )
-    m._attempt(lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: o))
+    m._attempt(lambda: tenders.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: o))
     m.confirm(Pick(m.order(order_id)))
     order = m.order(order_id)
     (f,) = order.fulfillments
@@ -1031,7 +1032,7 @@ def test_a_shipment_whose_cash_was_refunded_is_not_shipped() -> None:
 
     async def refunded(amount: int) -> None:
         async with m.new_uow() as uow:
-            await handlers.refund_made(uow, order_id, order.payment_id, amount)
+            await payment_changes.refund_made(uow, order_id, order.payment_id, amount)
             await uow.commit()
 
     asyncio.run(refunded(300))
@@ -1109,7 +1110,7 @@ def _tender_for_what_is_due(
     the answer, or the refusal."""
     order = m.order(order_id)
     cash = Money(10**6, order.currency) if tender is Tender.CASH else None
-    cmd = handlers.TenderCommand(
+    cmd = tenders.TenderCommand(
         m._request_id(),
         order_id,
         None,
@@ -1118,7 +1119,7 @@ def _tender_for_what_is_due(
         card_token=token,
         cash_tendered=cash,
     )
-    steps = handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+    steps = tenders.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
     asyncio.run(steps.prepare())
     return m._attempt(lambda: steps)
 
@@ -1245,12 +1246,12 @@ def test_a_tender_in_another_currency_names_its_currency_and_writes_nothing() ->
     m.create("pickup", 2)
     order_id = m.order_ids[-1]
     version, charges = m.order(order_id).version, list(m.payments.charges)
-    cmd = handlers.TenderCommand(
+    cmd = tenders.TenderCommand(
         m._request_id(), order_id, Money(10_000, "EUR"), Tender.CASH, Money(100, "EUR")
     )
 
     refused = m._attempt(
-        lambda: handlers.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
+        lambda: tenders.AddTender(cmd, m.ports, m.new_uow, m.policy, lambda o, p: (o, p))
     )
 
     assert isinstance(refused, InvalidArgument), refused
@@ -1281,7 +1282,7 @@ def test_a_confirmation_that_read_the_payments_while_a_void_held_the_order_is_re
         return hold["live"], hold["generation"]
 
     monkeypatch.setattr("fakes.NoReturns.refund_hold", refund_hold)
-    confirm = handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+    confirm = confirmation.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
     asyncio.run(confirm.prepare())  # the payment still authorised
     asyncio.run(m.payments.void("void-1", payment_id))
     hold["live"] = False  # the void made, its hold let go
@@ -1293,7 +1294,7 @@ def test_a_confirmation_that_read_the_payments_while_a_void_held_the_order_is_re
     assert (after.status, after.version) == (OrderStatus.PENDING_PAYMENT, version)
     # Asked again, the confirmation reads the void: the balance is due.
     again = m._attempt(
-        lambda: handlers.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
+        lambda: confirmation.ConfirmOrder(order_id, m.ports, m.new_uow, m.policy, lambda o: o)
     )
     assert isinstance(again, DomainError) and again.code == "balance_due"
     assert m.order(order_id).status is OrderStatus.PENDING_PAYMENT

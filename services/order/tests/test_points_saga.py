@@ -24,7 +24,8 @@ from pos_order.domain.model import (
     PointsState,
     Tender,
 )
-from pos_order.service import handlers, saga
+from pos_order.service import saga
+from pos_order.service.handlers import confirmation, drafts, tenders
 from pos_order.service.ports import CheckoutPorts, CreateOrderCommand
 from pos_order.service.saga import Policy
 
@@ -148,13 +149,13 @@ async def test_a_web_order_holds_its_points_and_a_cancellation_releases_them() -
     cmd = CreateOrderCommand(
         "req-web", "web", "loc_1", "cus_1", [LineRequest("TEE", 2)], [], redeem_points=400
     )
-    order = await _run(handlers.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
+    order = await _run(drafts.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
                        cmd.request_id)  # fmt: skip
     assert order.status is OrderStatus.PENDING_PAYMENT
     assert order.saga.points_state is PointsState.HELD and order.totals.discount.amount == 400
     assert shop.loyalty.holds[order.id] == (400, "held")
 
-    cancelled = await _run(handlers.CancelOrder(order.id, shop.ports, new_uow, Policy(), _kept),
+    cancelled = await _run(confirmation.CancelOrder(order.id, shop.ports, new_uow, Policy(), _kept),
                            shop, "req-cancel")  # fmt: skip
 
     assert cancelled.status is OrderStatus.CANCELLED
@@ -205,18 +206,18 @@ async def test_a_confirmation_failing_after_its_holds_were_committed_restocks_th
     cmd = CreateOrderCommand(
         "req-web", "web", "loc_1", "cus_1", [LineRequest("TEE", 2)], [pickup], redeem_points=100
     )
-    order = await _run(handlers.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
+    order = await _run(drafts.CreateOrder(cmd, shop.ports, new_uow, Policy(), _same), shop,
                        cmd.request_id)  # fmt: skip
-    tender = handlers.TenderCommand(
+    tender = tenders.TenderCommand(
         "req-card", order.id, None, Tender.CARD, Money(order.balance_due, order.currency),
         card_token="tok_visa",
     )  # fmt: skip
-    await _run(handlers.AddTender(tender, shop.ports, new_uow, Policy(), _kept), shop, "req-card")
+    await _run(tenders.AddTender(tender, shop.ports, new_uow, Policy(), _kept), shop, "req-card")
     assert shop.stock.on_hand["TEE"] == 10 and shop.stock.available("TEE") == 8
     policy = Policy()
     if interrupted == "at_the_compensation":
         policy = replace(policy, pause_at=frozenset({"compensating"}))
-    confirm = handlers.ConfirmOrder(order.id, shop.ports, new_uow, policy, _same)
+    confirm = confirmation.ConfirmOrder(order.id, shop.ports, new_uow, policy, _same)
 
     if interrupted == "at_the_compensation":  # the process dies there (the test hook)
         await stopped_at("compensating", _run(confirm, shop, "req-confirm"))

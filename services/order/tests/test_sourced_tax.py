@@ -22,7 +22,7 @@ from pos_order.domain.model import (
     SellingLocation,
 )
 from pos_order.domain.pricing import Buyer
-from pos_order.service import handlers
+from pos_order.service.handlers import drafts
 from pos_order.service.ports import CreateOrderCommand
 
 USD = "USD"
@@ -84,7 +84,7 @@ def _order(
     cmd = CreateOrderCommand(
         m._request_id(), "web", "loc_1", customer_id, [LineRequest("TEE", quantity)], [fulfillment]
     )
-    order = m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+    order = m._attempt(lambda: drafts.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
     assert isinstance(order, Order), order
     return order
 
@@ -154,11 +154,11 @@ def test_a_submitted_draft_s_sourced_shipment_is_taxed_where_it_leaves_from() ->
     cmd = CreateOrderCommand(
         m._request_id(), "web", "loc_1", "", [LineRequest("TEE", 1)], [SOURCED], draft=True
     )
-    draft = m._attempt(lambda: handlers.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
+    draft = m._attempt(lambda: drafts.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o))
     assert isinstance(draft, Order), draft
     assert _money(draft) == (2000, 0, 200, 2200, [2200])  # no store yet: the selling one's
     submitted = m._attempt(
-        lambda: handlers.SubmitOrder(
+        lambda: drafts.SubmitOrder(
             m._request_id(), draft.id, (), m.ports, m.new_uow, m.policy, lambda o: o
         )
     )

@@ -15,7 +15,7 @@ from pos_kit.money import Money
 from pos_order.adapters.repository import OrderUow
 from pos_order.domain.model import PricedItem
 from pos_order.domain.pricing import Buyer
-from pos_order.service import handlers
+from pos_order.service.handlers import customers, payment_changes
 
 
 async def on_customer_changed(
@@ -27,10 +27,10 @@ async def on_customer_changed(
     if customer.status == "erased":
         # An event the customer's erasure rewrote (sent later than the tombstone, maybe):
         # the id is no customer any more, as the tombstone says; never known again.
-        await handlers.erase_customer(uow, customer.id)
+        await customers.erase_customer(uow, customer.id)
         return
     buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
-    await handlers.remember_customer(uow, customer.id, customer.version, buyer)
+    await customers.remember_customer(uow, customer.id, customer.version, buyer)
 
 
 async def on_customer_merged(uow: OrderUow, message: customer_events.CustomerMerged) -> None:
@@ -43,7 +43,7 @@ async def on_customer_merged(uow: OrderUow, message: customer_events.CustomerMer
         # customer any more; remembering the merge would only bring an erased id back.
         return
     buyer = Buyer.of(list(winner.group_ids), list(winner.tags))
-    await handlers.customer_merged(uow, message.loser_id, winner.id, winner.version, buyer)
+    await customers.customer_merged(uow, message.loser_id, winner.id, winner.version, buyer)
 
 
 async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucceeded) -> None:
@@ -54,7 +54,7 @@ async def on_refund_succeeded(uow: OrderUow, message: payment_events.RefundSucce
         # Published before the event carried its payment (the stream keeps a month of them):
         # nothing to learn from it; the next refund of that payment, or a read of it, says.
         return
-    await handlers.refund_made(
+    await payment_changes.refund_made(
         uow, refund.order_id, refund.payment_id, message.payment.refunded.amount
     )
 
@@ -64,13 +64,15 @@ async def on_payment_voided(uow: OrderUow, message: payment_events.PaymentVoided
     if payment.order_id and (
         payment.status == payment_pb2.PAYMENT_STATUS_VOIDED or payment.voided.amount > 0
     ):
-        await handlers.payment_voided(uow, payment.order_id, payment.id, payment.voided.amount)
+        await payment_changes.payment_voided(
+            uow, payment.order_id, payment.id, payment.voided.amount
+        )
 
 
 async def on_customer_erased(uow: OrderUow, message: customer_events.CustomerErased) -> None:
     if not message.customer_id:
         raise PoisonMessage("CustomerErased without a customer id")
-    await handlers.erase_customer(uow, message.customer_id)
+    await customers.erase_customer(uow, message.customer_id)
 
 
 def _priced_skus(product: inventory_pb2.Product) -> list[PricedItem]:

@@ -56,7 +56,19 @@ from pos_order.domain.returns import (
     validate_receiptless,
 )
 from pos_order.entrypoints.fingerprints import CodePrinter
-from pos_order.service import exchanges, handlers, returns
+from pos_order.service import exchanges, returns
+from pos_order.service.handlers import (
+    carts,
+    checkout,
+    confirmation,
+    customers,
+    drafts,
+    fulfillment,
+    new_order,
+    queries,
+    settings,
+    tenders,
+)
 from pos_order.service.ports import (
     CheckoutCommand,
     CheckoutPorts,
@@ -356,7 +368,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.CheckoutResponse:
         # No transaction is held while inventory, promotion and payment answer.
         printed = self.codes.sale(request)
-        steps = handlers.Checkout(
+        steps = checkout.Checkout(
             _command(request, request_fingerprint_of("Checkout", printed)),
             self.ports,
             self.bound_uow,
@@ -387,9 +399,9 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.CreateOrderResponse, fingerprint_of=lambda self, r: self.codes.sale(r))
     def CreateOrder(
         self, request: order_pb2.CreateOrderRequest
-    ) -> handlers.CreateOrder[order_pb2.CreateOrderResponse]:
+    ) -> drafts.CreateOrder[order_pb2.CreateOrderResponse]:
         fingerprint = request_fingerprint_of("CreateOrder", self.codes.sale(request))
-        return handlers.CreateOrder(
+        return drafts.CreateOrder(
             _create_command(request, fingerprint),
             self.ports,
             self.bound_uow,
@@ -403,8 +415,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     def UpdateDraftOrder(
         self, request: order_pb2.UpdateDraftOrderRequest
     ) -> (
-        handlers.UpdateDraftOrder[order_pb2.UpdateDraftOrderResponse]
-        | handlers.AnnotateOrder[order_pb2.UpdateDraftOrderResponse]
+        drafts.UpdateDraftOrder[order_pb2.UpdateDraftOrderResponse]
+        | drafts.AnnotateOrder[order_pb2.UpdateDraftOrderResponse]
     ):
         change = _draft_change(request)
 
@@ -413,18 +425,18 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 order=order_to_proto(o), sold_below_cost=_below_cost(o)
             )
 
-        if set(request.update_mask.paths) <= handlers.ANNOTATIONS:
+        if set(request.update_mask.paths) <= drafts.ANNOTATIONS:
             # Notes and metadata alone: any order's, nothing priced again.
-            return handlers.AnnotateOrder(change, self.bound_uow, answer)
-        return handlers.UpdateDraftOrder(change, self.ports, self.bound_uow, self.policy, answer)
+            return drafts.AnnotateOrder(change, self.bound_uow, answer)
+        return drafts.UpdateDraftOrder(change, self.ports, self.bound_uow, self.policy, answer)
 
     @across_calls(
         order_pb2.SubmitOrderResponse, fingerprint_of=lambda self, r: self.codes.submit(r)
     )
     def SubmitOrder(
         self, request: order_pb2.SubmitOrderRequest
-    ) -> handlers.SubmitOrder[order_pb2.SubmitOrderResponse]:
-        return handlers.SubmitOrder(
+    ) -> drafts.SubmitOrder[order_pb2.SubmitOrderResponse]:
+        return drafts.SubmitOrder(
             request.request_id,
             request.order_id,
             tuple(request.coupon_codes),
@@ -437,14 +449,14 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: self.codes.tender(r))
     def AddTender(
         self, request: order_pb2.AddTenderRequest
-    ) -> handlers.AddTender[order_pb2.AddTenderResponse]:
+    ) -> tenders.AddTender[order_pb2.AddTenderResponse]:
         amount = from_proto("amount", request.amount) if request.HasField("amount") else None
         cash = (
             from_proto("cash_tendered", request.cash_tendered)
             if request.HasField("cash_tendered")
             else None
         )
-        cmd = handlers.TenderCommand(
+        cmd = tenders.TenderCommand(
             request_id=request.request_id,
             order_id=request.order_id,
             ask=None,
@@ -456,12 +468,12 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             external_reference=request.external_reference,
             fingerprint=request_fingerprint_of("AddTender", self.codes.tender(request)),
         )
-        return handlers.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
+        return tenders.AddTender(cmd, self.ports, self.bound_uow, self.policy, _tender_response)
 
     async def ConfirmOrder(
         self, request: order_pb2.ConfirmOrderRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.ConfirmOrderResponse:
-        steps = handlers.ConfirmOrder(
+        steps = confirmation.ConfirmOrder(
             request.order_id,
             self.ports,
             self.bound_uow,
@@ -485,8 +497,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.CancelOrderResponse)
     def CancelOrder(
         self, request: order_pb2.CancelOrderRequest
-    ) -> handlers.CancelOrder[order_pb2.CancelOrderResponse]:
-        return handlers.CancelOrder(
+    ) -> confirmation.CancelOrder[order_pb2.CancelOrderResponse]:
+        return confirmation.CancelOrder(
             request.order_id,
             self.ports,
             self.bound_uow,
@@ -500,8 +512,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.RecordHeldTendersResponse)
     def RecordHeldTenders(
         self, request: order_pb2.RecordHeldTendersRequest
-    ) -> handlers.RecordHeldTenders[order_pb2.RecordHeldTendersResponse]:
-        return handlers.RecordHeldTenders(
+    ) -> tenders.RecordHeldTenders[order_pb2.RecordHeldTendersResponse]:
+        return tenders.RecordHeldTenders(
             request.order_id,
             self.ports,
             self.bound_uow,
@@ -517,14 +529,14 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             to = None
         # Kept trimmed: spaces alone are no carrier or tracking number (required at shipped),
         # and a retry padded otherwise is the same step.
-        step = handlers.FulfillmentStep(
+        step = fulfillment.FulfillmentStep(
             request.order_id,
             request.fulfillment_id,
             to,
             request.carrier.strip(),
             request.tracking_number.strip(),
         )
-        steps = handlers.UpdateFulfillment(
+        steps = fulfillment.UpdateFulfillment(
             step,
             self.ports,
             self.bound_uow,
@@ -548,8 +560,8 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     @across_calls(order_pb2.CancelFulfillmentResponse)
     def CancelFulfillment(
         self, request: order_pb2.CancelFulfillmentRequest
-    ) -> handlers.CancelFulfillment[order_pb2.CancelFulfillmentResponse]:
-        return handlers.CancelFulfillment(
+    ) -> fulfillment.CancelFulfillment[order_pb2.CancelFulfillmentResponse]:
+        return fulfillment.CancelFulfillment(
             request.order_id,
             request.fulfillment_id,
             self.ports,
@@ -566,7 +578,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     ) -> order_pb2.CalculateCartResponse:
         # No transaction: inventory and promotion answer with no connection held (the read
         # model is read in a short one of its own only while inventory is down).
-        cmd = handlers.CartCommand(
+        cmd = carts.CartCommand(
             location_id=request.location_id,
             channel=request.channel,
             customer_id=request.customer_id,
@@ -576,13 +588,13 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             order_manual=_manual(request.order_manual, request.HasField("order_manual")),
             redeem_points=request.redeem_points,
         )
-        cart = await handlers.calculate_cart(cmd, self.ports, self.bound_uow)
+        cart = await carts.calculate_cart(cmd, self.ports, self.bound_uow)
         return cart_to_proto(cart)
 
     async def CreateReturn(
         self, request: order_pb2.CreateReturnRequest, context: grpc.aio.ServicerContext
     ) -> order_pb2.CreateReturnResponse:
-        register_id, staff_id = handlers.at_register()
+        register_id, staff_id = new_order.at_register()
         req = ReturnRequest(
             request_id=request.request_id,
             order_id=request.order_id,
@@ -656,7 +668,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
         # 404 otherwise, as for a made-up id); the store's currency is the credit's. The
         # credit is recorded under the customer as a sale would be: a duplicate merged away
         # is its survivor, whose store credit it is.
-        survivor, _ = await handlers.current_customer(
+        survivor, _ = await customers.current_customer(
             self.bound_uow, self.ports.customers, req.customer_id
         )
         req = replace(req, customer_id=survivor)
@@ -810,7 +822,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     async def GetOrder(
         self, request: order_pb2.GetOrderRequest, uow: OrderUow
     ) -> order_pb2.GetOrderResponse:
-        order = await handlers.get_order(uow, request.id)
+        order = await queries.get_order(uow, request.id)
         return order_pb2.GetOrderResponse(order=order_to_proto(order))
 
     @query
@@ -831,7 +843,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             created_since=time_field(request, "created_since"),
             created_before=time_field(request, "created_before"),
         )
-        found, token = page_of(await handlers.list_orders(uow, page, filters), page)
+        found, token = page_of(await queries.list_orders(uow, page, filters), page)
         return order_pb2.ListOrdersResponse(
             orders=[order_to_proto(o) for o in found], next_page_token=token
         )
@@ -840,14 +852,14 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
     async def GetOrderSettings(
         self, request: order_pb2.GetOrderSettingsRequest, uow: OrderUow
     ) -> order_pb2.GetOrderSettingsResponse:
-        found = await handlers.get_settings(uow, self.policy)
+        found = await settings.get_settings(uow, self.policy)
         return order_pb2.GetOrderSettingsResponse(settings=_settings(found))
 
     @mutation(order_pb2.UpdateOrderSettingsResponse)
     async def UpdateOrderSettings(
         self, request: order_pb2.UpdateOrderSettingsRequest, uow: OrderUow
     ) -> order_pb2.UpdateOrderSettingsResponse:
-        change = handlers.SettingsChange(
+        change = settings.SettingsChange(
             capture_pickup_at_order=(
                 request.capture_pickup_at_order
                 if request.HasField("capture_pickup_at_order")
@@ -870,7 +882,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             ),
             clear_receiptless_limit=request.clear_receiptless_limit,
         )
-        before, found = await handlers.update_settings(
+        before, found = await settings.update_settings(
             uow, self.policy, change, request.expected_version
         )
         return order_pb2.UpdateOrderSettingsResponse(

@@ -99,7 +99,9 @@ from pos_order.domain.returns import (
     validate_request,
 )
 from pos_order.service import pricing, saga
-from pos_order.service.handlers import _discard, at_register, drawer_open_for_cash, tender_ask
+from pos_order.service.handlers.drawer import drawer_open_for_cash
+from pos_order.service.handlers.new_order import at_register, discard
+from pos_order.service.handlers.tenders import tender_ask
 from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
 from pos_order.service.returns import (
     RefundRefused,
@@ -520,7 +522,7 @@ class CreateExchange(Generic[R]):
     async def _withdraw(self, order: Order) -> None:
         # Its request's start forgotten too: a retry makes a new order, whose hold is asked
         # anew rather than answered with this one's (released).
-        await _discard(self.new_uow, order.id, self.req.request_id)
+        await discard(self.new_uow, order.id, self.req.request_id)
 
     async def _record_tenders(self, order: Order, ret: Return) -> Order:
         due = order.totals.total.amount - ret.amount

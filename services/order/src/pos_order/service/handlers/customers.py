@@ -1,0 +1,77 @@
+"""The customers an order is for, as the order service's read model knows them."""
+
+from __future__ import annotations
+
+from pos_kit.errors import NotFound
+from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer
+from pos_order.service.ports import CustomerLookup, NewUow, OrderUnitOfWork
+
+
+async def resolve_customer(customers: CustomerLookup, customer_id: str) -> tuple[str, int]:
+    """Refuse a customer id the merchant does not have, exactly as one that exists nowhere;
+    a duplicate merged into another customer is that customer (followed through every merge):
+    the id a sale is recorded under, and its version.
+
+    Ids learnt from the customer service's events need no call (see `start_request`), so a
+    sale for a known customer goes on while that service is down. Only an id not seen yet is
+    asked about; the survivor's version is returned for the caller to remember with its own
+    writes, so the next sale needs no call. If the customer service cannot answer for such an
+    id, the look-up's Unavailable (503) stands: letting it through would let any id through.
+    """
+    current, seen = customer_id, {customer_id}
+    for _ in range(MAX_MERGE_HOPS):
+        found = await customers.find(current)
+        if found is None:
+            break
+        if not found.merged_into:
+            return current, found.version
+        if found.merged_into in seen:
+            break
+        current = found.merged_into
+        seen.add(current)
+    # Every request that names a customer names it as `customer_id`.
+    raise NotFound("customer", customer_id, ["customer_id"])
+
+
+async def current_customer(
+    new_uow: NewUow, customers: CustomerLookup, customer_id: str
+) -> tuple[str, Buyer]:
+    """The customer `customer_id` is now, and what pricing needs of them: itself, or the
+    survivor a duplicate was merged into. The read model answers for an id it knows; only one
+    it does not is asked of the customer service (`resolve_customer`: an id the merchant does
+    not have, an erased one included, is a 404)."""
+    async with new_uow().reading() as uow:
+        found = await uow.customers.resolve(customer_id)
+    if found is not None:
+        return found.id, found.buyer
+    survivor, _ = await resolve_customer(customers, customer_id)
+    return survivor, Buyer()
+
+
+async def remember_customer(
+    uow: OrderUnitOfWork, customer_id: str, version: int, buyer: Buyer | None = None
+) -> None:
+    """A customer created or changed at the customer service: its id is now known here, with
+    what pricing needs of it (groups, tax exemption)."""
+    await uow.customers.remember(customer_id, version, buyer)
+
+
+async def customer_merged(
+    uow: OrderUnitOfWork, loser_id: str, winner_id: str, version: int, buyer: Buyer
+) -> None:
+    """The customer service merged a duplicate into a customer: the survivor is known as the
+    merge left it (a new version: its groups, points and history changed), and a sale naming
+    the duplicate is the survivor's from now on."""
+    await uow.customers.remember(winner_id, version, buyer)
+    await uow.customers.merged(loser_id, winner_id)
+
+
+async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
+    """The customer asked to be forgotten: their orders keep the customer id (a tombstone),
+    lines and money, and lose what could be personal (shipment addresses and destinations,
+    notes, the metadata a partner set); the stored answers and published events of this
+    service that hold those go too, its events not sent yet go out without them, and the id
+    is no customer any more (a sale naming it asks the customer service: 404).
+    Idempotent: a redelivery finds nothing left to erase."""
+    await uow.orders.erase_customer(customer_id)
+    await uow.customers.forget(customer_id)
