@@ -303,6 +303,33 @@ def test_a_processor_out_of_reach_is_a_503_naming_it_and_a_retry_finishes_the_sa
     assert (again.status_code, again.json()["code"]) == (503, "processor_unavailable")
 
 
+def test_a_web_orders_tender_the_processor_never_had_holds_up_no_other(
+    platform: Running,
+) -> None:
+    """A web order's card tender with the processor out of reach: a 503
+    `processor_unavailable`, no payment made. A gift card right after is taken at once (it
+    was a 409 `payment_pending` for about a minute), and the first request's retry under its
+    key, the balance covered now, takes nothing: one payment in all."""
+    http = platform.http
+    sku, (store, *_) = stocked(http, "UNREACHED")
+    order = ok(_post(http, "/v1/orders", {"location_id": store,
+               "lines": [{"sku": sku, "quantity": 1}]}), 201)  # fmt: skip
+    card = ok(_post(http, "/v1/gift-cards", {"amount": order["total"]}), 201)
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    unreached = {"tender_type": "card", "card_token": "tok_processing_error"}
+    key = str(uuid.uuid4())
+    down = _post(http, tenders, unreached, key)
+    assert (down.status_code, down.json()["code"]) == (503, "processor_unavailable"), down.text
+
+    taken = _post(http, tenders, {"tender_type": "gift_card", "gift_card_code": card["code"]})
+
+    assert taken.status_code == 201, taken.text
+    again = _post(http, tenders, unreached, key)
+    assert (again.status_code, again.json()["code"]) == (409, "balance_covered"), again.text
+    payments = ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    assert [p["id"] for p in payments["payments"]] == [taken.json()["payment"]["id"]]
+
+
 def _window_refused(http: httpx.Client, path: str, first: str, second: str) -> None:
     """The windows a list refuses, each a 400 naming its field: swapped, not a time, no zone."""
     for window, field in (

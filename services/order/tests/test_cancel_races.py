@@ -405,6 +405,40 @@ async def test_a_refused_tender_holds_up_nothing(shop: Shop, refused: dict[str, 
     assert confirmed.order.status == order_pb2.ORDER_STATUS_CONFIRMED
 
 
+async def test_a_tender_the_processor_never_had_holds_up_nothing(shop: Shop) -> None:
+    """`tok_processing_error`: the processor is out of reach, a 503 `processor_unavailable`;
+    the payment service made no payment (it forgets it). The tender is awaited no more: the
+    next one, a gift card's or another card's, is taken at once (it was a 409
+    `payment_pending` until the resumer gave the tender up, about a minute later). Its retry
+    under the same request id asks the processor again, and only one payment is ever made."""
+    order = await shop.create(KINDS["pickup"])
+    request_id = str(uuid.uuid4())
+    unreached = {"tender_type": CARD, "card_token": "tok_processing_error"}
+    for _ in range(2):  # the request, then its retry under the same request id
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.tender(order.id, request_id=request_id, **unreached)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert read_error(err.value).reason == "processor_unavailable"
+        assert await shop.payments_of(order.id) == []
+
+    taken = await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
+
+    assert taken.payment.status == payment_pb2.PAYMENT_STATUS_AUTHORIZED
+    assert taken.order.paid.amount == taken.order.total.amount
+    assert list(taken.order.payment_ids) == [taken.payment.id]
+    # Covered now: the first request's retry takes nothing more.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.tender(order.id, request_id=request_id, **unreached)
+    _refused(err.value, "balance_covered")
+    assert [p.id for p in await shop.payments_of(order.id)] == [taken.payment.id]
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert confirmed.order.status == order_pb2.ORDER_STATUS_CONFIRMED
+
+
 async def test_a_cancelled_orders_fulfilment_shows_its_capture_given_back(shop: Shop) -> None:
     """Cash is captured when taken and is the pickup's at confirmation; the cancel refunds it.
     The fulfilment still says what was captured for it and now also what went back, so it

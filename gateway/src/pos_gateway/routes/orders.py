@@ -923,18 +923,20 @@ def tender_into(
 )
 async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Request) -> Checkout:
     """Takes one tender (split tender: several, until the total is covered), authorised only:
-    each fulfilment captures its share later. A decline is a 402 whose problem carries the
-    order and the payment: the order stays `pending_payment` with its holds, and another tender
-    may follow. More than the balance due is a 400 (a tender whose answer is awaited counts as
+    each fulfilment captures its share later. A decline is a 402 whose problem carries the order
+    and the payment: the order stays `pending_payment` with its holds, and another tender may
+    follow. More than the balance due is a 400 (a tender whose answer is awaited counts as
     paying its amount until it is declined); an order not waiting for payment a 409, and so are
-    a tender while the awaited ones would cover the balance (`payment_pending`) and one when
-    the tenders already cover it (`balance_covered`). A tender the payment service refuses (a
-    400: a missing or unknown card token, say, or a gift card in another currency than the
-    order's, `currency_mismatch` naming `gift_card_code`) takes nothing and holds up no other
-    tender. A `cash` tender at a register with no shift open is a 409 `cash_needs_open_shift`
-    naming `tender_type`, and nothing is taken (the cash would count in no shift). One
-    whose order is cancelled while it is taken is a 409 `order_not_pending`, its payment voided
-    or refunded. A gift card's code spends the credential's code look-ups as
+    a tender while the awaited ones would cover the balance (`payment_pending`) and one when the
+    tenders already cover it (`balance_covered`). A tender the payment service refuses (a 400: a
+    missing or unknown card token, say, or a gift card in another currency than the order's,
+    `currency_mismatch` naming `gift_card_code`) takes nothing and holds up no other tender; so
+    does one the card processor could not be reached for (a 503 `processor_unavailable`: no
+    payment is made, and a retry under the same key is taken as a new tender, asking the
+    processor again). A `cash` tender at a register with no shift open is a 409
+    `cash_needs_open_shift` naming `tender_type`, and nothing is taken (the cash would count in
+    no shift). One whose order is cancelled while it is taken is a 409 `order_not_pending`, its
+    payment voided or refunded. A gift card's code spends the credential's code look-ups as
     `/v1/gift-cards/lookup` does (429 `code_lookups_limited`). To replace a tender before the
     order is confirmed (the shopper changes card), void its payment (`POST
     /v1/payments/{id}/void`) and add the new one: it is taken at once, the order asking the

@@ -965,9 +965,10 @@ class Order:
 
     def tender_refused(self, n: int) -> None:
         """The payment service refused tender `n` before taking anything (a field it refuses,
-        a token the processor never issued): it is no longer awaited, so it speaks for nothing
-        and the next tender is taken at once. It names no request any more: the caller's
-        request may come again, corrected, as a new tender."""
+        a token the processor never issued), or answered that the processor could not be
+        reached (`processor_unavailable`: no payment made): it is no longer awaited, so it
+        speaks for nothing and the next tender is taken at once. It names no request any
+        more: the caller's request may come again, corrected or retried, as a new tender."""
         record = self.saga.tenders[n - 1]
         if record.state is TenderState.SENT and not record.payment_id:
             record.state = TenderState.FAILED

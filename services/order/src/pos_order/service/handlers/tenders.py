@@ -22,7 +22,14 @@ from pos_order.domain.model import Order, OrderStatus, SagaState, Tender, Tender
 from pos_order.service import saga
 from pos_order.service.handlers.drawer import drawer_open_for_cash
 from pos_order.service.handlers.new_order import at_register
-from pos_order.service.ports import CheckoutPorts, NewUow, OrderUnitOfWork, PaymentResult, TenderAsk
+from pos_order.service.ports import (
+    PROCESSOR_UNREACHED,
+    CheckoutPorts,
+    NewUow,
+    OrderUnitOfWork,
+    PaymentResult,
+    TenderAsk,
+)
 from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
@@ -165,8 +172,12 @@ class AddTender(Generic[R]):
             )
         except DomainError as exc:
             # Refused before anything was taken (by kind: the payment service's refusal
-            # arrives as a plain DomainError): awaited no more, it holds up no other tender.
-            if exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused":
+            # arrives as a plain DomainError), or the processor out of reach (the payment
+            # service's own word: it made no payment, and forgot the request): awaited no
+            # more, it holds up no other tender. A retry under the same request id is a new
+            # tender, asking the processor again for what is still unclaimed then.
+            refused = exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused"
+            if refused or exc.code == PROCESSOR_UNREACHED:
                 await change(self.new_uow, order.id, lambda o: o.tender_refused(n))
             raise
         await boundary(self.policy, "after_authorization")
