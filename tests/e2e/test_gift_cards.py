@@ -478,3 +478,32 @@ def test_a_gift_card_in_another_currency_than_the_sale_is_a_400_naming_it(
     assert [p["tender_type"] for p in
             ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]] == ["card"]  # fmt: skip
     assert confirmed["status"] in ("confirmed", "completed")
+
+
+def test_a_card_issued_here_names_no_order_line(platform: Running) -> None:
+    """An order's gift card line is issued by the order itself (when it is confirmed), naming
+    its line; a card issued through `POST /v1/gift-cards` names none: a 400 naming
+    `order_line_id`, and nothing is made. Before, any line id went with any order: a card
+    naming an order's gift card line, which the order's recovery (finding its line's card by
+    order and line) could take for the line's own card."""
+    with platform.new_merchant(f"Line Cards {uuid.uuid4().hex[:8]}") as http:
+        store = ok(post(http, "/v1/locations", {"name": "Lines", "currency": "USD"}), 201)["id"]
+        order = ok(_post(http, "/v1/orders", {"location_id": store, "lines": [
+            {"quantity": 1, "gift_card": {"amount": _usd(2000)}}]}), 201)  # fmt: skip
+        (line,) = order["lines"]
+        for named in (line["id"], "L9"):
+            body = {"amount": _usd(2000), "location_id": store, "order_id": order["id"],
+                    "order_line_id": named}  # fmt: skip
+            refused = _post(http, "/v1/gift-cards", body)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["code"] == "invalid_request"
+            assert [e["field"] for e in refused.json()["errors"]] == ["order_line_id"]
+        assert ok(http.get("/v1/gift-cards", params={"location_id": store}))["data"] == []
+        # The order's own card is the line's.
+        paid = _post(http, f"/v1/orders/{order['id']}/tenders",
+                     {"tender_type": "card", "card_token": "tok_visa"})  # fmt: skip
+        assert paid.status_code == 201, paid.text
+        confirmed = _post(http, f"/v1/orders/{order['id']}/confirm", {})
+        assert confirmed.status_code == 200, confirmed.text
+        (card,) = ok(http.get("/v1/gift-cards", params={"location_id": store}))["data"]
+        assert (card["order_id"], card["order_line_id"]) == (order["id"], line["id"])

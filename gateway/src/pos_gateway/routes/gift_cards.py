@@ -165,10 +165,12 @@ class GiftCardIn(Body):
         "one is generated",
     )
     customer_id: QueryId = Field("", description="Whose it is (store credit); yours, or a 404")
-    order_id: QueryId = Field(
-        "", description="The order that sold it (its gift-card line); yours, or a 404"
+    order_id: QueryId = Field("", description="The order it goes with; yours, or a 404")
+    order_line_id: QueryId = Field(
+        "",
+        description="Never set here (a 400 naming it): an order's gift card line is issued by "
+        "the order when it is confirmed, naming its line",
     )
-    order_line_id: QueryId = ""
     reason: Literal["sale", "store_credit", "promotional"] = "sale"
     location_id: QueryId = Field(
         "", description="Where it was sold; yours, or a 404. Empty: at a register its own store"
@@ -219,7 +221,22 @@ async def issue_gift_card(body: GiftCardIn, request: Request, svc: Svc) -> NewGi
     (`paid_in_cash`) needs no permission. A card sold on its own at a register counts in
     the shift open there (`gift_cards_sold`; for cash, in its expected cash too). A
     pre-printed code spends the credential's code look-ups as `/v1/gift-cards/lookup` does
-    (429 `code_lookups_limited`): its 409 says whether a card holds that code."""
+    (429 `code_lookups_limited`): its 409 says whether a card holds that code.
+
+    A card sold as an order's gift card line is issued by that order when it is confirmed
+    (and ended with it if cancelled): a card issued here names no order line, and
+    `order_line_id` is a 400 `invalid_request` naming it, with nothing issued."""
+    if body.order_line_id:
+        # The order finds its line's card by order and line (a lost answer, a cancel): a card
+        # made here naming the line would be taken for it, and the line's own left live.
+        raise Problem(
+            400,
+            "invalid_request",
+            "a card issued here names no order line: an order's gift card line is issued by "
+            "the order",
+            [{"field": "order_line_id", "reason": "must be empty: the order issues its lines' "
+              "cards"}],
+        )  # fmt: skip
     if body.code:
         await spend_code_budget(request)
     where = _where(request, body.location_id)
