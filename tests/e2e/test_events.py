@@ -532,27 +532,37 @@ def test_a_webhook_test_event_matches_the_published_event_schema(
         assert event["id"] not in {e["id"] for e in http.get("/v1/events").json()["data"]}
 
 
+def _store_selling(
+    http: httpx.Client, name: str, prices: dict[str, int], ship: bool = False
+) -> str:
+    """A store (USD, no tax) selling each SKU at its price with five units on hand: its id."""
+    store: dict[str, Any] = {"name": name, "currency": "USD", "tax_rate_bps": 0}
+    if ship:
+        store["ship_enabled"] = True
+    made = http.post("/v1/locations", json=store, headers={"Idempotency-Key": "loc-1"})
+    made.raise_for_status()
+    location: str = made.json()["id"]
+    for sku, price in prices.items():
+        http.post(
+            "/v1/products",
+            json={"sku": sku, "name": sku, "price": {"amount": price, "currency": "USD"}},
+            headers={"Idempotency-Key": f"prod-{sku}"},
+        ).raise_for_status()
+        http.post(
+            "/v1/inventory/adjustments",
+            json={"sku": sku, "location_id": location, "delta": 5, "reason": "received"},
+            headers={"Idempotency-Key": f"adj-{sku}"},
+        ).raise_for_status()
+    return location
+
+
 def test_a_refund_announces_the_payment_it_moved_as_get_answers_it(platform: Running) -> None:
     """A refund through the payments API moves its payment (`refunded`, a new version): the
     feed has `refund.succeeded`, then `payment.updated` whose object is what
     `GET /v1/payments/{id}` answers after it. Until 2026-12-05 no event of the payment said
     so: a partner keeping payments from events kept `refunded` 0."""
     with platform.new_merchant(f"Refunds {uuid.uuid4().hex[:6]}") as http:
-        location = http.post(
-            "/v1/locations",
-            json={"name": "Refund store", "currency": "USD", "tax_rate_bps": 0},
-            headers={"Idempotency-Key": "loc-1"},
-        ).json()["id"]
-        http.post(
-            "/v1/products",
-            json={"sku": "RFD-1", "name": "Refunded", "price": {"amount": 1500, "currency": "USD"}},
-            headers={"Idempotency-Key": "prod-1"},
-        ).raise_for_status()
-        http.post(
-            "/v1/inventory/adjustments",
-            json={"sku": "RFD-1", "location_id": location, "delta": 5, "reason": "received"},
-            headers={"Idempotency-Key": "adj-1"},
-        ).raise_for_status()
+        location = _store_selling(http, "Refund store", {"RFD-1": 1500})
         sale = http.post(
             "/v1/checkouts",
             json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
@@ -590,21 +600,7 @@ def test_a_refund_outside_a_return_announces_the_order_it_moved_as_get_answers_i
     Until 2026-12-05 no order event said so: a partner keeping orders from events kept the
     order as paid in full, and its version, until some later change of it."""
     with platform.new_merchant(f"Order refunds {uuid.uuid4().hex[:6]}") as http:
-        location = http.post(
-            "/v1/locations",
-            json={"name": "Refund store", "currency": "USD", "tax_rate_bps": 0},
-            headers={"Idempotency-Key": "loc-1"},
-        ).json()["id"]
-        http.post(
-            "/v1/products",
-            json={"sku": "ORF-1", "name": "Refunded", "price": {"amount": 1500, "currency": "USD"}},
-            headers={"Idempotency-Key": "prod-1"},
-        ).raise_for_status()
-        http.post(
-            "/v1/inventory/adjustments",
-            json={"sku": "ORF-1", "location_id": location, "delta": 5, "reason": "received"},
-            headers={"Idempotency-Key": "adj-1"},
-        ).raise_for_status()
+        location = _store_selling(http, "Refund store", {"ORF-1": 1500})
         sale = http.post(
             "/v1/checkouts",
             json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
@@ -650,21 +646,7 @@ def test_a_void_through_the_payments_api_announces_the_order_it_moved_as_get_ans
     feed has an `order.updated` whose object is what `GET /v1/orders/{id}` answers after it,
     as for a refund outside a return. Until 2026-12-05 no order event said so."""
     with platform.new_merchant(f"Order voids {uuid.uuid4().hex[:6]}") as http:
-        location = http.post(
-            "/v1/locations",
-            json={"name": "Void store", "currency": "USD", "tax_rate_bps": 0, "ship_enabled": True},
-            headers={"Idempotency-Key": "loc-1"},
-        ).json()["id"]
-        http.post(
-            "/v1/products",
-            json={"sku": "OVD-1", "name": "Voided", "price": {"amount": 1500, "currency": "USD"}},
-            headers={"Idempotency-Key": "prod-1"},
-        ).raise_for_status()
-        http.post(
-            "/v1/inventory/adjustments",
-            json={"sku": "OVD-1", "location_id": location, "delta": 5, "reason": "received"},
-            headers={"Idempotency-Key": "adj-1"},
-        ).raise_for_status()
+        location = _store_selling(http, "Void store", {"OVD-1": 1500}, ship=True)
         made = http.post(
             "/v1/orders",
             json={"location_id": location, "channel": "web",
@@ -783,22 +765,7 @@ def test_a_refund_to_an_orders_tenders_by_a_return_of_its_exchange_is_announced(
     object is what `GET /v1/orders/{id}` answers after it (the return's own `order.returned`
     carries the new order). Until 2026-12-05 no event of the sale's order said so."""
     with platform.new_merchant(f"Exchange refunds {uuid.uuid4().hex[:6]}") as http:
-        location = http.post(
-            "/v1/locations",
-            json={"name": "Exchange store", "currency": "USD", "tax_rate_bps": 0},
-            headers={"Idempotency-Key": "loc-1"},
-        ).json()["id"]
-        for sku, price in (("OEX-TEE", 1000), ("OEX-HAT", 2500)):
-            http.post(
-                "/v1/products",
-                json={"sku": sku, "name": sku, "price": {"amount": price, "currency": "USD"}},
-                headers={"Idempotency-Key": f"prod-{sku}"},
-            ).raise_for_status()
-            http.post(
-                "/v1/inventory/adjustments",
-                json={"sku": sku, "location_id": location, "delta": 5, "reason": "received"},
-                headers={"Idempotency-Key": f"adj-{sku}"},
-            ).raise_for_status()
+        location = _store_selling(http, "Exchange store", {"OEX-TEE": 1000, "OEX-HAT": 2500})
         sale = http.post(
             "/v1/checkouts",
             json={"location_id": location, "tender_type": "card", "card_token": "tok_visa",
