@@ -26,7 +26,7 @@ from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_payment import bootstrap
 from pos_payment.adapters.repository import open_work
-from pos_payment.adapters.sandbox import SandboxReader
+from pos_payment.adapters.sandbox import CARD_TOKENS, SandboxReader, Script
 from pos_payment.domain.model import ChargeRequest, Outcome, TenderType, validate_charge
 from pos_payment.service import handlers
 
@@ -1531,3 +1531,32 @@ async def test_a_payment_settled_meanwhile_keeps_the_first_settlement(running: R
         f"SELECT status, version, processor_reference FROM payments WHERE id = '{payment.id}'"  # noqa: S608
     )
     assert row == ("captured", 2, "ref-first")
+
+
+async def test_a_rerun_that_cannot_reach_the_processor_keeps_the_first_runs_payment(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose first run crashed after the processor authorised it (the payment
+    pending, the answer never recorded) is run again while the processor cannot be reached.
+    The first run's authorisation may stand at the processor: the payment stays pending and
+    the answer says so, as for a lost answer, and the reconciler settles it from the
+    processor's record. Before, the re-run forgot the payment and answered 503
+    `processor_unavailable` (no payment made), so the order let another tender through and
+    the customer could be charged twice."""
+    first, _, _ = await _taken_until_record(running)  # the crash: no record
+    assert first.known is not None
+    key = first.known.request_key
+    assert running.calls(key) == 1  # authorised at the processor
+    request = card(first.request_id, first.charge.order_id, 1500)
+    down = Script(False, "visa", "4242", unreachable=True)
+    with monkeypatch.context() as processor_down:
+        processor_down.setitem(CARD_TOKENS, "tok_visa", down)
+        payment = await pay(running, request)
+        assert (payment.id, payment.status) == (first.known.id, P.PAYMENT_STATUS_PENDING)
+        assert await pay(running, request) == payment  # a retry replays it
+    await running.sweep()
+    (row,) = running.sql(
+        f"SELECT status, captured FROM payments WHERE id = '{first.known.id}'"  # noqa: S608
+    )
+    assert row == ("captured", 1500)  # the processor's truth
+    assert running.calls(key) == 1  # looked up, never charged again

@@ -227,7 +227,13 @@ class TakePayment:
             await self._forget(payment)
             raise source_currency_mismatch(exc.currency, payment.currency) from None
         except ProcessorUnavailable:
-            # Nothing happened at the processor: the request may simply be sent again.
+            if self.known is None:
+                # A re-run: its first run crashed after adding the payment, maybe after the
+                # processor authorised it. Never forgotten on this run's word: it stays
+                # pending, as when an answer is lost, until the reconciler looks its key up.
+                return payment.id, UNKNOWN
+            # This run added it and this call did not reach the processor: nothing happened
+            # there, the request may simply be sent again.
             await self._forget(payment)
             raise Unavailable(
                 "the processor could not be reached; retry with the same request id",
