@@ -26,8 +26,9 @@ from pos_kit.ids import new_id
 from pos_kit.money import Money
 from pos_payment import bootstrap
 from pos_payment.adapters.repository import open_work
-from pos_payment.adapters.sandbox import CARD_TOKENS, SandboxReader, Script
+from pos_payment.adapters.sandbox import CARD_TOKENS, SandboxProcessor, SandboxReader, Script
 from pos_payment.domain.model import ChargeRequest, Outcome, TenderType, validate_charge
+from pos_payment.domain.processor import ProcessorUnavailable
 from pos_payment.service import handlers
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -1560,3 +1561,47 @@ async def test_a_rerun_that_cannot_reach_the_processor_keeps_the_first_runs_paym
     )
     assert row == ("captured", 1500)  # the processor's truth
     assert running.calls(key) == 1  # looked up, never charged again
+
+
+class _CapturesOutOfReach(SandboxProcessor):
+    """The sandbox card processor while captures cannot reach it."""
+
+    async def capture(self, reference: str, amount: Money, key: str) -> Any:
+        raise ProcessorUnavailable()
+
+
+async def test_a_capture_rerun_that_cannot_reach_the_processor_keeps_the_first_runs_capture(
+    running: Running,
+) -> None:
+    """A capture whose first run crashed after the processor captured (the capture pending,
+    the amount set aside) is run again while the processor cannot be reached: the capture
+    stays pending with its amount set aside, and the reconciler settles it from the
+    processor's record. Before, the re-run gave the amount back and forgot the capture, so
+    the captured money was capturable again under another request id."""
+    payment = await pay(running, card(rid(), new_id("ord"), 2000, capture=False))
+    assert payment.status == P.PAYMENT_STATUS_AUTHORIZED
+
+    def new_uow() -> Any:
+        return running.runtime.uow().bind("mer_a")
+
+    request_id = rid()
+    processors = bootstrap.processors_for(running.runtime.engine, running.settings)
+    first = handlers.CapturePayment(
+        payment.id, None, request_id, processors, new_uow, handlers.Policy()
+    )
+    async with new_uow() as uow:
+        read = await first.read(uow)
+        await uow.commit()
+    await first.call(None, read)  # captured at the processor; the crash: no record
+    key = read[1].request_key
+    assert running.calls(key) == 1
+    down = {**processors, TenderType.CARD: _CapturesOutOfReach(running.runtime.engine)}
+    rerun = handlers.CapturePayment(payment.id, None, request_id, down, new_uow, handlers.Policy())
+    after, op = await handlers.run_steps(new_uow, rerun)
+    assert (op.id, op.status.value, after.capturing) == (read[1].id, "pending", 2000)
+    await running.sweep()
+    (row,) = running.sql(
+        f"SELECT status, captured, capturing FROM payments WHERE id = '{payment.id}'"  # noqa: S608
+    )
+    assert row == ("captured", 2000, 0)  # the processor's truth
+    assert running.calls(key) == 1  # looked up, never captured again

@@ -359,6 +359,8 @@ class _PaymentOperation:
         self.processors = processors
         self.new_uow = new_uow
         self.policy = policy
+        # Whether this run added the operation (not a re-run finding its first run's).
+        self.added = False
 
     def reserve(self, payment: Payment) -> int:
         raise NotImplementedError
@@ -377,6 +379,7 @@ class _PaymentOperation:
         op.reason = self.reason
         await uow.operations.add(op)
         await uow.payments.save(payment)
+        self.added = True
         return payment, op
 
     async def call(
@@ -388,6 +391,10 @@ class _PaymentOperation:
         try:
             outcome = await ask(self.ask_processor(payment, op), self.policy.processor_timeout)
         except ProcessorUnavailable:
+            if not self.added:
+                # A re-run: its first run may have reached the processor. The operation stays
+                # pending, its amount set aside, until the reconciler looks its key up.
+                return payment.id, op.request_key, UNKNOWN
             await release_operation(self.new_uow, payment.id, op.request_key)
             raise Unavailable(
                 "the processor could not be reached; retry with the same request id",
