@@ -395,3 +395,43 @@ def test_the_receipt_is_written_in_the_type_the_accept_header_prefers() -> None:
     assert wanted("application/json;q=0.1, text/*") == "text"
     assert wanted("application/json, text/html") == "json"
     assert wanted("text/html", "json") == "json"  # `format` wins
+
+
+def _picked_up_elsewhere() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A sale at a store with a plain city 10 % (one line taken there), and a line picked up
+    at another store whose city 10 % compounds on its state 6 % (10 % of 90.00 + 5.40 is
+    9.54): the order, the selling store and the pickup store."""
+    usd = ex.usd
+    other = "loc_pickup"
+    here = {**ex.ORDER["lines"][0], "line_total": usd(1000), "discount_total": usd(0),  # type: ignore[index]
+            "discounts": [], "tax_category": "",
+            "taxes": [{"name": "state", "amount": usd(60), "rate_bps": 600},
+                      {"name": "city", "amount": usd(100), "rate_bps": 1000}]}  # fmt: skip
+    there = {**ex.ORDER["lines"][1], "line_total": usd(9000), "discount_total": usd(0),  # type: ignore[index]
+             "discounts": [], "tax_category": "", "fulfillment_id": f"{ex.ORDER_ID}-2",
+             "taxes": [{"name": "state", "amount": usd(540), "rate_bps": 600},
+                       {"name": "city", "amount": usd(954), "rate_bps": 1000}]}  # fmt: skip
+    pickup = {**ex.ORDER["fulfillments"][0], "id": f"{ex.ORDER_ID}-2", "type": "pickup",  # type: ignore[index]
+              "location_id": other}  # fmt: skip
+    order = {**_sale([here, there], 10000, 0, 1654, 11654),
+             "fulfillments": [*ex.ORDER["fulfillments"], pickup]}  # type: ignore[misc]  # fmt: skip
+    state = {"name": "state", "rate_bps": 600}
+    shop = {"id": ex.LOCATION_ID, "time_zone": "UTC",
+            "taxes": [state, {"name": "city", "rate_bps": 1000}]}  # fmt: skip
+    store = {"id": other, "time_zone": "UTC",
+             "taxes": [state, {"name": "city", "rate_bps": 1000, "compound": True}]}  # fmt: skip
+    return order, shop, store
+
+
+def test_a_line_taxed_at_another_store_compounds_as_that_store_s_taxes_do() -> None:
+    """The pickup line's city tax compounds at the pickup store, not at the selling one: it
+    was charged on 90.00 + 5.40, and the receipt says so."""
+    order, shop, store = _picked_up_elsewhere()
+    order = {**order, "lines": order["lines"][1:], "subtotal": ex.usd(9000),
+             "tax_total": ex.usd(1494), "total": ex.usd(10494)}  # fmt: skip
+    built = receipts.build(order, [], [], shop, 30, stores={store["id"]: store})
+    receipt = Receipt.model_validate(built)
+    assert [(t.name, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("state 6%", 9000, 540),
+        ("city 10%", 9540, 954),
+    ]

@@ -100,40 +100,59 @@ def _compound(location: dict[str, Any], name: str) -> bool:
     )
 
 
+def _taxed_at(
+    line: dict[str, Any], order: dict[str, Any], stores: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The store whose taxes the line was charged (the one its fulfilment hands its goods
+    over at or ships them from), when it is not the selling one and is known."""
+    for f in order.get("fulfillments") or []:
+        if f.get("id") == line.get("fulfillment_id"):
+            return stores.get(f.get("location_id", ""))
+    return None
+
+
 def _line_taxes(
-    line: dict[str, Any], location: dict[str, Any], inclusive: bool = False
-) -> list[tuple[str, int, int, int]]:
-    """The line's taxes as the pricing step stored them: (name, rate, taxable, amount). What
-    a tax is charged on is the line's price after its discounts, less the tax it contains
-    when prices include it; a compound tax's adds the taxes listed before it (domain/tax.py
-    of the order service)."""
+    line: dict[str, Any],
+    location: dict[str, Any],
+    inclusive: bool = False,
+    taxed_at: dict[str, Any] | None = None,
+) -> list[tuple[str, int, bool, int, int]]:
+    """The line's taxes as the pricing step stored them: (name, rate, compound, taxable,
+    amount). What a tax is charged on is the line's price after its discounts, less the tax
+    it contains when prices include it; a compound tax's adds the taxes listed before it
+    (domain/tax.py of the order service), compounding as at the store the line was taxed at
+    (`taxed_at`, else the selling location)."""
     paid = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
     stored = line.get("taxes") or []
     net = paid - (sum(int(t["amount"]["amount"]) for t in stored) if inclusive else 0)
     category = line.get("tax_category", "")
-    out: list[tuple[str, int, int, int]] = []
+    out: list[tuple[str, int, bool, int, int]] = []
     before = 0
     for t in stored:
         amount = int(t["amount"]["amount"])
-        taxable = net + (before if _compound(location, t["name"]) else 0)
+        compound = _compound(taxed_at or location, t["name"])
+        taxable = net + (before if compound else 0)
         before += amount
         if not amount:
             continue
         # The rate the line was taxed at (the store its goods left from, at the sale); a line
         # priced before rates were kept: the selling store's rate now.
         rate = int(t.get("rate_bps") or 0) or _rate(location, t["name"], category)
-        out.append((t["name"], rate, taxable, amount))
+        out.append((t["name"], rate, compound, taxable, amount))
     return out
 
 
-def _taxes(order: dict[str, Any], location: dict[str, Any]) -> list[dict[str, Any]]:
+def _taxes(
+    order: dict[str, Any], location: dict[str, Any], stores: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Tax per rate: the lines' own taxes summed per tax and rate. An order sold before lines
     kept their taxes has only its total: at the location's single rate."""
     currency = order["total"]["currency"]
     per: dict[tuple[str, int], list[int]] = {}
     inclusive = tax_inclusive(order)
     for line in order["lines"]:
-        for name, rate, taxable, amount in _line_taxes(line, location, inclusive):
+        at = _taxed_at(line, order, stores)
+        for name, rate, _, taxable, amount in _line_taxes(line, location, inclusive, at):
             found = per.setdefault((name, rate), [0, 0])
             found[0] += taxable
             found[1] += amount
@@ -189,8 +208,11 @@ def build(
     window_days: int,
     return_id: str = "",
     policy_text: str = "",
+    stores: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The receipt of the sale, or with `return_id` the receipt of that return."""
+    """The receipt of the sale, or with `return_id` the receipt of that return. `stores`: the
+    other stores the order's fulfilments hand goods over at or ship from, by id, whose taxes
+    their lines were charged."""
     currency = order["total"]["currency"]
     zone = location.get("time_zone") or "UTC"
     by_payment = {p["id"]: p for p in payments}
@@ -241,7 +263,8 @@ def build(
             "settlement": _settled(ret.get("settlement")),
             **_exchanged(ret),
         }
-    taxes = _taxes(order, location)
+    stores = stores or {}
+    taxes = _taxes(order, location, stores)
     discounts = _discounts(order)
     back = _back_per_payment(returns, by_payment)
     tenders = []
@@ -292,7 +315,7 @@ def build(
                         "rate_bps": rate,
                         "amount": _money(amount, currency),
                     }
-                    for name, rate, _, amount in _line_taxes(ln, location)
+                    for name, rate, _, _, amount in _line_taxes(ln, location)
                 ],
             }
             for ln in order["lines"]

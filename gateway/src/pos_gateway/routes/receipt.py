@@ -48,6 +48,22 @@ async def _location(svc: Services, location_id: str) -> dict[str, Any]:
         return {"id": location_id, "name": "", "time_zone": "UTC", "tax_rate_bps": 0}
 
 
+async def _stores(svc: Services, order: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The other stores the order's fulfilments hand goods over at or ship from: their lines
+    were taxed there (a compound tax compounds as that store's does). One no longer listed
+    is left out: its lines read the selling store's taxes."""
+    found: dict[str, dict[str, Any]] = {}
+    for f in order.get("fulfillments") or []:
+        store = f.get("location_id") or ""
+        if not store or store == order["location_id"] or store in found:
+            continue
+        try:
+            found[store] = to_json(await location_of(svc, store))
+        except Problem:
+            continue
+    return found
+
+
 # What a receipt is written in, JSON first when the client has no preference.
 _KINDS = {"application/json": "json", "text/plain": "text", "text/html": "html"}
 
@@ -109,6 +125,7 @@ async def get_receipt(
         int(settings.settings.return_window_days),
         return_id or "",
         settings.settings.return_policy_text,
+        {} if return_id else await _stores(svc, order),
     )
     if not receipt:
         raise Problem(
