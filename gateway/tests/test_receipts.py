@@ -435,3 +435,17 @@ def test_a_line_taxed_at_another_store_compounds_as_that_store_s_taxes_do() -> N
         ("state 6%", 9000, 540),
         ("city 10%", 9540, 954),
     ]
+
+
+def test_a_compound_and_a_plain_tax_of_one_name_and_rate_are_kept_apart() -> None:
+    """A plain city 10 % (the selling store) and a compounding one (the pickup store) are two
+    taxes: two rows, each with what it was charged on, the compounding one marked."""
+    order, shop, store = _picked_up_elsewhere()
+    built = receipts.build(order, [], [], shop, 30, stores={store["id"]: store})
+    receipt = Receipt.model_validate(built)
+    assert [(t.name, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("state 6%", 10000, 600),
+        ("city 10%", 1000, 100),
+        ("city 10%", 9540, 954),
+    ]
+    assert [t.compound for t in receipt.taxes] == [False, False, True]

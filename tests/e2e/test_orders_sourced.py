@@ -265,3 +265,33 @@ def _as_kept_when_refused(platform: Running, order_id: str) -> None:
             "UPDATE orders SET fulfillments = %s, saga = %s WHERE id = %s",
             (Jsonb(fulfillments), Jsonb(saga), order_id),
         )
+
+
+def test_a_receipt_compounds_a_shipped_line_s_tax_as_its_store_does(platform: Running) -> None:
+    """Sold at a store whose city 10 % is plain, shipped from one whose city 10 % compounds on
+    its state 6 %: the line's city tax is 10 % of 90.00 + 5.40, and the receipt says it was
+    charged on 95.40 (it read the selling store's taxes: 90.00)."""
+    with platform.new_merchant("Receipt, compounded elsewhere") as http:
+        tag = uuid.uuid4().hex[:6].upper()
+        stores = {}
+        for name, compound in (("Seller", False), ("Shipper", True)):
+            taxes = [{"name": "state", "rate_bps": 600},
+                     {"name": "city", "rate_bps": 1000, "compound": compound}]  # fmt: skip
+            body = {"name": f"{name} {tag}", "currency": "USD", "tax_rate_bps": 0,
+                    "taxes": taxes, "ship_enabled": True}  # fmt: skip
+            stores[name] = _ok(_post(http, "/v1/locations", body), 201)["id"]
+        sku = f"LAMP-{tag}"
+        _ok(_post(http, "/v1/products", {"sku": sku, "name": sku,
+            "price": {"amount": 9000, "currency": "USD"}}), 201)  # fmt: skip
+        received = {"sku": sku, "location_id": stores["Shipper"], "delta": 1, "reason": "received"}
+        _ok(_post(http, "/v1/inventory/adjustments", received), 201)
+        body = {"location_id": stores["Seller"], "lines": [{"sku": sku, "quantity": 1}],
+                "fulfillments": [{"type": "shipment", "ship_to": "1 Main St, Springfield",
+                                  "location_id": stores["Shipper"]}]}  # fmt: skip
+        order = _ok(_post(http, "/v1/orders", body), 201)
+        taxes = [(t["name"], t["amount"]["amount"]) for t in order["lines"][0]["taxes"]]
+        assert taxes == [("state", 540), ("city", 954)]
+        receipt = _ok(http.get(f"/v1/orders/{order['id']}/receipt"))
+        rows = [(t["name"], t["compound"], t["taxable"]["amount"], t["amount"]["amount"])
+                for t in receipt["taxes"]]  # fmt: skip
+        assert rows == [("state 6%", False, 9000, 540), ("city 10%", True, 9540, 954)]

@@ -145,15 +145,17 @@ def _line_taxes(
 def _taxes(
     order: dict[str, Any], location: dict[str, Any], stores: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Tax per rate: the lines' own taxes summed per tax and rate. An order sold before lines
-    kept their taxes has only its total: at the location's single rate."""
+    """Tax per rate: the lines' own taxes summed per tax, rate and compounding (a city tax
+    compounding at one store and a plain one of the same rate at another are two taxes, each
+    charged on its own amount). An order sold before lines kept their taxes has only its
+    total: at the location's single rate."""
     currency = order["total"]["currency"]
-    per: dict[tuple[str, int], list[int]] = {}
+    per: dict[tuple[str, int, bool], list[int]] = {}
     inclusive = tax_inclusive(order)
     for line in order["lines"]:
         at = _taxed_at(line, order, stores)
-        for name, rate, _, taxable, amount in _line_taxes(line, location, inclusive, at):
-            found = per.setdefault((name, rate), [0, 0])
+        for name, rate, compound, taxable, amount in _line_taxes(line, location, inclusive, at):
+            found = per.setdefault((name, rate, compound), [0, 0])
             found[0] += taxable
             found[1] += amount
     if sum(amount for _, amount in per.values()) == int(order["tax_total"]["amount"]) and per:
@@ -161,10 +163,11 @@ def _taxes(
             {
                 "name": _tax_label(name, rate),
                 "rate_bps": rate,
+                "compound": compound,
                 "taxable": _money(taxable, currency),
                 "amount": _money(amount, currency),
             }
-            for (name, rate), (taxable, amount) in per.items()
+            for (name, rate, compound), (taxable, amount) in per.items()
         ]
     goods = sum(ln["line_total"]["amount"] for ln in order["lines"] if not ln.get("gift_card"))
     rate = int(location.get("tax_rate_bps", 0))
@@ -174,6 +177,7 @@ def _taxes(
         {
             "name": _tax_label("", rate),
             "rate_bps": rate,
+            "compound": False,
             "taxable": _money(
                 goods
                 - order["discount_total"]["amount"]

@@ -51,6 +51,12 @@ class ReceiptLineTax(Answer):
 class ReceiptTax(Answer):
     name: str = Field(max_length=100, examples=["Tax 8.25%"])
     rate_bps: int = Field(ge=0, le=100_000, json_schema_extra=INT64)
+    compound: bool = Field(
+        False,
+        description="Charged on the goods plus the taxes before it, as the store the lines "
+        "were taxed at compounds it: a compound tax and a plain one of the same name and rate "
+        "(two stores) are two entries",
+    )
     taxable: Money
     amount: Money
 
@@ -118,9 +124,10 @@ class Receipt(Answer):
     taxes: list[ReceiptTax] = Field(
         default_factory=list,
         max_length=20,
-        description="Sale receipts: each tax and rate, with what it was charged on (`taxable`: "
-        "the goods after their discounts, less the tax they contain when prices include it; "
-        "for a compound tax, plus the taxes before it)",
+        description="Sale receipts: each tax, rate and compounding, with what it was charged "
+        "on (`taxable`: the goods after their discounts, less the tax they contain when prices "
+        "include it; for a compound tax, plus the taxes before it, as the store each line was "
+        "taxed at, where its goods were handed over or left from, compounds it)",
     )
     tax_inclusive: bool = Field(
         False,
