@@ -801,6 +801,85 @@ def test_a_refund_to_an_orders_tenders_by_a_return_of_its_exchange_is_announced(
         assert event["data"]["object"] == order
 
 
+def _web_order(http: httpx.Client, sku: str, price: int) -> str:
+    """A web order of one unit of a new product, shipped from a new store: pending payment."""
+    location = http.post(
+        "/v1/locations",
+        json={"name": f"{sku} store", "currency": "USD", "tax_rate_bps": 0, "ship_enabled": True},
+        headers={"Idempotency-Key": "loc-1"},
+    ).json()["id"]
+    http.post(
+        "/v1/products",
+        json={"sku": sku, "name": sku, "price": {"amount": price, "currency": "USD"}},
+        headers={"Idempotency-Key": "prod-1"},
+    ).raise_for_status()
+    http.post(
+        "/v1/inventory/adjustments",
+        json={"sku": sku, "location_id": location, "delta": 5, "reason": "received"},
+        headers={"Idempotency-Key": "adj-1"},
+    ).raise_for_status()
+    made = http.post(
+        "/v1/orders",
+        json={"location_id": location, "channel": "web",
+              "lines": [{"sku": sku, "quantity": 1, "fulfillment": 0}],
+              "fulfillments": [{"type": "shipment", "location_id": location,
+                                "ship_to": "1 Main St, Springfield"}]},
+        headers={"Idempotency-Key": "order-1"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert made.json()["status"] == "pending_payment", made.text
+    return str(made.json()["id"])
+
+
+def test_a_tender_for_what_a_confirmed_order_has_due_is_announced_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A confirmed shipment whose card was voided through the payments API has its price due
+    again (`paid` 0, announced); a tender taken for part of it, then one for the rest
+    (`POST /v1/orders/{id}/tenders`), each moves the order (`paid`, `payment_ids`, a new
+    version): the feed has an `order.updated` whose object is what `GET /v1/orders/{id}`
+    answers after each. Until 2026-12-05 no event said so: a partner following the feed kept
+    the order as unpaid."""
+    with platform.new_merchant(f"Due tenders {uuid.uuid4().hex[:6]}") as http:
+        order_id = _web_order(http, "ODU-1", 1500)
+        paid = http.post(
+            f"/v1/orders/{order_id}/tenders",
+            json={"tender_type": "card", "card_token": "tok_visa"},
+            headers={"Idempotency-Key": "tender-1"},
+        )
+        assert paid.status_code == 201, paid.text
+        confirmed = http.post(
+            f"/v1/orders/{order_id}/confirm", json={}, headers={"Idempotency-Key": "confirm-1"}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+        voided = http.post(
+            f"/v1/payments/{paid.json()['payment']['id']}/void",
+            json={},
+            headers={"Idempotency-Key": "void-1"},
+        )
+        assert voided.status_code == 200, voided.text
+        _eventually(lambda: http.get(f"/v1/orders/{order_id}").json()["paid"]["amount"] == 0, 15)
+
+        for n, amount, paid_now in ((2, 500, 500), (3, None, 1500)):
+            body: dict[str, Any] = {"tender_type": "card", "card_token": "tok_mastercard"}
+            if amount is not None:
+                body["amount"] = {"amount": amount, "currency": "USD"}
+            tender = http.post(
+                f"/v1/orders/{order_id}/tenders", json=body, headers={"Idempotency-Key": f"t-{n}"}
+            )
+            assert tender.status_code == 201, tender.text
+            assert tender.json()["order"]["status"] == "confirmed"
+            assert tender.json()["order"]["paid"]["amount"] == paid_now
+
+            def announced(paid_now: int = paid_now) -> Any:
+                found = _announced_as_get_answers(http, order_id)
+                return found if found and found[0]["paid"]["amount"] == paid_now else None
+
+            order, event = _eventually(announced, timeout=15)
+            assert event["type"] == "order.updated"
+            assert event["data"]["object"] == order
+
+
 def test_webhook_subscription_changes_are_in_the_audit_log(platform: Running) -> None:
     """A subscription made, pointed elsewhere, its secret rotated and deleted is an entry each,
     naming the credential that did it, as a credential's change is: a key with

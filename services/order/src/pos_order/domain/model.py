@@ -1694,6 +1694,13 @@ class Order:
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
+    def tender_heard(self, at: datetime) -> None:
+        """A confirmed order's tender for what is due (`amount_due`) has its answer: `paid`
+        and its payments moved, a new version, announced (`updated`) as no other event of the
+        order tells it."""
+        self.touched(at)
+        self.events.append(OrderUpdated(self))
+
     def annotated(self, notes: str | None, metadata: dict[str, str] | None, at: datetime) -> None:
         """What is kept on the order beside the sale (a packing note, a partner's own ids)
         changed, in any status: nothing is priced, held or paid; a new version, announced."""
@@ -1769,7 +1776,8 @@ class OrderUpdated:
     submit; any order's notes or metadata changed; a refund of its payments made outside a
     return, or a void of one, heard of; its coupons redeemed (or released) after the
     confirmation (or the cancellation); an exchange's credit given back to its tenders by a
-    return of the exchange's new order."""
+    return of the exchange's new order; a tender for what a confirmed order has due
+    answered."""
 
     order: Order
 

@@ -21,7 +21,7 @@ from pos_kit.money import Money
 from pos_order.domain.model import Order, OrderStatus, SagaState, Tender, TenderRecord, TenderState
 from pos_order.service import saga
 from pos_order.service.handlers.drawer import drawer_open_for_cash
-from pos_order.service.handlers.new_order import at_register
+from pos_order.service.handlers.new_order import announce_change, at_register
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
     CheckoutPorts,
@@ -196,8 +196,12 @@ class AddTender(Generic[R]):
             if order.status is OrderStatus.CONFIRMED:
                 # Cash, an external tender: captured already, for the steps still to come.
                 order.taken_for_what_is_due(record.n)
-            order.touched(now())
+                # Its confirmation was announced: this version is too (`order_updated`).
+                order.tender_heard(now())
+            else:
+                order.touched(now())
             await uow.orders.save(order)
+            announce_change(uow, order)
         return self.answer(order, payment)
 
 
