@@ -122,8 +122,8 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     not_draft = _patch(http, draft["id"], late, submitted["version"])
     assert not_draft.status_code == 409 and not_draft.json()["code"] == "order_not_draft"
 
-    ok(post(http, f"/v1/orders/{draft['id']}/tenders",
-            {"tender_type": "card", "card_token": "tok_visa"}), 201)  # fmt: skip
+    card = {"tender_type": "card", "card_token": "tok_visa"}
+    tendered = ok(post(http, f"/v1/orders/{draft['id']}/tenders", card), 201)["order"]
     confirmed = ok(post(http, f"/v1/orders/{draft['id']}/confirm", {}))
     assert confirmed["status"] == "confirmed"
     assert [c["status"] for c in confirmed["timeline"] if ":" not in c["status"]] == [
@@ -133,13 +133,15 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     ]
 
     # Created (once) as a draft, edited (once: the refused edits wrote nothing), submitted
-    # (an update, its stock held), then confirmed: each version in the feed, in that order.
+    # (an update, its stock held), paid (an update), then confirmed: each version in the
+    # feed, in that order.
     feed = _Feed(http, draft["id"])
-    told = feed.until(4)
-    assert told[:4] == [
+    told = feed.until(5)
+    assert told[:5] == [
         ("order.created", "draft", draft["version"]),
         ("order.updated", "draft", edited["version"]),
         ("order.updated", "pending_payment", submitted["version"]),
+        ("order.updated", "pending_payment", tendered["version"]),
         ("order.confirmed", "confirmed", confirmed["version"]),
     ]
     assert feed.found[1]["data"]["object"] == edited  # as GET answered it at that version

@@ -880,6 +880,44 @@ def test_a_tender_for_what_a_confirmed_order_has_due_is_announced_as_get_answers
             assert event["data"]["object"] == order
 
 
+def test_a_tender_taken_for_a_pending_order_is_announced_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A web order paid in two tenders (`POST /v1/orders/{id}/tenders`) before its
+    confirmation: the first moves it (`paid`, `payment_ids`, a new version) while it is still
+    pending payment, and the feed has an `order.updated` whose object is what `GET
+    /v1/orders/{id}` answers after it; a declined card (in `payment_ids`, paying nothing) too.
+    Until 2026-12-05 no event said so until the confirmation."""
+    with platform.new_merchant(f"Pending tenders {uuid.uuid4().hex[:6]}") as http:
+        order_id = _web_order(http, "OPT-1", 1500)
+        for n, body, paid_now in (
+            (1, {"tender_type": "card", "card_token": "tok_visa",
+                 "amount": {"amount": 600, "currency": "USD"}}, 600),
+            (2, {"tender_type": "card", "card_token": "tok_declined"}, 600),
+        ):  # fmt: skip
+            tender = http.post(
+                f"/v1/orders/{order_id}/tenders", json=body, headers={"Idempotency-Key": f"t-{n}"}
+            )
+            assert tender.status_code in (201, 402), tender.text
+            ids = len(http.get(f"/v1/orders/{order_id}").json()["payment_ids"])
+            assert ids == n
+
+            def announced(paid_now: int = paid_now, n: int = n) -> Any:
+                found = _announced_as_get_answers(http, order_id)
+                return (
+                    found
+                    if found
+                    and found[0]["paid"]["amount"] == paid_now
+                    and len(found[1]["data"]["object"]["payment_ids"]) == n
+                    else None
+                )
+
+            order, event = _eventually(announced, timeout=15)
+            assert order["status"] == "pending_payment"
+            assert event["type"] == "order.updated"
+            assert event["data"]["object"] == order
+
+
 def test_webhook_subscription_changes_are_in_the_audit_log(platform: Running) -> None:
     """A subscription made, pointed elsewhere, its secret rotated and deleted is an entry each,
     naming the credential that did it, as a credential's change is: a key with

@@ -1695,9 +1695,10 @@ class Order:
         self.events.append(OrderUpdated(self))
 
     def tender_heard(self, at: datetime) -> None:
-        """A confirmed order's tender for what is due (`amount_due`) has its answer: `paid`
-        and its payments moved, a new version, announced (`updated`) as no other event of the
-        order tells it."""
+        """A tender taken in steps (`AddTender`: a pending order's, or a confirmed order's for
+        what is due, `amount_due`) has its answer: `paid` and its payments (a declined one
+        too, in `payment_ids`) moved, a new version, announced (`updated`) as no other event
+        of the order tells it."""
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
@@ -1776,8 +1777,8 @@ class OrderUpdated:
     submit; any order's notes or metadata changed; a refund of its payments made outside a
     return, or a void of one, heard of; its coupons redeemed (or released) after the
     confirmation (or the cancellation); an exchange's credit given back to its tenders by a
-    return of the exchange's new order; a tender for what a confirmed order has due
-    answered."""
+    return of the exchange's new order; a tender taken in steps (a pending order's, or one
+    for what a confirmed order has due) answered."""
 
     order: Order
 

@@ -196,10 +196,8 @@ class AddTender(Generic[R]):
             if order.status is OrderStatus.CONFIRMED:
                 # Cash, an external tender: captured already, for the steps still to come.
                 order.taken_for_what_is_due(record.n)
-                # Its confirmation was announced: this version is too (`order_updated`).
-                order.tender_heard(now())
-            else:
-                order.touched(now())
+            # `paid`, `payment_ids` moved: this version is announced (`order_updated`).
+            order.tender_heard(now())
             await uow.orders.save(order)
             announce_change(uow, order)
         return self.answer(order, payment)
