@@ -117,6 +117,19 @@ def test_a_cash_sale_goes_on_while_payment_is_stopped_and_lands_in_the_shift_onc
 
         settled = eventually(recorded, timeout=90)
         assert settled["tenders_to_record"] == [] and settled["tender_types"] == ["cash"]
+        # A new version of the sale (its cash in `payment_ids`, no longer to record), announced
+        # as `order.updated` as `GET` answers it (until 2026-12-05 no event said so: the feed
+        # kept the cash as not recorded).
+        now = ok(http.get(f"/v1/orders/{order['id']}"))
+
+        def announced() -> list[dict[str, Any]]:
+            feed = ok(http.get("/v1/events", params={"types": "order.*", "limit": 200}))
+            return [e for e in feed["data"] if e["data"]["object"]["id"] == order["id"]
+                    and e["data"]["object"]["version"] == now["version"]]  # fmt: skip
+
+        told = eventually(announced, timeout=15)
+        assert told[-1]["type"] == "order.updated"
+        assert told[-1]["data"]["object"] == now
         payments = ok(http.get(f"/v1/orders/{order['id']}/payments"))["payments"]
         assert [(p["id"], p["status"]) for p in payments] == [(settled["payment_id"], "captured")]
         assert payments[0]["change_due"] == {"amount": 2000, "currency": USD}

@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import pytest_asyncio
 from order_shop import payments_for, serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
+from pos_order.adapters.events import ORDER_EVENTS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -78,6 +80,7 @@ class Stack:
     relay: SwitchedRelay
     location_id: str
     payment_db: str
+    order_db: str
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -114,9 +117,28 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
                 relay,
                 location_id,
                 payment.database_url,
+                order.database_url,
             )
     finally:
         server.stop()
+
+
+async def told(stack: Stack, order_id: str) -> list[tuple[str, int]]:
+    """The order's events written so far (its outbox, oldest first), each as its type and the
+    order's version it carries."""
+    with psycopg.connect(stack.order_db) as conn:
+        rows = conn.execute(
+            "SELECT event_type, payload FROM outbox WHERE position(%s::bytea in payload) > 0 "
+            "ORDER BY seq",
+            (order_id.encode(),),
+        ).fetchall()
+    found = []
+    for event_type, payload in rows:
+        kind = ORDER_EVENTS.get(event_type)
+        if kind is not None and kind is not events_pb2.OrderReturned:
+            message = kind.FromString(bytes(payload))
+            found.append((event_type.rsplit(".", 1)[-1], message.order.version))  # type: ignore[attr-defined]
+    return found
 
 
 def usd(amount: int) -> money_pb2.Money:
@@ -367,6 +389,9 @@ async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
     (taken,) = order.tenders_to_record
     assert taken.refusal == "shift_currency_mismatch"
     assert list(order.payment_ids) == [] and order.paid == usd(2500)
+    # Held after the sale was announced: that version is announced (`order_updated`), as is
+    # the settling's below (until 2026-12-05 neither was).
+    assert (await told(stack, sold.order.id))[-1] == ("OrderUpdated", order.version)
 
     def ours() -> list[str]:  # the calls naming this sale (others' orders have their own)
         named = zip(stack.relay.passed, stack.relay.bodies, strict=True)
@@ -404,6 +429,10 @@ async def test_cash_refused_for_another_currencys_shift_is_held_for_a_person(
     settled = await settle(key)
     assert list(settled.tenders_to_record) == []
     assert len(settled.payment_ids) == 1 and settled.paid == usd(2500)
+    assert (await told(stack, sold.order.id))[-1] == (
+        "OrderUpdated",
+        settled.version,
+    )
     assert (await settle(key)).payment_ids == settled.payment_ids  # its retry
     again = await settle(str(uuid.uuid4()))  # nothing held any more: the order as it is
     assert again.payment_ids == settled.payment_ids and again.version == settled.version

@@ -1013,7 +1013,9 @@ class Order:
 
     def tender_recorded(self, n: int, payment_id: str, refunded: int = 0) -> None:
         """The payment service recorded tender `n` taken in hand: it has its payment now, and
-        what it captured is the fulfilments' as for money recorded at the sale."""
+        what it captured is the fulfilments' as for money recorded at the sale. Recorded after
+        the sale was announced (its saga done): a new version (`payment_ids`, no longer in
+        `tenders_to_record`), announced (`updated`) as no other event of the order tells it."""
         record = self.saga.tenders[n - 1]
         if not record.to_record:
             return
@@ -1022,13 +1024,16 @@ class Order:
         record.record_refused = ""
         record.refunded_seen = max(record.refunded_seen, refunded)
         self.attribute_taken()
+        self.events.append(OrderUpdated(self))
 
     def tender_record_refused(self, n: int, code: str) -> None:
         """The payment service refused for good to record tender `n` taken in hand: it is held
-        for a person (the money is in hand, the sale made), no longer asked by the resumer."""
+        for a person (the money is in hand, the sale made), no longer asked by the resumer. A
+        new version (`tenders_to_record[].refusal`), announced (`updated`)."""
         record = self.saga.tenders[n - 1]
-        if record.to_record:
+        if record.to_record and record.record_refused != code:
             record.record_refused = code
+            self.events.append(OrderUpdated(self))
 
     @property
     def tenders_to_record_now(self) -> list[TenderRecord]:
@@ -1778,7 +1783,8 @@ class OrderUpdated:
     return, or a void of one, heard of; its coupons redeemed (or released) after the
     confirmation (or the cancellation); an exchange's credit given back to its tenders by a
     return of the exchange's new order; a tender taken in steps (a pending order's, or one
-    for what a confirmed order has due) answered."""
+    for what a confirmed order has due) answered; cash taken while the payment service was
+    away recorded there after the sale (or its record refused for good)."""
 
     order: Order
 
