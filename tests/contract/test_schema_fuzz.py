@@ -108,7 +108,7 @@ PAGED_LISTS = "|".join(
      "promotions/[^/]+/coupons", "inventory/history", "inventory/low-stock-thresholds",
      "payments", "refunds", "webhook-subscriptions", "webhook-subscriptions/[^/]+/deliveries",
      "customer-groups", "customers/[^/]+/(orders|points)", "shifts", "audit-log", "registers",
-     "staff", "roles", "api-keys", "oauth-clients", "gift-cards")
+     "staff", "roles", "api-keys", "oauth-clients", "gift-cards", "reservations")
 )  # fmt: skip
 CONFIG = f"""
 seed = 20261123

@@ -637,6 +637,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Tenant], dict[str, Any]]] = {
         "dry_run": True},
     ("get", "/v1/inventory"): lambda t: {"sku": t.sku, "location_id": t.locations[0]},
     ("get", "/v1/inventory/history"): lambda t: {"location_id": t.locations[0]},
+    ("get", "/v1/reservations"): lambda t: {"location_id": t.locations[0]},
     ("get", "/v1/inventory/availability"): lambda t: {
         "sku": t.sku, "location_id": [t.locations[0]]},
     ("post", "/v1/registers"): lambda t: {"location_id": t.locations[0], "name": "probe"},
