@@ -612,18 +612,9 @@ def test_a_refund_outside_a_return_announces_the_order_it_moved_as_get_answers_i
         total = sale.json()["order"]["total"]["amount"]
 
         def announced(paid: int) -> Any:
-            order = http.get(f"/v1/orders/{order_id}").json()
-            if order["paid"]["amount"] != paid:
-                return None  # the order has not heard of the refund yet
-            feed = http.get("/v1/events", params={"types": ["order.*"], "limit": 200}).json()
-            at_version = [
-                e
-                for e in feed["data"]
-                if e["type"] != "order.returned"
-                and e["data"]["object"]["id"] == order_id
-                and e["data"]["object"]["version"] == order["version"]
-            ]
-            return (order, at_version[-1]) if at_version else None
+            found = _announced_as_get_answers(http, order_id)
+            # None until the order has heard of the refund and the feed has its version
+            return found if found and found[0]["paid"]["amount"] == paid else None
 
         for n, path in enumerate((f"/v1/payments/{payment_id}/refunds",
                                   f"/v1/orders/{order_id}/refunds"), 1):  # fmt: skip
@@ -674,18 +665,9 @@ def test_a_void_through_the_payments_api_announces_the_order_it_moved_as_get_ans
         assert voided.status_code == 200, voided.text
 
         def announced() -> Any:
-            order = http.get(f"/v1/orders/{order_id}").json()
-            if order["paid"]["amount"] != 0:
-                return None  # the order has not heard of the void yet
-            feed = http.get("/v1/events", params={"types": ["order.*"], "limit": 200}).json()
-            at_version = [
-                e
-                for e in feed["data"]
-                if e["type"] != "order.returned"
-                and e["data"]["object"]["id"] == order_id
-                and e["data"]["object"]["version"] == order["version"]
-            ]
-            return (order, at_version[-1]) if at_version else None
+            found = _announced_as_get_answers(http, order_id)
+            # None until the order has heard of the void and the feed has its version
+            return found if found and found[0]["paid"]["amount"] == 0 else None
 
         order, event = _eventually(announced, timeout=15)
         assert event["type"] == "order.updated"
