@@ -1605,3 +1605,60 @@ async def test_a_capture_rerun_that_cannot_reach_the_processor_keeps_the_first_r
     )
     assert row == ("captured", 2000, 0)  # the processor's truth
     assert running.calls(key) == 1  # looked up, never captured again
+
+
+class _RefundsOutOfReach(SandboxProcessor):
+    """The sandbox card processor while refunds cannot reach it."""
+
+    async def refund(self, reference: str, amount: Money, key: str, *, payment_id: str = "") -> Any:
+        raise ProcessorUnavailable()
+
+
+async def test_a_refund_rerun_that_cannot_reach_the_processor_keeps_the_first_runs_refund(
+    running: Running,
+) -> None:
+    """A refund whose first run crashed after the processor refunded (the refund pending, the
+    amount set aside) is run again while the processor cannot be reached: the refund stays
+    pending with its amount set aside, a retry answers it so, and the reconciler settles it
+    from the processor's record. Before, the re-run marked it failed (processor_unavailable)
+    and gave the amount back, so money the processor had refunded was refundable again
+    under another request id: the customer refunded twice."""
+    payment = await pay(running, card(rid(), new_id("ord"), 1500))
+    assert payment.status == P.PAYMENT_STATUS_CAPTURED
+
+    def new_uow() -> Any:
+        return running.runtime.uow().bind("mer_a")
+
+    ask = handlers.RefundAsk(payment.id, "", (1500, USD), (), "requested", ())
+    request_id = rid()
+    processors = bootstrap.processors_for(running.runtime.engine, running.settings)
+    first = handlers.RefundPayments(ask, request_id, processors, handlers.Policy())
+    async with new_uow() as uow:
+        read = await first.read(uow)
+        await uow.commit()
+    await first.call(None, read)  # refunded at the processor; the crash: no record
+    [(_, made)] = read
+    assert running.calls(made.request_key) == 1
+    down = {**processors, TenderType.CARD: _RefundsOutOfReach(running.runtime.engine)}
+    for _ in range(2):  # the re-run, and a retry of it
+        rerun = handlers.RefundPayments(ask, request_id, down, handlers.Policy())
+        done = await handlers.run_steps(new_uow, rerun)
+        [refund] = done.refunds
+        [after] = done.payments
+        assert (refund.id, refund.status.value) == (made.id, "pending")
+        assert (after.refunding, after.refunded) == (1500, 0)
+    # Nothing is left to refund under another request id while it is pending.
+    again = P.CreateRefundRequest(request_id=rid(), payment_id=payment.id, amount=usd(1))
+    assert (await code_of(running.stub.CreateRefund(again, metadata=md(), timeout=10)))[1] == (
+        "amount_exceeds_refundable"
+    )
+    await running.sweep()
+    (row,) = running.sql(
+        f"SELECT status FROM refunds WHERE id = '{made.id}'"  # noqa: S608
+    )
+    assert row == ("succeeded",)  # the processor's truth
+    (row,) = running.sql(
+        f"SELECT refunded, refunding FROM payments WHERE id = '{payment.id}'"  # noqa: S608
+    )
+    assert row == (1500, 0)
+    assert running.calls(made.request_key) == 1  # looked up, never refunded again

@@ -559,6 +559,8 @@ class RefundPayments:
         self.request_id = request_id
         self.processors = processors
         self.policy = policy
+        # Whether this run added the refunds (not a re-run finding its first run's).
+        self.added = False
 
     async def read(self, uow: PaymentUnitOfWork) -> list[tuple[Payment, Refund]]:
         keys = refund_keys(uow.merchant_id, self.request_id)
@@ -613,6 +615,7 @@ class RefundPayments:
             pairs.append((payment, refund))
         if credit is not None:
             await uow.credits.save(credit)
+        self.added = True
         return pairs
 
     async def _drawer_for_cash(
@@ -676,7 +679,12 @@ class RefundPayments:
             )
             outcome = await ask(call, self.policy.processor_timeout)
         except ProcessorUnavailable:
-            # Never reached: this refund fails, and the caller may ask again with a new id.
+            if not self.added:
+                # A re-run: its first run may have reached the processor. The refund stays
+                # pending, its amount set aside, until the reconciler looks its key up.
+                return payment.id, refund.id, UNKNOWN
+            # This run added it and this call did not reach the processor: this refund
+            # fails, and the caller may ask again with a new id.
             outcome = Outcome(False, decline_code="processor_unavailable")
         return payment.id, refund.id, outcome
 
