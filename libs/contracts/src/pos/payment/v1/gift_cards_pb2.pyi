@@ -192,6 +192,11 @@ class IssueGiftCardRequest(_message.Message):
     customer_id: _builtins.str
     order_id: _builtins.str
     order_line_id: _builtins.str
+    """The order's gift card line the card is sold as: named only by the order service's issue
+    of its lines when the order is confirmed (it consumes the line's reserved code, and the
+    order finds the line's card by order and line). A card issued through the API (POST
+    /v1/gift-cards) names none: the gateway refuses it (400 naming order_line_id).
+    """
     reason: _builtins.str
     location_id: _builtins.str
     paid_in_cash: _builtins.bool
