@@ -191,3 +191,51 @@ def test_a_line_split_over_stores_keeps_its_discounts_and_taxes_adding_up_in_eac
         assert part.discount == sum(d.amount for d in part.discounts), part
         assert part.tax == sum(amount for _, amount in part.taxes), part
     assert sum(p.discount for p in order.lines) == 2 and sum(p.tax for p in order.lines) == 2
+
+
+def test_a_line_split_over_stores_keeps_its_manual_price_and_below_cost_approval() -> None:
+    """Each part of a line sourcing splits is the line as sold: the discount given by hand and
+    the permitted sale below cost stay on every part (dropped, the order no longer said a line
+    was sold below cost, and the sale's answer and its audit did not either)."""
+    from pos_order.domain.model import OrderLine, Totals, build_fulfillments
+    from pos_order.domain.pricing import LineDiscount, Manual
+
+    usd = "USD"
+    by_hand = Manual("percent", 5000, "damaged box", "stf_1")
+    line = OrderLine("TEE", "T-shirt", 3, Money(1000, usd), discount=1500,
+                     discounts=[LineDiscount("manual", 1500, "damaged box", "stf_1")],
+                     manual=by_hand, below_cost=True)  # fmt: skip
+    total, paid = Money(3000, usd), Money(1500, usd)
+    order = Order("ord_1", "loc_1", "", [line],
+                  Totals(total, paid, Money(0, usd), paid), True)  # fmt: skip
+    order.fulfillments = build_fulfillments("ord_1", [SOURCED], [line], [LineRequest("TEE", 3)],
+                                            1500)  # fmt: skip
+    (f,) = order.fulfillments
+    order.source(f.id, [Allocation("loc_a", [("TEE", 1)], "res_a"),
+                        Allocation("loc_b", [("TEE", 2)], "res_b")])  # fmt: skip
+    assert [(p.quantity, p.manual, p.below_cost) for p in order.lines] == [
+        (1, by_hand, True),
+        (2, by_hand, True),
+    ]
+
+
+def test_a_sourced_shipment_sold_below_cost_by_hand_stays_so() -> None:
+    """An open-price T-shirt entered below its cost (the caller was permitted to) and shipped
+    from the store sourcing picks: the order kept says the line was sold below cost, as the
+    same sale shipped from a named store does."""
+    m = _shop([("loc_2", 1)])
+    m.ports.catalog.items = {
+        "TEE": PricedItem("TEE", "T-shirt", Money(2000, USD), open_price=True, unit_cost=1500)
+    }
+    for fulfillment in (FulfillmentRequest(FulfillmentType.SHIPMENT, "loc_2", "1 Main St"),
+                        SOURCED):  # fmt: skip
+        cmd = CreateOrderCommand(
+            m._request_id(), "web", "loc_1", "",
+            [LineRequest("TEE", 1, unit_price=Money(1000, USD))], [fulfillment],
+        )  # fmt: skip
+        order = m._attempt(
+            lambda cmd=cmd: drafts.CreateOrder(cmd, m.ports, m.new_uow, m.policy, lambda o: o)
+        )
+        assert isinstance(order, Order), order
+        assert [ln.below_cost for ln in order.lines] == [True], fulfillment
+        assert [ln.below_cost for ln in m.order(order.id).lines] == [True], fulfillment

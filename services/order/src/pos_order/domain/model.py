@@ -1757,6 +1757,9 @@ def _part_of(
         tax_rates=dict(line.tax_rates),
         product_id=line.product_id,
         category=line.category,
+        # Each part is the line as sold: its price given by hand and its approval below cost.
+        manual=line.manual,
+        below_cost=line.below_cost,
     )
 
 
