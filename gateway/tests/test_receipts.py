@@ -449,3 +449,37 @@ def test_a_compound_and_a_plain_tax_of_one_name_and_rate_are_kept_apart() -> Non
         ("city 10%", 9540, 954),
     ]
     assert [t.compound for t in receipt.taxes] == [False, False, True]
+
+
+def test_a_compound_and_a_plain_tax_of_one_name_and_rate_are_two_rows_told_apart_on_paper() -> None:
+    """The paper roll printed the two city 10 % rows alike: the compound one is marked."""
+    order, shop, store = _picked_up_elsewhere()
+    built = receipts.build(order, [], [], shop, 30, stores={store["id"]: store})
+    paper = receipts.text(Receipt.model_validate(built).model_dump(mode="json")).splitlines()
+    city = [ln for ln in paper if ln.startswith("city 10%")]
+    assert city == [receipts._row("city 10%", "USD 1.00"),
+                    receipts._row("city 10% compound", "USD 9.54")]  # fmt: skip
+    assert all(len(line) <= receipts.WIDTH for line in paper)
+
+
+def test_a_receipt_compounds_each_tax_as_the_line_was_charged_not_as_the_store_does_now() -> None:
+    """The lines keep whether each tax compounded when they were taxed: the selling store's
+    city tax compounding now (and the pickup store's no longer) changes nothing of the sale's
+    receipt. A line priced before that was kept reads the store's settings (the tests above)."""
+    order, shop, store = _picked_up_elsewhere()
+    kept = {"state": False, "city": False}, {"state": False, "city": True}
+    lines = [
+        {**ln, "taxes": [{**t, "compound": flags[t["name"]]} for t in ln["taxes"]]}
+        for ln, flags in zip(order["lines"], kept, strict=True)
+    ]
+    order = {**order, "lines": lines}
+    city_now = {"name": "city", "rate_bps": 1000}
+    shop = {**shop, "taxes": [shop["taxes"][0], {**city_now, "compound": True}]}
+    store = {**store, "taxes": [store["taxes"][0], city_now]}
+    built = receipts.build(order, [], [], shop, 30, stores={store["id"]: store})
+    receipt = Receipt.model_validate(built)
+    assert [(t.name, t.compound, t.taxable.amount, t.amount.amount) for t in receipt.taxes] == [
+        ("state 6%", False, 10000, 600),
+        ("city 10%", False, 1000, 100),
+        ("city 10%", True, 9540, 954),
+    ]

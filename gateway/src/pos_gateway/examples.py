@@ -337,7 +337,7 @@ ORDER = {
                     "requested_by": "",
                 }
             ],
-            "taxes": [{"name": "tax", "amount": usd(371), "rate_bps": 825}],
+            "taxes": [{"name": "tax", "amount": usd(371), "rate_bps": 825, "compound": False}],
             "id": "L1",
             "gift_card": None,
         },
@@ -359,7 +359,7 @@ ORDER = {
                     "requested_by": "",
                 }
             ],
-            "taxes": [{"name": "tax", "amount": usd(89), "rate_bps": 825}],
+            "taxes": [{"name": "tax", "amount": usd(89), "rate_bps": 825, "compound": False}],
             "id": "L2",
             "gift_card": None,
         },
@@ -651,7 +651,7 @@ EXCHANGE = {
                 "discount_total": usd(0),
                 "tax_total": usd(99),
                 "discounts": [],
-                "taxes": [{"name": "tax", "amount": usd(99), "rate_bps": 825}],
+                "taxes": [{"name": "tax", "amount": usd(99), "rate_bps": 825, "compound": False}],
                 "id": "L1",
             }
         ],

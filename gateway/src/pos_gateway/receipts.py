@@ -120,8 +120,9 @@ def _line_taxes(
     """The line's taxes as the pricing step stored them: (name, rate, compound, taxable,
     amount). What a tax is charged on is the line's price after its discounts, less the tax
     it contains when prices include it; a compound tax's adds the taxes listed before it
-    (domain/tax.py of the order service), compounding as at the store the line was taxed at
-    (`taxed_at`, else the selling location)."""
+    (domain/tax.py of the order service), compounding as the line kept it was charged; a line
+    priced before that was kept: as the store it was taxed at (`taxed_at`, else the selling
+    location) compounds it now."""
     paid = int(line["line_total"]["amount"]) - int(line["discount_total"]["amount"])
     stored = line.get("taxes") or []
     net = paid - (sum(int(t["amount"]["amount"]) for t in stored) if inclusive else 0)
@@ -130,7 +131,8 @@ def _line_taxes(
     before = 0
     for t in stored:
         amount = int(t["amount"]["amount"])
-        compound = _compound(taxed_at or location, t["name"])
+        kept = t.get("compound")
+        compound = bool(kept) if kept is not None else _compound(taxed_at or location, t["name"])
         taxable = net + (before if compound else 0)
         before += amount
         if not amount:
@@ -474,7 +476,10 @@ def text(receipt: dict[str, Any]) -> str:
                 _row(d["name"], money_text({**d["amount"], "amount": -d["amount"]["amount"]}))
             )
         for t in receipt["taxes"]:
-            out.append(_row(f"{incl}{t['name']}", money_text(t["amount"])))
+            # A compound tax and a plain one of the same name and rate (two stores) are two
+            # taxes, each on its own amount: the compound one says so.
+            marked = " compound" if t.get("compound") else ""
+            out.append(_row(f"{incl}{t['name']}{marked}", money_text(t["amount"])))
         out.append(_row("TOTAL", money_text(receipt["total"])))
         if receipt.get("exchange_credit"):
             out.append(_row("Returned goods", money_text(receipt["exchange_credit"])))

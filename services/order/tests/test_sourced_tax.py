@@ -239,3 +239,21 @@ def test_a_sourced_shipment_sold_below_cost_by_hand_stays_so() -> None:
         assert isinstance(order, Order), order
         assert [ln.below_cost for ln in order.lines] == [True], fulfillment
         assert [ln.below_cost for ln in m.order(order.id).lines] == [True], fulfillment
+
+
+def test_a_sourced_line_keeps_whether_each_tax_compounded_at_the_store_it_leaves_from() -> None:
+    """Taxed again at the store sourcing picked: its rates and its compounding are that
+    store's, kept with the line for its receipt (the store's settings may change later)."""
+    from pos_order.domain.tax import LocationTax
+
+    m = _shop([("loc_4", 1)])
+    taxes = (LocationTax("gst", 500, {}), LocationTax("qst", 1000, {}, compound=True))
+    m.ports.catalog.stores["loc_4"] = SellingLocation(
+        "loc_4", USD, 0, taxes=taxes, ship_enabled=True
+    )
+    order = _order(m, SOURCED, 1)
+    (line,) = order.lines
+    # 5 % of 20.00, then 10 % of 20.00 + 1.00.
+    assert (line.taxes, line.tax_rates) == ([("gst", 100), ("qst", 210)], {"gst": 500, "qst": 1000})
+    assert line.tax_compound == {"gst": False, "qst": True}
+    assert m.order(order.id).lines[0].tax_compound == {"gst": False, "qst": True}

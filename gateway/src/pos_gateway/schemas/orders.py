@@ -70,6 +70,13 @@ class LineTax(Answer):
         "were handed over at or left from; 0 on a line priced before rates were kept",
         examples=[825],
     )
+    compound: bool | None = Field(
+        None,
+        description="Whether it compounded (was charged on the line's amount plus the taxes "
+        "listed before it) as the line was taxed, at that store at the sale; null on a line "
+        "priced before this was kept",
+        examples=[False],
+    )
 
 
 class OrderLineGiftCard(Answer):

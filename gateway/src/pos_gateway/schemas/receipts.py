@@ -53,9 +53,11 @@ class ReceiptTax(Answer):
     rate_bps: int = Field(ge=0, le=100_000, json_schema_extra=INT64)
     compound: bool = Field(
         False,
-        description="Charged on the goods plus the taxes before it, as the store the lines "
-        "were taxed at compounds it: a compound tax and a plain one of the same name and rate "
-        "(two stores) are two entries",
+        description="Charged on the goods plus the taxes before it, as the lines were taxed "
+        "(lines priced before that was kept: as the store they were taxed at compounds it "
+        "now): a compound tax and a plain one of the same name and rate (two stores, or the "
+        "store's settings changed between sales) are two entries, the paper roll marking the "
+        "compound one",
     )
     taxable: Money
     amount: Money

@@ -58,6 +58,8 @@ def line_to_proto(ln: OrderLine) -> order_pb2.OrderLine:
                 name=name,
                 amount=to_proto(Money(amount, cur)),
                 rate_bps=ln.tax_rates.get(name, 0),
+                # Unset on a line priced before it was kept.
+                compound=ln.tax_compound.get(name),
             )
             for name, amount in ln.taxes
         ],

@@ -367,6 +367,7 @@ def _order(row: Row[Any]) -> Order:
                 discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
                 taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
                 tax_rates=dict(ln.get("tax_rates") or {}),
+                tax_compound=dict(ln.get("tax_compound") or {}),
                 product_id=ln.get("product_id", ""),
                 category=ln.get("category", ""),
                 # Lines saved before they had ids: by their place, as they were priced.
@@ -448,6 +449,7 @@ def _values(order: Order) -> dict[str, Any]:
                 ],
                 "taxes": [[name, amount] for name, amount in ln.taxes],
                 "tax_rates": ln.tax_rates,
+                **({"tax_compound": ln.tax_compound} if ln.tax_compound else {}),
                 "product_id": ln.product_id,
                 "category": ln.category,
                 "id": ln.id,

@@ -232,6 +232,9 @@ class OrderLine:
     # Each tax's rate (basis points) as the line was taxed (empty: priced before they were
     # kept); not compared: what the line is, its amounts say.
     tax_rates: dict[str, int] = field(default_factory=dict, compare=False)
+    # Whether each tax compounded on the taxes listed before it, as the line was taxed (empty:
+    # priced before it was kept; its receipt reads the store's settings); not compared either.
+    tax_compound: dict[str, bool] = field(default_factory=dict, compare=False)
     product_id: str = ""
     category: str = ""
     # Asked for at the sale; what it gave is in `discounts` (promotion_id "manual").
@@ -850,6 +853,7 @@ class Order:
                               exempt_customer=self.saga.tax_exempt)  # fmt: skip
             moved += p.tax - ln.tax
             ln.tax, ln.taxes, ln.tax_rates = p.tax, list(p.taxes), dict(p.rates)
+            ln.tax_compound = dict(p.compound)
         return moved
 
     def require_pending(self, doing: str = "it takes no more tenders") -> None:
@@ -1755,6 +1759,7 @@ def _part_of(
         discounts=[d for d in discounts if d.amount],
         taxes=taxes,
         tax_rates=dict(line.tax_rates),
+        tax_compound=dict(line.tax_compound),
         product_id=line.product_id,
         category=line.category,
         # Each part is the line as sold: its price given by hand and its approval below cost.

@@ -185,6 +185,9 @@ class PricedLine:
     # The rate (basis points) of each tax that applied, by name: what the line was taxed at,
     # where its goods were handed over or left from, kept for its receipt.
     rates: tuple[tuple[str, int], ...] = ()
+    # Whether each tax compounded (charged on the amount plus the taxes listed before it), by
+    # name, as it was charged: the store's settings may change after the sale.
+    compound: tuple[tuple[str, bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,7 +219,8 @@ def price(
         rule = own.rule_for(category)
         owed = line_tax(total - off, rule, exempt_customer or category == EXEMPT)
         rates = tuple((r.name, r.bps) for r in rule.rates)
-        lines.append(PricedLine(total, off, owed.total, owed.taxes, tuple(found), rates))
+        compound = tuple((r.name, r.compound) for r in rule.rates)
+        lines.append(PricedLine(total, off, owed.total, owed.taxes, tuple(found), rates, compound))
     subtotal = sum(ln.line_total for ln in lines)
     discount = sum(ln.discount for ln in lines)
     tax = sum(ln.tax for ln in lines)

@@ -316,7 +316,7 @@ def _priced(
     for line, p in zip(lines, priced, strict=True):
         line.discount, line.tax = p.discount, p.tax
         line.discounts, line.taxes = list(p.discounts), list(p.taxes)
-        line.tax_rates = dict(p.rates)
+        line.tax_rates, line.tax_compound = dict(p.rates), dict(p.compound)
     cur = location.currency
     return Totals(Money(t.subtotal, cur), Money(t.discount, cur), Money(t.tax, cur),
                   Money(t.total, cur))  # fmt: skip

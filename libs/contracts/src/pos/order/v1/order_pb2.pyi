@@ -351,6 +351,7 @@ class LineTax(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     RATE_BPS_FIELD_NUMBER: _builtins.int
+    COMPOUND_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The tax's name at the location ("state", "city", "VAT"; "tax" for a location's single
     rate, which has no name). A receipt labels it with its rate ("Tax 8.25%").
@@ -358,6 +359,10 @@ class LineTax(_message.Message):
     rate_bps: _builtins.int
     """Its rate in basis points as the line was taxed (at the store the goods were handed over
     at or left from); 0 on a line priced before rates were kept.
+    """
+    compound: _builtins.bool
+    """Whether it compounded (was charged on the amount plus the taxes listed before it) as the
+    line was taxed, at that store at the sale; unset on a line priced before it was kept.
     """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
@@ -367,12 +372,15 @@ class LineTax(_message.Message):
         name: _builtins.str = ...,
         amount: _money_pb2.Money | None = ...,
         rate_bps: _builtins.int = ...,
+        compound: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_compound", b"_compound", "amount", b"amount", "compound", b"compound"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "name", b"name", "rate_bps", b"rate_bps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_compound", b"_compound", "amount", b"amount", "compound", b"compound", "name", b"name", "rate_bps", b"rate_bps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__compound: _TypeAlias = _typing.Literal["compound"]  # noqa: Y015
+    _WhichOneofArgType__compound: _TypeAlias = _typing.Literal["_compound", b"_compound"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__compound) -> _WhichOneofReturnType__compound | None: ...
 
 Global___LineTax: _TypeAlias = LineTax  # noqa: Y015
 
