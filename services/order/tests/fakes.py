@@ -609,6 +609,16 @@ class FakeStock:
         rid = await self.hold(request_id, "loc_1", lines, ttl_seconds, reference)
         return [Allocation("loc_1", list(lines), rid)]
 
+    async def propose(
+        self, lines: list[tuple[str, int]], destination: tuple[float, float], currency: str
+    ) -> list[Allocation]:
+        """What `source` would choose, holding nothing."""
+        self._check()
+        short = [s for s, q in lines if self.available(s) < q]
+        if short:
+            raise Conflict("not enough stock", "insufficient_stock", {"short": ",".join(short)})
+        return [Allocation("loc_1", list(lines), "")]
+
     async def commit(self, request_id: str, reservation_id: str) -> None:
         self._check()
         if request_id in self.requests:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from fakes import FakeStock
-from test_lifecycle_machine import OrderLifecycle
+from test_lifecycle_machine import OrderLifecycle, run
 
 from pos_kit.money import Money
 from pos_order.domain.model import (
@@ -24,6 +25,7 @@ from pos_order.domain.model import (
 from pos_order.domain.pricing import Buyer
 from pos_order.service.handlers import drafts
 from pos_order.service.ports import CreateOrderCommand
+from pos_order.service.pricing import PricedCart
 
 USD = "USD"
 
@@ -67,6 +69,13 @@ class SourcedAt(FakeStock):
             rid = await self.hold(f"{request_id}/{store}", store, mine, ttl_seconds, reference)
             out.append(Allocation(store, mine, rid))
         return out
+
+    async def propose(
+        self, lines: list[tuple[str, int]], destination: tuple[float, float], currency: str
+    ) -> list[Allocation]:
+        self._check()
+        return [Allocation(store, [(sku, units) for sku, _ in lines], "")
+                for store, units in self.plan]  # fmt: skip
 
 
 SOURCED = FulfillmentRequest(FulfillmentType.SHIPMENT, "", "1 Main St", (39.7, -89.6))
@@ -257,3 +266,59 @@ def test_a_sourced_line_keeps_whether_each_tax_compounded_at_the_store_it_leaves
     assert (line.taxes, line.tax_rates) == ([("gst", 100), ("qst", 210)], {"gst": 500, "qst": 1000})
     assert line.tax_compound == {"gst": False, "qst": True}
     assert m.order(order.id).lines[0].tax_compound == {"gst": False, "qst": True}
+
+
+def _preview(m: OrderLifecycle, fulfillment: FulfillmentRequest, quantity: int,
+             customer_id: str = "") -> PricedCart:  # fmt: skip
+    from pos_order.service.handlers import carts
+
+    cmd = carts.CartCommand("loc_1", "web", customer_id, [LineRequest("TEE", quantity)],
+                            [fulfillment])  # fmt: skip
+    return run(carts.calculate_cart(cmd, m.ports, m.new_uow))
+
+
+def _quoted(cart: PricedCart) -> list[tuple[str, int, int, int, dict[str, int]]]:
+    return [(ln.id, ln.quantity, ln.discount, ln.tax, ln.tax_rates) for ln in cart.lines]
+
+
+def _sold(order: Order) -> list[tuple[str, int, int, int, dict[str, int]]]:
+    return [(ln.id, ln.quantity, ln.discount, ln.tax, ln.tax_rates) for ln in order.lines]
+
+
+def test_the_preview_of_a_sourced_shipment_is_taxed_as_its_sale_is() -> None:
+    """The preview priced a shipment naming no store at the selling store's 10 % while its
+    sale was taxed at the store sourcing picked: now it is taxed at the stores sourcing
+    proposes (holding nothing), a line it splits in its parts, to the cent of the sale."""
+    for plan, quantity in (
+        ([("loc_2", 2)], 2),  # another state, 5 %
+        ([("loc_1", 1), ("loc_2", 2)], 3),  # split over the selling store and another
+        ([("loc_3", 1)], 1),  # prices stated the other way: the selling store's rules
+    ):
+        m = _shop(plan)
+        cart = _preview(m, SOURCED, quantity)
+        held = dict(m.ports.stock.reserved)  # type: ignore[union-attr]
+        assert all(not q for q in held.values()), plan  # a preview holds nothing
+        order = _order(m, SOURCED, quantity)
+        assert _quoted(cart) == _sold(order), plan
+        t = cart.totals
+        assert (t.subtotal, t.discount, t.tax, t.total) == (
+            order.totals.subtotal, order.totals.discount, order.totals.tax, order.totals.total,
+        ), plan  # fmt: skip
+        assert all(ln.fulfillment_id == "" for ln in cart.lines)
+    # As the sale at 5 %: 2 x 20.00 + 2.00.
+    m = _shop([("loc_2", 2)])
+    assert _preview(m, SOURCED, 2).totals.total == Money(4200, USD)
+    # A tax-exempt customer's stays without tax.
+    m.store.customers[("mer_a", "cus_1")] = 1
+    m.store.buyers[("mer_a", "cus_1")] = Buyer((), tax_exempt=True)
+    assert _preview(m, SOURCED, 2, "cus_1").totals.tax == Money(0, USD)
+
+
+def test_the_preview_of_a_shipment_no_store_can_fill_is_refused_as_its_sale_is() -> None:
+    from pos_kit.errors import DomainError
+
+    m = OrderLifecycle()  # its stock: 6 T-shirts, at the one store sourcing knows
+    m.ports = replace(m.ports, catalog=Stores())
+    with pytest.raises(DomainError) as refused:
+        _preview(m, SOURCED, 7)
+    assert refused.value.code == "insufficient_stock"

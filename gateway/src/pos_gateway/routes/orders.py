@@ -1506,7 +1506,12 @@ async def calculate_cart(body: CartIn, request: Request, svc: Svc) -> CartQuote:
     customer you do not have is a 404; while promotions cannot be reached, list prices with
     `discounts_applied: false` and a `warnings` entry `discounts_unavailable`, or a 503 when a
     coupon is named. More `redeem_points` than the
-    customer has available is the sale's 409 `insufficient_points` (with `available`)."""
+    customer has available is the sale's 409 `insufficient_points` (with `available`). A
+    shipment naming no store (a `destination`) is taxed at the store(s) sourcing would ship it
+    from now (nothing is held), as its sale is taxed where sourcing holds it: a line sourcing
+    would split over stores is answered in its parts (`L1`, `L1.2`), as the order will have
+    them. The sale asks sourcing again, so stock moving in between can move its tax; no store
+    can ship it is the sale's 409 `insufficient_stock` (with `short`)."""
     answer = await svc.order.CalculateCart(
         order_pb2.CalculateCartRequest(
             location_id=body.location_id,

@@ -712,8 +712,7 @@ class StockService(_Client):
         reference: str,
         currency: str,
     ) -> list[Allocation]:
-        answer = await self._call(
-            self._stub.ProposeSourcing,
+        return await self._sourcing(
             stock_pb2.ProposeSourcingRequest(
                 request_id=request_id,
                 lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
@@ -723,8 +722,25 @@ class StockService(_Client):
                 ttl_seconds=ttl_seconds,
                 reference=reference,
                 currency=currency,
-            ),
+            )
         )
+
+    async def propose(
+        self, lines: list[tuple[str, int]], destination: Point, currency: str
+    ) -> list[Allocation]:
+        return await self._sourcing(
+            stock_pb2.ProposeSourcingRequest(
+                lines=[stock_pb2.StockLine(sku=s, quantity=q) for s, q in lines],
+                destination=inventory_pb2.GeoPoint(
+                    latitude=destination[0], longitude=destination[1]
+                ),
+                dry_run=True,
+                currency=currency,
+            )
+        )
+
+    async def _sourcing(self, request: stock_pb2.ProposeSourcingRequest) -> list[Allocation]:
+        answer = await self._call(self._stub.ProposeSourcing, request)
         if answer.strategy == stock_pb2.SOURCING_STRATEGY_UNFULFILLABLE or not answer.allocations:
             short = ",".join(f"{s.sku}:{s.quantity}" for s in answer.short)
             raise Conflict(

@@ -425,6 +425,13 @@ class Stock(Protocol):
         (the order's); none has enough is `insufficient_stock` naming what is short."""
         ...
 
+    async def propose(
+        self, lines: list[tuple[str, int]], destination: Point, currency: str
+    ) -> list[Allocation]:
+        """What `source` would choose now, holding nothing (its allocations have no
+        reservation); none has enough is `insufficient_stock` as there."""
+        ...
+
     async def commit(self, request_id: str, reservation_id: str) -> None: ...
     async def release(self, request_id: str, reservation_id: str) -> None: ...
     async def restock(

@@ -369,7 +369,7 @@ async def _source(
         raise exc from None
     # Inventory away now: the order stays with its shipment unsourced (a 503); its retry asks
     # sourcing again under the same request id and hears the same stores.
-    taxed_at = await _tax_rules(ports, order, allocations)
+    taxed_at = await tax_rules(ports, order, allocations)
     await boundary(policy, "after_hold")
 
     def sourced(o: Order) -> None:
@@ -380,7 +380,7 @@ async def _source(
     return order
 
 
-async def _tax_rules(
+async def tax_rules(
     ports: CheckoutPorts, order: Order, allocations: list[Allocation]
 ) -> dict[str, TaxTable]:
     """The tax rules of each store sourcing picked other than the selling one (whose rules

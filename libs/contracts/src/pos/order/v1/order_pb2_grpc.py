@@ -257,7 +257,11 @@ class OrderServiceServicer:
     def CalculateCart(self, request, context):
         """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
         per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
-        that cannot apply is a reason in the answer here, not an error.
+        that cannot apply is a reason in the answer here, not an error. A shipment naming no store
+        is taxed at the store(s) inventory's sourcing proposes now (holding nothing), as its sale
+        is taxed where sourcing holds it: a line it would split is answered in its parts (`L1`,
+        `L1.2`), as the order will have them; no store can ship it is the sale's refusal,
+        `insufficient_stock`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

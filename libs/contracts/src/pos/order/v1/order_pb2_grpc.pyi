@@ -74,7 +74,11 @@ class OrderServiceStub:
     CalculateCart: _grpc.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]
     """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
-    that cannot apply is a reason in the answer here, not an error.
+    that cannot apply is a reason in the answer here, not an error. A shipment naming no store
+    is taxed at the store(s) inventory's sourcing proposes now (holding nothing), as its sale
+    is taxed where sourcing holds it: a line it would split is answered in its parts (`L1`,
+    `L1.2`), as the order will have them; no store can ship it is the sale's refusal,
+    `insufficient_stock`.
     """
     CreateReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]
     """Return units of an order's lines: refunded to the original tenders (what was paid for
@@ -164,7 +168,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     CalculateCart: _aio.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]  # type: ignore[assignment]
     """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
-    that cannot apply is a reason in the answer here, not an error.
+    that cannot apply is a reason in the answer here, not an error. A shipment naming no store
+    is taxed at the store(s) inventory's sourcing proposes now (holding nothing), as its sale
+    is taxed where sourcing holds it: a line it would split is answered in its parts (`L1`,
+    `L1.2`), as the order will have them; no store can ship it is the sale's refusal,
+    `insufficient_stock`.
     """
     CreateReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReturnRequest, _order_pb2.CreateReturnResponse]  # type: ignore[assignment]
     """Return units of an order's lines: refunded to the original tenders (what was paid for
@@ -335,7 +343,11 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_order_pb2.CalculateCartResponse, _abc.Awaitable[_order_pb2.CalculateCartResponse]]:
         """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
         per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
-        that cannot apply is a reason in the answer here, not an error.
+        that cannot apply is a reason in the answer here, not an error. A shipment naming no store
+        is taxed at the store(s) inventory's sourcing proposes now (holding nothing), as its sale
+        is taxed where sourcing holds it: a line it would split is answered in its parts (`L1`,
+        `L1.2`), as the order will have them; no store can ship it is the sale's refusal,
+        `insufficient_stock`.
         """
 
     @_abc_1.abstractmethod

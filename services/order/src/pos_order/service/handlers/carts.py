@@ -10,13 +10,15 @@ from pos_order.domain.model import (
     FulfillmentRequest,
     FulfillmentType,
     LineRequest,
+    Order,
+    build_fulfillments,
     price_points,
     validate_order,
     validate_redemption,
     validate_total,
 )
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, validate_manual
-from pos_order.service import pricing
+from pos_order.service import pricing, saga
 from pos_order.service.handlers.customers import current_customer
 from pos_order.service.handlers.new_order import points_may_discount, points_named
 from pos_order.service.ports import AppliedDiscount, CheckoutPorts, NewUow
@@ -91,4 +93,51 @@ async def calculate_cart(
         )
         quote = replace(cart.quote, discounts=(*cart.quote.discounts, redeemed))
         cart = replace(cart, totals=pricing.apply_points(cart, worth.amount), quote=quote)
-    return cart
+    return await _as_sourced(ports, cart, cmd.lines, fulfillments)
+
+
+async def _as_sourced(
+    ports: CheckoutPorts,
+    cart: pricing.PricedCart,
+    lines: list[LineRequest],
+    fulfillments: list[FulfillmentRequest],
+) -> pricing.PricedCart:
+    """A shipment naming no store is taxed where it leaves from once sourcing picks its
+    store(s) (saga.py): so is the preview, at the stores sourcing proposes now (holding
+    nothing), by the same code the sale runs (`Order.source`), a line it splits shown in its
+    parts as the order will have them. No store can ship it: the sale's 409
+    `insufficient_stock` naming what is short, as the sale would answer."""
+    sourced = [
+        i
+        for i, f in enumerate(fulfillments)
+        if f.type is FulfillmentType.SHIPMENT and not f.location_id and f.destination
+    ]
+    if not sourced or ports.stock is None:
+        return cart
+    location = cart.location
+    # The order the sale would make of this cart, in memory: the cart's lines are left as
+    # priced (copies are sourced).
+    order = Order(
+        id="cart",
+        location_id=location.id,
+        customer_id="",
+        lines=[replace(ln) for ln in cart.lines],
+        totals=cart.totals,
+        discounts_applied=cart.quote.applied,
+    )
+    order.saga.tax_inclusive, order.saga.tax_exempt = location.tax_inclusive, cart.tax_exempt
+    order.fulfillments = build_fulfillments(
+        order.id, fulfillments, order.lines, lines, cart.totals.total.amount,
+        location.tax_inclusive,
+    )  # fmt: skip
+    for i in sourced:
+        f = order.fulfillments[i]
+        destination = fulfillments[i].destination
+        assert destination is not None
+        allocations = await ports.stock.propose(
+            [(ln.sku, ln.quantity) for ln in order.lines_of(f)], destination, location.currency
+        )
+        order.source(f.id, allocations, await saga.tax_rules(ports, order, allocations))
+    for ln in order.lines:
+        ln.fulfillment_id = ""  # a preview has no fulfilments
+    return replace(cart, lines=order.lines, totals=order.totals)
