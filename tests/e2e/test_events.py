@@ -402,6 +402,58 @@ def test_a_merge_names_the_duplicate_it_took_in(platform: Running) -> None:
         assert http.get(f"/v1/customers/{dupe}").json()["merged_into"] == keep
 
 
+def _customer(http: httpx.Client, tag: str) -> str:
+    made = http.post(
+        "/v1/customers",
+        json={"email": f"{tag}-{uuid.uuid4().hex[:6]}@merge.example"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
+def _merge(http: httpx.Client, keep: str, dupe: str) -> None:
+    merged = http.post(
+        f"/v1/customers/{keep}/merge",
+        json={"duplicate_id": dupe},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert merged.status_code == 200, merged.text
+
+
+def test_a_merge_announces_the_duplicates_new_version_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A merge makes a new version of the duplicate too (`status` merged, `merged_into` the
+    survivor, its personal data gone, a new `version` and `updated_at`): before the merge's
+    own `customer.merged`, the feed has a `customer.updated` whose object is what `GET
+    /v1/customers/{id}` answers for the duplicate after it. Until 2026-12-05 no event carried
+    that version: a partner keeping customers from events kept the duplicate as it was before
+    (active, with its email), and its ETag never matched."""
+    with platform.new_merchant(f"Merged away {uuid.uuid4().hex[:6]}") as http:
+        keep, dupe = _customer(http, "keep"), _customer(http, "dupe")
+        before = http.get(f"/v1/customers/{dupe}").json()
+        _merge(http, keep, dupe)
+
+        def merge_event() -> Any:
+            page = http.get("/v1/events", params={"types": "customer.*", "limit": 200}).json()
+            merged = [e for e in page["data"] if e["type"] == "customer.merged"]
+            return page["data"] if merged else None
+
+        # The duplicate's version commits with the merge, and is announced first: once the
+        # feed has the merge, it has the duplicate's new version.
+        events = _eventually(merge_event)
+        gone = http.get(f"/v1/customers/{dupe}")
+        assert (gone.json()["status"], gone.json()["merged_into"]) == ("merged", keep)
+        assert gone.json()["version"] > before["version"]
+        of_dupe = [e for e in events if e["data"]["object"]["id"] == dupe]
+        assert [e["type"] for e in of_dupe] == ["customer.created", "customer.updated"]
+        assert of_dupe[-1]["data"]["object"] == gone.json()
+        assert gone.headers["etag"] == f'"{of_dupe[-1]["data"]["object"]["version"]}"'
+        (merge,) = [e for e in events if e["type"] == "customer.merged"]
+        assert of_dupe[-1]["sequence"] < merge["sequence"]
+
+
 def test_a_delivery_window_that_ends_before_it_starts_is_a_400(platform: Running) -> None:
     """`created_before` before (or at) `created_after` is the two swapped: listing or
     replaying such a window is a 400 naming `created_before`, as the payments' and orders'

@@ -1014,11 +1014,13 @@ async def test_an_erasure_sends_unpublished_events_with_the_erased_snapshot(
         for t, p, pending in rows
         if t != "pos.customer.v1.CustomerMerged" and t != "pos.customer.v1.CustomerErased"
     ]
-    # The erased customer's creation and update are still sent, in order, without its data.
+    # The erased customer's creation and update are still sent, in order, without its data;
+    # so is the loser's version its merge made (merged, no data), erased since.
     assert [(t, e.customer.id, e.customer.status) for t, e, _ in sent] == [
         ("CustomerCreated", gone.id, "erased"),
         ("CustomerUpdated", gone.id, "erased"),
         ("CustomerCreated", winner.id, "active"),
+        ("CustomerUpdated", loser.id, "erased"),
     ]
     assert all(pending for *_, pending in sent)
     assert sent[1][1].customer.version == 2 and sent[1][1].customer.HasField("created_at")

@@ -505,3 +505,40 @@ async def test_merges_hold_whatever_order_the_events_arrive_in(infra: Infra) -> 
             assert await uow.customers.resolve("cus_dup") is None
     finally:
         await engine.dispose()
+
+
+async def test_the_duplicates_merged_version_before_its_merge_keeps_what_it_priced_as(
+    infra: Infra,
+) -> None:
+    """A merge announces the duplicate's new version (`customer_updated`: status merged, no
+    groups or tags) beside `customer_merged`, through another consumer: heard first, it moves
+    the duplicate's version and leaves what a sale naming it prices as until the merge is
+    heard; then the sale is the survivor's."""
+    engine = make_engine(infra.service_database("order"))
+    dup = customer_pb2.Customer(id="cus_was", version=1, status="active")
+    dup.group_ids.append("grp_staff")
+    gone = customer_pb2.Customer(id="cus_was", version=2, status="merged", merged_into="cus_now")
+    survivor = customer_pb2.Customer(id="cus_now", version=3, status="active")
+    try:
+        async with OrderUow(engine, kit).bind(A) as uow:
+            await consumers.on_customer_changed(uow, customer_events.CustomerCreated(customer=dup))
+            await consumers.on_customer_changed(uow, customer_events.CustomerUpdated(customer=gone))
+            await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            found = await uow.customers.resolve("cus_was")
+            assert found is not None and found.id == "cus_was"
+            assert found.buyer.groups == ("grp_staff",)
+            version = await uow.conn.execute(
+                select(known_customers.c.version).where(
+                    known_customers.c.merchant_id == A, known_customers.c.customer_id == "cus_was"
+                )
+            )
+            assert version.scalar_one() == 2
+            merge = customer_events.CustomerMerged(winner=survivor, loser_id="cus_was")
+            await consumers.on_customer_merged(uow, merge)
+            await uow.commit()
+        async with OrderUow(engine, kit).bind(A) as uow:
+            found = await uow.customers.resolve("cus_was")
+            assert found is not None and found.id == "cus_now"
+    finally:
+        await engine.dispose()

@@ -476,6 +476,11 @@ async def merge_customers(
     stub = erased_copy(loser)
     stub.status, stub.merged_into, stub.version = MERGED, winner.id, loser.version + 1
     await uow.customers.save(stub, loser.version)
+    # A new version of the duplicate (merged, `merged_into`, its data gone): announced as GET
+    # answers it now, before the merge's own event, as every other change of a customer is.
+    gone = await uow.customers.get(loser.id)
+    assert gone is not None, "locked above"
+    uow.publish(CustomerUpdated(gone))
     # The loser's earns now count towards the winner's tier (earned_since follows merges).
     await retier(uow, winner, await uow.loyalty.program())
     winner = await active_customer(uow, winner.id)
@@ -485,7 +490,7 @@ async def merge_customers(
     saved = await uow.customers.save(winner, seen)
     assert saved, "locked above"
     uow.publish(CustomerMerged(winner, loser.id))
-    return winner, stub
+    return winner, gone
 
 
 # Groups

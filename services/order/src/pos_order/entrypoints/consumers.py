@@ -29,6 +29,11 @@ async def on_customer_changed(
         # the id is no customer any more, as the tombstone says; never known again.
         await customers.erase_customer(uow, customer.id)
         return
+    if customer.status == "merged":
+        # The duplicate's version a merge made (no groups, no tags): a sale naming it is the
+        # survivor's once `customer_merged` is heard, and until then it prices as it did.
+        await customers.remember_customer(uow, customer.id, customer.version)
+        return
     buyer = Buyer.of(list(customer.group_ids), list(customer.tags))
     await customers.remember_customer(uow, customer.id, customer.version, buyer)
 
