@@ -454,6 +454,49 @@ def test_a_merge_announces_the_duplicates_new_version_as_get_answers_it(
         assert of_dupe[-1]["sequence"] < merge["sequence"]
 
 
+def test_a_gift_card_a_merge_moved_to_the_survivor_is_announced_as_get_answers_it(
+    platform: Running,
+) -> None:
+    """A card issued to a duplicate is the survivor's once the payment service hears of the
+    merge (`customer_id`, a new `version` and `updated_at`): the feed has a `gift_card.updated`
+    whose object is what `GET /v1/gift-cards/{id}` answers after it. Until 2026-12-05 no event
+    said so (the move writes no activity, so no `gift_card.activity_created`): a partner
+    keeping cards from events kept the card as the duplicate's."""
+    with platform.new_merchant(f"Merged cards {uuid.uuid4().hex[:6]}") as http:
+        keep, dupe = _customer(http, "keep"), _customer(http, "dupe")
+        issued = http.post(
+            "/v1/gift-cards",
+            json={"amount": {"amount": 2500, "currency": "USD"}, "customer_id": dupe,
+                  "reason": "store_credit"},
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+        )  # fmt: skip
+        assert issued.status_code == 201, issued.text
+        card_id = issued.json()["gift_card"]["id"]
+        _merge(http, keep, dupe)
+
+        def moved() -> Any:
+            card = http.get(f"/v1/gift-cards/{card_id}").json()
+            return card if card["customer_id"] == keep else None
+
+        card = _eventually(moved)
+        assert card["version"] == issued.json()["gift_card"]["version"] + 1
+
+        def announced() -> Any:
+            page = http.get("/v1/events", params={"types": "gift_card.*", "limit": 200}).json()
+            at_version = [
+                e
+                for e in page["data"]
+                if e["type"] == "gift_card.updated"
+                and e["data"]["object"]["id"] == card_id
+                and e["data"]["object"]["version"] == card["version"]
+            ]
+            return at_version[-1] if at_version else None
+
+        event = _eventually(announced)
+        assert event["data"]["object"] == card
+        assert http.get(f"/v1/gift-cards/{card_id}").json() == card
+
+
 def test_a_delivery_window_that_ends_before_it_starts_is_a_400(platform: Running) -> None:
     """`created_before` before (or at) `created_after` is the two swapped: listing or
     replaying such a window is a 400 naming `created_before`, as the payments' and orders'

@@ -27,6 +27,7 @@ from pos.promotion.v1 import events_pb2 as promotion_events_pb2
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.convert import to_model
 from pos_gateway.schemas.events import EVENT_TYPES, EventData
+from pos_gateway.schemas.gift_cards import GiftCard
 from pos_gateway.schemas.people import PointsEntry
 from pos_kit import personal
 
@@ -74,6 +75,24 @@ def test_a_gift_card_activity_is_a_public_event_with_the_card_and_no_code() -> N
 def test_the_gift_card_event_is_read_from_the_payment_stream_under_a_documented_type() -> None:
     assert gift_cards_pb2.GiftCardActivityCreated in SOURCES["payment"]
     assert "gift_card.activity_created" in EVENT_TYPES
+
+
+def test_a_gift_cards_new_version_without_an_activity_is_the_card_as_get_answers_it() -> None:
+    """A card moved to a merge's survivor: `gift_card.updated`, the card alone as `object`
+    (what `GET /v1/gift-cards/{id}` answers), read from the payment stream."""
+    moved = gift_cards_pb2.GiftCardUpdated(gift_card=_activity_created().gift_card)
+    moved.gift_card.customer_id, moved.gift_card.version = "cus_survivor", 2
+    moved.meta.event_id, moved.meta.merchant_id = "evt_2", "mer_a"
+    moved.meta.occurred_at.FromDatetime(datetime(2026, 12, 2, tzinfo=UTC))
+    (event,) = public_events(moved)
+    assert (event.id, event.type, event.resource_id) == ("evt_2", "gift_card.updated", "gc_1")
+    shown = event.data["object"]
+    assert shown == to_model(GiftCard, moved.gift_card).model_dump(mode="json")
+    assert (shown["customer_id"], shown["version"], shown["code_last4"]) == (
+        "cus_survivor", 2, "H3RZ")  # fmt: skip
+    assert "code" not in shown
+    assert gift_cards_pb2.GiftCardUpdated in SOURCES["payment"]
+    assert "gift_card.updated" in EVENT_TYPES
 
 
 def _stamped(message: object, *stamps: object) -> None:

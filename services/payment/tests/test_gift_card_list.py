@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 import pytest_asyncio
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,7 +20,13 @@ from pos.customer.v1 import customer_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import gift_cards_pb2_grpc
-from pos_devstack.testing import Infra, polled, publish_as_relay, serve_in_process
+from pos_devstack.testing import (
+    Infra,
+    InProcessService,
+    polled,
+    publish_as_relay,
+    serve_in_process,
+)
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
 
@@ -29,9 +36,14 @@ Stub = gift_cards_pb2_grpc.GiftCardServiceStub
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def cards(infra: Infra) -> AsyncIterator[Stub]:
+async def served(infra: Infra) -> AsyncIterator[InProcessService]:
     async with serve_in_process("payment", infra, sweep_interval_seconds=3600.0) as svc:
-        yield Stub(svc.channel)
+        yield svc
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def cards(served: InProcessService) -> Stub:
+    return Stub(served.channel)
 
 
 def md(merchant_id: str) -> tuple[tuple[str, str], ...]:
@@ -250,3 +262,37 @@ async def test_a_merged_duplicates_cards_are_the_survivors(cards: Stub, infra: I
     assert moved.version == credit.version + 1
     assert await walk(cards, m, 10, customer_id=duplicate) == []
     assert [c.id for c in await walk(cards, other, 10, customer_id=duplicate)] == [theirs.id]
+
+
+async def test_a_card_a_merge_moved_is_announced_as_get_gift_card_answers_it(
+    served: InProcessService, cards: Stub, infra: Infra
+) -> None:
+    """The move writes no activity (no value moved), so no `gift_card_activity_created`: each
+    card it moved is announced by a `gift_card_updated` (public `gift_card.updated`) carrying
+    the card as `GetGiftCard` answers it at its new version, committed with the move. Another
+    merchant's card of a customer with the same id is neither moved nor announced. Until
+    2026-12-05 no event said so: a copy kept from events kept the card as the duplicate's."""
+    m, other = new_id("mer"), new_id("mer")
+    survivor, duplicate = new_id("cus"), new_id("cus")
+    credit = (await issue(cards, m, 2500, customer_id=duplicate)).gift_card
+    await issue(cards, other, 700, customer_id=duplicate)
+
+    winner_now = customer_pb2.Customer(id=survivor, version=3, status="active")
+    merged = customer_events.CustomerMerged(winner=winner_now, loser_id=duplicate)
+    await publish_as_relay(infra.nats_url, merged, m)
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await walk(cards, m, 10, customer_id=survivor):
+        assert asyncio.get_running_loop().time() < deadline, "the merge never reached the cards"
+        await asyncio.sleep(0.05)
+    request = G.GetGiftCardRequest(id=credit.id)
+    now = (await cards.GetGiftCard(request, metadata=md(m), timeout=10)).gift_card
+    assert (now.customer_id, now.version) == (survivor, credit.version + 1)
+    with psycopg.connect(served.database_url) as conn:
+        rows = conn.execute(
+            "SELECT merchant_id, payload FROM outbox"
+            " WHERE event_type = 'pos.payment.v1.GiftCardUpdated' ORDER BY seq"
+        ).fetchall()
+    assert [(merchant, G.GiftCardUpdated.FromString(p).gift_card) for merchant, p in rows] == [
+        (m, now)
+    ]

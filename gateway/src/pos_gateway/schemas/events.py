@@ -20,7 +20,7 @@ _NAMES = """
     order.returned order.updated payment.authorized payment.captured payment.voided payment.failed
     payment.updated
     refund.created refund.succeeded refund.failed terminal_checkout.updated
-    gift_card.activity_created
+    gift_card.activity_created gift_card.updated
     shift.opened shift.closed register.created register.updated register.paired
     register.retired staff.created staff.updated staff.deactivated override.granted
     promotion.created promotion.updated promotion.ended promotion.deleted

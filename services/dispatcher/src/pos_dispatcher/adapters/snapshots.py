@@ -29,7 +29,7 @@ from pos.promotion.v1 import events_pb2 as promotion_events
 from pos.promotion.v1 import promotion_pb2
 from pos_gateway.convert import to_json, to_model
 from pos_gateway.schemas.catalog import Product
-from pos_gateway.schemas.gift_cards import GiftCardMoved
+from pos_gateway.schemas.gift_cards import GiftCard, GiftCardMoved
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment, Refund, TerminalCheckout
 from pos_gateway.schemas.people import Customer, PointsEntry
@@ -271,6 +271,11 @@ MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {
     payment_events.RefundFailed: _refund("failed"),
     gift_card_messages.GiftCardActivityCreated: lambda m: [
         ("gift_card.activity_created", m.gift_card.id, _object(GiftCardMoved, m))
+    ],
+    # A new version of the card that wrote no activity (its customer merged away): the card
+    # as GET /v1/gift-cards/{id} answers it.
+    gift_card_messages.GiftCardUpdated: lambda m: [
+        ("gift_card.updated", m.gift_card.id, _object(GiftCard, m.gift_card))
     ],
     shift_messages.ShiftOpened: lambda m: [
         ("shift.opened", m.shift.id, _object(Shift, _stamped(m.shift, *_SHIFT_TIMES)))

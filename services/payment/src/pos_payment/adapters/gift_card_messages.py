@@ -1,4 +1,4 @@
-"""Gift card domain objects <-> pos.payment.v1 protobuf messages, and their one event."""
+"""Gift card domain objects <-> pos.payment.v1 protobuf messages, and their events."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pos_payment.domain.gift_cards import (
     GiftCard,
     GiftCardActivityCreated,
     GiftCardStatus,
+    GiftCardUpdated,
 )
 
 CARD_STATUSES = ProtoEnum(GiftCardStatus, G.GiftCardStatus)
@@ -60,3 +61,8 @@ def _activity_created(event: GiftCardActivityCreated) -> G.GiftCardActivityCreat
     return G.GiftCardActivityCreated(
         gift_card=card_to_proto(event.card), activity=activity_to_proto(event.activity)
     )
+
+
+@REGISTRY.maps(GiftCardUpdated)
+def _updated(event: GiftCardUpdated) -> G.GiftCardUpdated:
+    return G.GiftCardUpdated(gift_card=card_to_proto(event.card))

@@ -309,16 +309,19 @@ class SqlGiftCardRepository:
         return [_card(r) for r in rows]
 
 
-async def move_to_survivor(conn: AsyncConnection, merchant_id: str, loser: str, winner: str) -> int:
+async def move_to_survivor(
+    conn: AsyncConnection, merchant_id: str, loser: str, winner: str
+) -> list[GiftCard]:
     """The cards issued to a customer merged away (store credit, cards bought for them) are the
-    survivor's now: a new version of each, stamped as a change for the list's feed. How many."""
+    survivor's now: a new version of each, stamped as a change for the list's feed. Each card
+    as it now stands (as GetGiftCard answers it), for its event."""
     moved = await conn.execute(
         update(gift_cards)
         .where(gift_cards.c.merchant_id == merchant_id, gift_cards.c.customer_id == loser)
         .values(customer_id=winner, version=gift_cards.c.version + 1, updated_at=func.now())
-        .returning(gift_cards.c.id)
+        .returning(*gift_cards.c)
     )
-    return len(moved.all())
+    return sorted((_card(row) for row in moved.all()), key=lambda card: card.id)
 
 
 class SqlGiftCardSettingsRepository:

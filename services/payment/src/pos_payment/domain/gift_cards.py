@@ -293,6 +293,14 @@ class GiftCardActivityCreated:
     activity: Activity
 
 
+@dataclass(frozen=True)
+class GiftCardUpdated:
+    """gift_card.updated: a new version of the card that wrote no activity (its customer
+    merged away: the survivor's now), the whole card at it (never its code)."""
+
+    card: GiftCard
+
+
 @dataclass
 class GiftCardSettings:
     max_balance: int = DEFAULT_MAX_BALANCE
@@ -306,4 +314,4 @@ def validate_max_balance(value: int) -> int:
     return value
 
 
-EVENTS = (GiftCardActivityCreated,)
+EVENTS = (GiftCardActivityCreated, GiftCardUpdated)

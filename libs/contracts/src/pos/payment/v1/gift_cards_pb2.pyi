@@ -832,6 +832,35 @@ class GiftCardActivityCreated(_message.Message):
 Global___GiftCardActivityCreated: _TypeAlias = GiftCardActivityCreated  # noqa: Y015
 
 @_typing.final
+class GiftCardUpdated(_message.Message):
+    """Subject pos.payment.v1.gift_card_updated (public type gift_card.updated). A new version of
+    the card that wrote no activity (no value moved): its customer merged away, the card now the
+    survivor's. The whole card as GetGiftCard returns it at that version: never its code.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    META_FIELD_NUMBER: _builtins.int
+    GIFT_CARD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def meta(self) -> _event_pb2.EventMeta: ...
+    @_builtins.property
+    def gift_card(self) -> Global___GiftCard: ...
+    def __init__(
+        self,
+        *,
+        meta: _event_pb2.EventMeta | None = ...,
+        gift_card: Global___GiftCard | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["gift_card", b"gift_card", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GiftCardUpdated: _TypeAlias = GiftCardUpdated  # noqa: Y015
+
+@_typing.final
 class ListGiftCardsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
