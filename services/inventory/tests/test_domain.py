@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -136,11 +136,18 @@ def test_a_correction_goes_either_way() -> None:
 def test_only_a_late_fact_may_drive_stock_negative() -> None:
     # A sale keyed in by hand is a request to take units, reference or not: the sales of
     # orders come from their events, never as adjustments.
-    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD, "ord_1").may_go_negative
-    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD).may_go_negative
-    assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, "ord_1").may_go_negative
+    now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD, "ord_1").may_go_negative(now)
+    assert not Adjustment("SKU", "loc_1", -1, Reason.SOLD).may_go_negative(now)
+    assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, "ord_1").may_go_negative(now)
     late = datetime(2026, 12, 1, tzinfo=UTC)
-    assert Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, occurred_at=late).may_go_negative
+    assert Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, occurred_at=late).may_go_negative(now)
+    assert Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, occurred_at=now).may_go_negative(now)
+    # A stamp a little ahead (a till's clock running fast) reports nothing yet: as now.
+    ahead = now + timedelta(minutes=2)
+    assert not Adjustment("SKU", "loc_1", -1, Reason.DAMAGED, occurred_at=ahead).may_go_negative(
+        now
+    )
 
 
 def test_available_is_on_hand_less_reserved_and_never_below_zero() -> None:

@@ -153,6 +153,48 @@ async def test_a_stamped_decrease_is_a_fact_and_may_take_stock_below_zero(db: Db
     assert await ledger_sum(db, sku, loc) == (-1, 2)
 
 
+async def test_a_decrease_stamped_a_little_ahead_of_now_is_checked_as_one_meant_as_now(
+    db: Db,
+) -> None:
+    """A stamp up to 5 minutes ahead of the service's clock is accepted (a till's clock runs
+    fast), but it reports nothing that has already happened: it is taken as now for the stock
+    check. Before, any stamp skipped it, so a write-off or a transfer stamped a minute ahead
+    took stock below zero, or the units a hold had promised, that the same change unstamped
+    was refused. A stamp in the past is still a late fact, recorded whatever it leaves."""
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    there = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 3)
+    async with db.tx() as uow:
+        await reservations.create_reservation(uow, validate_hold(loc, [(sku, 1)], 60, ""))
+    ahead = datetime.now(UTC) + timedelta(minutes=2)
+    published = len(db.published)
+    for delta in (-4, -3):  # below zero; below what is held
+        with pytest.raises(Conflict) as err:
+            async with db.tx() as uow:
+                await handlers.adjust_stock(
+                    uow, Adjustment(sku, loc, delta, Reason.DAMAGED, occurred_at=ahead)
+                )
+        assert err.value.code == "insufficient_stock"
+        assert [v.field for v in err.value.violations] == ["delta"]
+    with pytest.raises(OutOfStock) as short:
+        async with db.tx() as uow:
+            await stock.transfer_stock(uow, loc, there, [(sku, 3)], ahead)
+    assert [(v.field, v.description) for v in short.value.violations] == [
+        ("lines[0].quantity", "must be at most 2, what is available")
+    ]
+    assert len(db.published) == published
+    assert await ledger_sum(db, sku, loc) == (3, 1)
+    # What it may take is recorded at its stamp, as before.
+    async with db.tx() as uow:
+        level, entry = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, -2, Reason.DAMAGED, occurred_at=ahead)
+        )
+    assert (level.on_hand, entry.occurred_at) == (1, ahead)
+    # Stamped in the past, it is a fact: recorded, the shortfall shown.
+    assert await adjust(db, sku, loc, -2, datetime.now(UTC) - timedelta(seconds=1)) == -1
+
+
 async def test_unknown_or_foreign_skus_and_locations_are_not_found(db: Db) -> None:
     sku = unique("mug")
     loc = (await db.shop(sku)).id

@@ -426,8 +426,10 @@ async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
     `received` there is a 409 `location_inactive` naming `location_id`. A decrease takes only
     units on hand that no reservation holds: more is a 409 `insufficient_stock` naming `delta`
     (with `on_hand` and `available`), and nothing is written; release a hold to write its
-    units off. A decrease sent with `occurred_at` reports something that already happened
-    and is recorded whatever it leaves (below zero, or below what is held)."""
+    units off. A decrease sent with an `occurred_at` already past reports something that
+    happened and is recorded whatever it leaves (below zero, or below what is held); one
+    stamped ahead of now (accepted up to 5 minutes: a till's clock running fast) has not
+    happened yet and is checked as one sent without it."""
     request = inventory_pb2.AdjustStockRequest(
         request_id=request_id(),
         sku=body.sku,

@@ -189,8 +189,9 @@ async def count_stock(body: CountIn, svc: Svc) -> Counted:
 )
 async def transfer_stock(body: TransferIn, svc: Svc) -> Transfer:
     """Every line or none. The two locations must differ and each SKU appears once (400).
-    A move meant as now (no `occurred_at`) needs the units available at the source, on hand
-    and not held (409 `insufficient_stock`); one stamped with its `occurred_at` reports a move
+    A move meant as now (no `occurred_at`, or one ahead of now: accepted up to 5 minutes, a
+    till's clock running fast) needs the units available at the source, on hand and not held
+    (409 `insufficient_stock`); one stamped with an `occurred_at` already past reports a move
     made and is recorded whatever the source has left, as a stamped adjustment is (stock may
     show negative), so changes arriving late end in the same levels."""
     request = stock_pb2.TransferStockRequest(

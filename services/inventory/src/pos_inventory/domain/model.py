@@ -151,6 +151,15 @@ class StockLevel:
         return max(0, self.on_hand - self.reserved)
 
 
+def reported_late(occurred_at: datetime | None, now: datetime) -> bool:
+    """True for a change stamped with a moment already past: a fact reported late, recorded
+    whatever it leaves (see `Adjustment.may_go_negative`). A stamp ahead of now, accepted up
+    to `ledger.MAX_CLOCK_SKEW` for a till's clock running fast, reports nothing that has
+    happened yet: it is taken as now, as a change sent with no stamp, and its units must be
+    there."""
+    return occurred_at is not None and occurred_at <= now
+
+
 @dataclass(frozen=True)
 class Adjustment:
     sku: str
@@ -162,18 +171,18 @@ class Adjustment:
     occurred_at: datetime | None = None
     note: str = ""
 
-    @property
-    def may_go_negative(self) -> bool:
+    def may_go_negative(self, now: datetime) -> bool:
         """A reported fact may drive stock negative, visibly; a request to take units may not.
 
-        A fact is a change stamped with when it happened (`occurred_at`): it arrives late, and
-        refusing it would make the outcome depend on what had arrived before it, against the
-        promise that the same changes end in the same levels in any order. Only a decrease
-        meant as "now" (no `occurred_at`) must be covered by what is on hand: most likely a
-        typo otherwise. (A sale made at a till is the order's event, recorded by `record_sale`,
-        never an adjustment: a reference a caller sends proves no sale.)
+        A fact is a change stamped with when it happened (`occurred_at`, before `now`): it
+        arrives late, and refusing it would make the outcome depend on what had arrived before
+        it, against the promise that the same changes end in the same levels in any order.
+        Only a decrease meant as "now" (no `occurred_at`, or one a little ahead of now: a
+        till's clock running fast, see `reported_late`) must be covered by what is on hand:
+        most likely a typo otherwise. (A sale made at a till is the order's event, recorded by
+        `record_sale`, never an adjustment: a reference a caller sends proves no sale.)
         """
-        return self.occurred_at is not None
+        return reported_late(self.occurred_at, now)
 
 
 def validate_location(location: Location, address_sent: bool = True) -> None:

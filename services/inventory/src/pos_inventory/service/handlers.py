@@ -252,9 +252,10 @@ def _goods_back(adjustment: Adjustment) -> bool:
 async def adjust_stock(
     uow: InventoryUnitOfWork, adjustment: Adjustment
 ) -> tuple[StockLevel, LedgerEntry]:
-    occurred_at = adjustment.occurred_at or now()
+    at_now = now()
+    occurred_at = adjustment.occurred_at or at_now
     validate_adjustment(adjustment)
-    raise_if(validate_occurred_at(occurred_at, now()))
+    raise_if(validate_occurred_at(occurred_at, at_now))
     try:
         await require_items(
             uow,
@@ -276,7 +277,7 @@ async def adjust_stock(
         at.refuse_if_inactive("location_id")
     state = await uow.stock.lock(adjustment.sku, adjustment.location_id)
     applied = sequence_change(state, adjustment.delta, occurred_at)
-    if applied.delta < 0 and not adjustment.may_go_negative:
+    if applied.delta < 0 and not adjustment.may_go_negative(at_now):
         await _covered(uow, adjustment, state.on_hand, state.reserved, applied.delta)
     level, entry, threshold = await uow.stock.record(
         adjustment.sku,

@@ -15,7 +15,14 @@ from pos_inventory.domain.ledger import (
     validate_note,
     validate_occurred_at,
 )
-from pos_inventory.domain.model import SKU, LowStock, Reason, StockLevel, Threshold
+from pos_inventory.domain.model import (
+    SKU,
+    LowStock,
+    Reason,
+    StockLevel,
+    Threshold,
+    reported_late,
+)
 from pos_inventory.domain.reservations import Line, OutOfStock, Short, line_violations
 from pos_inventory.service.handlers import announce, now, require_items
 from pos_inventory.service.ports import HistoryFilters, InventoryUnitOfWork
@@ -86,13 +93,15 @@ async def transfer_stock(
 ) -> tuple[str, list[StockLevel], list[LedgerEntry]]:
     """Move units out of one location and into another, every line or none.
 
-    A move meant as now (no `occurred_at`) takes only units available at the source: held
-    units are promised to someone. One stamped with when it happened reports a move made, as
-    a stamped adjustment does (`Adjustment.may_go_negative`): recorded whatever the source
-    has left now (its leg out sequenced by `occurred_at`: nothing, if a later count already
-    saw the units gone), so the same changes end in the same levels in any order of arrival.
+    A move meant as now (no `occurred_at`, or one a little ahead of now: `reported_late`)
+    takes only units available at the source: held units are promised to someone. One
+    stamped with when it happened reports a move made, as a stamped adjustment does
+    (`Adjustment.may_go_negative`): recorded whatever the source has left now (its leg out
+    sequenced by `occurred_at`: nothing, if a later count already saw the units gone), so the
+    same changes end in the same levels in any order of arrival.
     """
-    when = occurred_at or now()
+    at_now = now()
+    when = occurred_at or at_now
     violations: list[FieldViolation] = []
     violations += require(bool(from_location_id), "from_location_id", "is required")
     violations += require(bool(to_location_id), "to_location_id", "is required")
@@ -100,7 +109,7 @@ async def transfer_stock(
         from_location_id != to_location_id, "to_location_id", "must differ from from_location_id"
     )
     violations += line_violations(lines)
-    violations += validate_occurred_at(when, now())
+    violations += validate_occurred_at(when, at_now)
     violations += validate_note(note)
     raise_if(violations)
     await require_items(
@@ -124,7 +133,7 @@ async def transfer_stock(
         Short(sku, quantity, state.on_hand - state.reserved)
         for sku, quantity in sorted(wanted.items())
         if (state := states[(sku, from_location_id)]).on_hand - state.reserved < quantity
-        and occurred_at is None
+        and not reported_late(occurred_at, at_now)
     ]
     if short:
         short = [Short(s.sku, s.wanted, max(0, s.available)) for s in short]
