@@ -8,7 +8,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, insert, literal_column, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    and_,
+    case,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_inventory.adapters.stock import LEVEL, level_of
@@ -32,15 +45,33 @@ def reservation_of(row: Row[Any]) -> Reservation:
     )
 
 
+def _due() -> ColumnElement[bool]:
+    """Active as stored, past its time by the database clock: read as expired."""
+    return and_(
+        reservations.c.status == ReservationStatus.ACTIVE.value,
+        reservations.c.expires_at <= func.now(),
+    )
+
+
+def reads_as(status: ReservationStatus) -> ColumnElement[bool]:
+    """The holds `as_read` reads in `status`, said of the stored columns (not of the status
+    it computes), so an index on them finds them and the planner can tell how many: a hold
+    is read active while stored active and not due, expired when stored so or due, and
+    committed or released as stored."""
+    stored = reservations.c.status == status.value
+    if status is ReservationStatus.ACTIVE:
+        return and_(stored, reservations.c.expires_at > func.now())
+    if status is ReservationStatus.EXPIRED:
+        return or_(stored, _due())
+    return stored
+
+
 def as_read() -> list[Any]:
     """The columns of a reservation as a reader sees it. A hold past its time (by the database
     clock) holds nothing by its terms: it reads `expired` before the sweep writes it so, and
     its `updated_at` is then no earlier than the moment it ran out (the sweep's stamp, later
     still, replaces it). Before, it read `active` for up to a sweep interval."""
-    due = and_(
-        reservations.c.status == ReservationStatus.ACTIVE.value,
-        reservations.c.expires_at <= func.now(),
-    )
+    due = _due()
     return [
         *(c for c in reservations.c if c.name not in ("status", "updated_at")),
         case((due, ReservationStatus.EXPIRED.value), else_=reservations.c.status).label("status"),
@@ -147,19 +178,23 @@ class SqlReservations:
     ) -> list[Reservation]:
         """By id (the primary key's order), each as a reader sees it (`as_read`): `status`
         matches the status read, so a due hold not yet swept is `expired`, not `active`."""
+        rows = await self._conn.execute(self.listing(page, status, location_id, sku))
+        return [reservation_of(r) for r in rows]
+
+    def listing(
+        self, page: PageRequest, status: ReservationStatus | None, location_id: str, sku: str
+    ) -> Select[Any]:
+        """The query of `list`."""
         read = select(*as_read()).where(reservations.c.merchant_id == self._merchant)
         if location_id:
             read = read.where(reservations.c.location_id == location_id)
         if sku:  # a line [sku, quantity] is an array that contains [sku]
             read = read.where(reservations.c.lines.contains([[sku]]))
+        if status is not None:
+            read = read.where(reads_as(status))
         if page.after:
             read = read.where(reservations.c.id > page.after)
-        listed = read.subquery("listed")
-        query = select(listed)
-        if status is not None:
-            query = query.where(listed.c.status == status.value)
-        rows = await self._conn.execute(query.order_by(listed.c.id).limit(page.fetch))
-        return [reservation_of(r) for r in rows]
+        return read.order_by(reservations.c.id).limit(page.fetch)
 
     async def expire_if_due(self, reservation_id: str) -> Reservation | None:
         """Mark an active reservation expired when it is due by the database clock, as the

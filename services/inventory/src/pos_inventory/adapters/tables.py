@@ -217,4 +217,14 @@ reservations = Table(
         "expires_at",
         postgresql_where=text("status = 'active'"),
     ),
+    # The list's filters (ListReservations), each read in id order after the cursor; a SKU's
+    # holds are those whose lines contain [sku] (migration 0014).
+    Index("reservations_by_location", "merchant_id", "location_id", "id"),
+    Index("reservations_by_status", "merchant_id", "status", "id"),
+    Index(
+        "reservations_by_sku",
+        "lines",
+        postgresql_using="gin",
+        postgresql_ops={"lines": "jsonb_path_ops"},
+    ),
 )
