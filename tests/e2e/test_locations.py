@@ -104,8 +104,9 @@ def _closed(answer: httpx.Response, field: str) -> None:
 def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running) -> None:
     """A store closed for good (`status: inactive`): a checkout, an order, a cart, a hold or a
     transfer into it is a 409 naming the field that chose it, an order's pickup there a 400;
-    nearby stock and sourcing pass it by. Its stock can still be moved out and written off;
-    reopened, it sells again."""
+    nearby stock and sourcing pass it by. Goods brought back there (`returned`) are a 409
+    too. Its stock can still be moved out, written off and corrected; reopened, it sells
+    again."""
     with platform.new_merchant(f"Closing {uuid.uuid4().hex[:8]}") as http:
         _ok(_post(http, "/v1/products", {"sku": "CL-MUG", "name": "Mug",
             "price": {"amount": 900, "currency": "USD"}}), 201)  # fmt: skip
@@ -166,8 +167,11 @@ def test_an_inactive_location_sells_holds_and_receives_no_more(platform: Running
         _ok(_post(http, "/v1/inventory/transfers", out), 201)
         loss = {"sku": "CL-MUG", "location_id": closing, "delta": -1, "reason": "damaged"}
         _ok(_post(http, "/v1/inventory/adjustments", loss), 201)
+        back = {**loss, "delta": 2, "reason": "returned"}
+        _closed(_post(http, "/v1/inventory/adjustments", back), "location_id")
+        _ok(_post(http, "/v1/inventory/adjustments", {**back, "reason": "correction"}), 201)
         (level,) = _ok(http.get("/v1/inventory", params=levels))["data"]
-        assert level["on_hand"] == 3
+        assert level["on_hand"] == 5
 
         reopened = _ok(http.patch(path, json={"status": "active"}))
         assert (reopened["status"], reopened["version"]) == ("active", 3)

@@ -894,6 +894,40 @@ async def test_an_inactive_location_receives_no_stock_but_still_writes_it_off(db
     assert level.on_hand == 2
 
 
+async def test_a_closed_store_takes_no_goods_returned_but_is_still_counted_and_corrected(
+    db: Db,
+) -> None:
+    """Goods coming back into a closed store are refused as a delivery is: a `returned`
+    adjustment there (the REST route's, no `reference`) is a 409 `location_inactive` naming
+    `location_id`, and writes nothing, as the order service refuses a return that restocks
+    there. Before, it was recorded, and a closed store's stock grew. A `correction` either way
+    (a closing store's stock set right) and a count still go through, and so does the order
+    service's own restock of a return (`returned`, naming the return in its `reference`): it
+    checked the store before it refunded, and refused now the return would stay pending for
+    ever, its customer refunded."""
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 3)
+    async with db.tx() as uow:
+        await handlers.update_location(uow, loc, {"status": LocationStatus.INACTIVE}, 0)
+    published = len(db.published)
+    with pytest.raises(DomainError) as err:
+        async with db.tx() as uow:
+            await handlers.adjust_stock(uow, Adjustment(sku, loc, 2, Reason.RETURNED))
+    assert (err.value.code, err.value.metadata["location_id"]) == ("location_inactive", loc)
+    assert [v.field for v in err.value.violations] == ["location_id"]
+    assert len(db.published) == published
+    assert await ledger_sum(db, sku, loc) == (3, 1)
+    assert await adjust(db, sku, loc, 2) == 5  # a correction up
+    assert await adjust(db, sku, loc, -1) == 4  # and down
+    assert await count(db, sku, loc, 6, datetime.now(UTC), f"count-{sku}") == 6
+    async with db.tx() as uow:
+        level, entry = await handlers.adjust_stock(
+            uow, Adjustment(sku, loc, 1, Reason.RETURNED, reference="ret_closed")
+        )
+    assert (level.on_hand, entry.reference) == (7, "ret_closed")
+
+
 async def test_availability_leaves_out_a_closed_location_named_or_not(db: Db) -> None:
     """Availability says what can be promised: a store the merchant closed sells nothing (no
     hold, no sourcing, not listed nearby), so its units are neither in a SKU's totals nor

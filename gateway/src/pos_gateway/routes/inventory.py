@@ -315,8 +315,9 @@ async def update_location(
     pickup at a location without `pickup_enabled`, or its shipment from a named location
     without `ship_enabled`, is refused (400), and sourcing ships only from locations with
     `ship_enabled`. `status: inactive` closes the location (a store shut for good): a sale,
-    an order or a cart selling there, a reservation, a transfer into it or a `received`
-    adjustment there is a 409 `location_inactive` naming the field that chose it, an order's
+    an order or a cart selling there, a reservation, a transfer into it or a `received` or
+    `returned` adjustment there is a 409 `location_inactive` naming the field that chose it,
+    an order's
     pickup at it or shipment from it a 400; it is never sourced, nor listed by
     `/v1/inventory/nearby`, nor counted in `/v1/inventory/availability`. Its stock can still
     be counted, written off and transferred out, its orders fulfilled and returned;
@@ -422,8 +423,11 @@ async def adjust_stock(body: AdjustmentIn, svc: Svc) -> Adjusted:
     """Answers the new level, with the ledger `entry` the change wrote. The reason says which
     way the units went: `received` and `returned` add units (a positive `delta`), `sold`,
     `damaged` and `lost` take them away (negative), `correction` either; the other sign is a
-    400 naming `delta`. A location the merchant closed (`status: inactive`) receives no more:
-    `received` there is a 409 `location_inactive` naming `location_id`. A decrease takes only
+    400 naming `delta`. A location the merchant closed (`status: inactive`) takes no more
+    units in: `received` (a delivery) and `returned` (goods brought back) there are a 409
+    `location_inactive` naming `location_id`, as a transfer into it is; `correction`, either
+    way, still sets its stock right (as a count does), and `damaged`, `lost` and `sold` still
+    take its units off. A decrease takes only
     units on hand that no reservation holds: more is a 409 `insufficient_stock` naming `delta`
     (with `on_hand` and `available`), and nothing is written; release a hold to write its
     units off. A decrease sent with an `occurred_at` already past reports something that

@@ -269,9 +269,14 @@ async def adjust_stock(
         # The locations are checked first: a missing product here means the location is ours.
         if not (_goods_back(adjustment) and missing.metadata.get("resource") == "product"):
             raise
-    if adjustment.reason is Reason.RECEIVED:
-        # A closed store receives no more stock, as a transfer into it is refused; what it
-        # has can still be counted, written off and moved out.
+    if adjustment.reason is Reason.RECEIVED or (
+        adjustment.reason is Reason.RETURNED and not _goods_back(adjustment)
+    ):
+        # A closed store receives no more stock, as a transfer into it is refused: no
+        # delivery, no goods brought back (the order service refuses a return that restocks
+        # there). What it has can still be counted, corrected either way, written off and
+        # moved out. The order service's own restock of a return (`_goods_back`) checked the
+        # store before the refund: refused now, the refunded return would stay pending.
         at = await uow.locations.get(adjustment.location_id)
         assert at is not None  # found just above
         at.refuse_if_inactive("location_id")
