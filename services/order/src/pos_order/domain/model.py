@@ -972,11 +972,17 @@ class Order:
         a token the processor never issued), or answered that the processor could not be
         reached (`processor_unavailable`: no payment made): it is no longer awaited, so it
         speaks for nothing and the next tender is taken at once. It names no request any
-        more: the caller's request may come again, corrected or retried, as a new tender."""
+        more: the caller's request may come again, corrected or retried, as a new tender.
+
+        The tender's end, as a decline's answer is: its version announced (`updated`). The
+        tender's read may have written what the payment service said of the order's other
+        payments (a void, a refund, a `pending` one settled: `paid` moved), which no other
+        event tells: the void's own event, heard later, finds it counted."""
         record = self.saga.tenders[n - 1]
         if record.state is TenderState.SENT and not record.payment_id:
             record.state = TenderState.FAILED
             record.asked_by = ""
+            self.events.append(OrderUpdated(self))
 
     @property
     def tenders_to_record(self) -> list[TenderRecord]:
@@ -1791,8 +1797,9 @@ class OrderUpdated:
     return, or a void of one, heard of; its coupons redeemed (or released) after the
     confirmation (or the cancellation); an exchange's credit given back to its tenders by a
     return of the exchange's new order; a tender taken in steps (a pending order's, or one
-    for what a confirmed order has due) answered; cash taken while the payment service was
-    away recorded there after the sale (or its record refused for good)."""
+    for what a confirmed order has due) answered, or refused before anything was taken; cash
+    taken while the payment service was away recorded there after the sale (or its record
+    refused for good)."""
 
     order: Order
 

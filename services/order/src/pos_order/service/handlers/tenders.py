@@ -136,7 +136,7 @@ class AddTender(Generic[R]):
         order = await uow.orders.get(cmd.order_id, lock=True)
         if order is None:
             raise NotFound("order", cmd.order_id)
-        # Written with the new tender only: refused, the events still tell the order.
+        # Written with the new tender, whose answer or refusal announces them (`updated`).
         learn_payments(order, self.payments_now)
         record = order.tender_for(cmd.request_id)
         if record is not None and record.fingerprint not in ("", cmd.fingerprint.hex()):
