@@ -25,7 +25,7 @@ from order_shop import serve_order, serve_relay, tee_shop
 
 from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc
-from pos_devstack.testing import Infra, serve_in_process
+from pos_devstack.testing import Infra, polled, serve_in_process
 from pos_order.adapters.events import ORDER_EVENTS
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -133,13 +133,14 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             inventory = await stack.enter_async_context(
                 serve_in_process("inventory", infra, orders_nats.url)
             )
-            # Its reconciler looks a lost answer up at its next sweep.
+            # Its reconciler looks a lost answer up 2 s after the call (not while it may
+            # still be at the processor), at its next sweep.
             payment = await stack.enter_async_context(
                 serve_in_process(
                     "payment",
                     infra,
                     payments_nats.url,
-                    reconcile_after_seconds=0,
+                    reconcile_after_seconds=2.0,
                     sweep_interval_seconds=0.2,
                 )
             )
@@ -195,6 +196,29 @@ async def test_a_void_learnt_by_a_tender_then_refused_is_announced(shop: Shop) -
     after = await shop.order(order.id)
     assert after.paid.amount == 0 and after.version > taken.order.version
     _announced_as_get_answers(shop, after)
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"], ids=["approved", "declined"])
+async def test_a_tender_whose_answer_was_lost_is_announced_once_the_resumer_learns_it(
+    shop: Shop, token: str
+) -> None:
+    """The payment service took the tender (approved or declined) and its answer was lost on
+    the way back: the tender's request fails, its tender still awaited. The resumer, its
+    driver gone, finds the payment and records it (`payment_ids`, and `paid` for an approved
+    card): that version is announced, the order's last event carrying it as `GetOrder`
+    answers it. Before, the resumer wrote it with no event."""
+    order = await shop.create()
+    shop.relay.lose.add("CreatePayment")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.tender(order.id, card_token=token)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+    learnt = await polled(lambda: shop.order(order.id), lambda o: len(o.payment_ids) == 1, limit=30)
+
+    assert len(learnt.payment_ids) == 1, learnt
+    assert learnt.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert learnt.paid.amount == (learnt.total.amount if token == "tok_visa" else 0)
+    _announced_as_get_answers(shop, learnt)
 
 
 def _announced_as_get_answers(shop: Shop, order: order_pb2.Order) -> None:

@@ -1717,6 +1717,18 @@ class Order:
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
+    def tenders_learnt(self) -> None:
+        """The resumer learnt what became of tenders whose answer was awaited (a `pending` one
+        settled or failed, one whose answer was lost found among the payments, one that never
+        reached the payment service given up) and wrote it (`saga.sync_tenders`): `paid` and
+        `payment_ids` may have moved, a new version, announced (`updated`) as no other event
+        of the order tells it. Not for an order whose confirmation was asked (a register sale,
+        an exchange's new order, a web order being confirmed): its end, confirmed or
+        cancelled, is announced, and a register sale or an exchange's new order is not
+        announced before it."""
+        if not self.saga.confirm_requested:
+            self.events.append(OrderUpdated(self))
+
     def annotated(self, notes: str | None, metadata: dict[str, str] | None, at: datetime) -> None:
         """What is kept on the order beside the sale (a packing note, a partner's own ids)
         changed, in any status: nothing is priced, held or paid; a new version, announced."""

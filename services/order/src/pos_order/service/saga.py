@@ -1218,9 +1218,7 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
                 else timedelta(0),
             )
         else:
-            order, _ = await change(
-                new_uow, order.id, lambda o: sync_tenders(o, payments, give_up_sent=True)
-            )
+            order, _ = await change(new_uow, order.id, lambda o: _tenders_learnt(o, payments))
         if any(t.state is TenderState.PENDING for t in order.saga.tenders):
             return order  # the payment reconciler settles it first
         if any(f.hold is HoldState.SENT for f in order.fulfillments):
@@ -1265,6 +1263,11 @@ async def resume(new_uow: NewUow, ports: CheckoutPorts, order_id: str, policy: P
             # captures nothing more), and the order may be cancelled again (refunded then).
             order, _ = await change(new_uow, order.id, _step_abandoned)
     return order
+
+
+def _tenders_learnt(o: Order, payments: list[PaymentResult]) -> None:
+    sync_tenders(o, payments, give_up_sent=True)
+    o.tenders_learnt()
 
 
 def _step_abandoned(o: Order) -> None:
