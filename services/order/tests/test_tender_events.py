@@ -221,6 +221,27 @@ async def test_a_tender_whose_answer_was_lost_is_announced_once_the_resumer_lear
     _announced_as_get_answers(shop, learnt)
 
 
+async def test_a_pending_tender_settled_is_announced_when_the_order_learns_it(
+    shop: Shop,
+) -> None:
+    """`tok_timeout`: approved at the processor, its answer lost; the tender is answered
+    `pending` (announced so), and the payment service's reconciler settles it. The resumer
+    learns it (`paid` the total): that version is announced then, not with the order's next
+    change (its confirmation, another tender), which may never come."""
+    order = await shop.create()
+    tendered = await shop.tender(order.id, card_token="tok_timeout")
+    assert tendered.payment.status == payment_pb2.PAYMENT_STATUS_PENDING
+    _announced_as_get_answers(shop, tendered.order)
+
+    learnt = await polled(
+        lambda: shop.order(order.id), lambda o: o.paid.amount == o.total.amount, limit=30
+    )
+
+    assert learnt.paid.amount == learnt.total.amount, learnt
+    assert learnt.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    _announced_as_get_answers(shop, learnt)
+
+
 def _announced_as_get_answers(shop: Shop, order: order_pb2.Order) -> None:
     """The order's last event carries `order` (as `GetOrder` answered it): its version first,
     then all of it."""
