@@ -137,6 +137,85 @@ async def test_an_access_token_grants_only_the_scopes_it_carries(gateway: Gatewa
         assert refused.status_code == 403 and refused.json()["code"] == "scope_not_grantable"
 
 
+async def test_a_credential_revokes_only_credentials_within_its_own_scopes(
+    gateway: Gateway,
+) -> None:
+    """`credentials:manage` is no way past one's own scopes: revoking a key or client that
+    holds a scope the caller lacks is a 403 `insufficient_scope` naming those scopes, the
+    credential stays, and the attempt is in the audit log (`credential.refused`). Within its
+    own scopes a credential revokes as ever; an unknown id is still a 404."""
+    made = await gateway.post(
+        "/v1/api-keys", {"name": "manager", "scopes": ["credentials:manage", "catalog:read"]}
+    )
+    assert made.status_code == 201, made.text
+    manager = made.json()
+    wide = {"name": "wide", "scopes": ["catalog:read", "payments:write", "orders:write"]}
+    wide_key = (await gateway.post("/v1/api-keys", wide)).json()
+    wide_client = await gateway.client(wide["scopes"])
+    narrow = {"name": "narrow", "scopes": ["catalog:read"]}
+    narrow_key = (await gateway.post("/v1/api-keys", narrow)).json()
+    narrow_client = await gateway.client(narrow["scopes"])
+    # An access token of a client holding `credentials:manage` is held the same way.
+    client = await gateway.client(["credentials:manage", "catalog:read", "payments:write"])
+    form = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    token = (await gateway.http.post("/v1/oauth/token", data=form)).json()["access_token"]
+
+    revoked_at = "SELECT revoked_at FROM {} WHERE id = %s"
+    cases = [
+        (manager["key"], "api-keys", "api_keys", wide_key["id"], "payments:write orders:write"),
+        (manager["key"], "oauth-clients", "oauth_clients", wide_client["id"],
+         "payments:write orders:write"),
+        (token, "api-keys", "api_keys", wide_key["id"], "orders:write"),
+        (token, "oauth-clients", "oauth_clients", wide_client["id"], "orders:write"),
+    ]  # fmt: skip
+    for credential, path, table, ident, missing in cases:
+        refused = await gateway.http.delete(f"/v1/{path}/{ident}", headers=_bearer(credential))
+        assert refused.status_code == 403, (path, refused.text)
+        problem = refused.json()
+        assert problem["code"] == "insufficient_scope", problem
+        assert missing.replace(" ", ", ") in problem["detail"]
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer error="insufficient_scope", scope="{missing}"'
+        )
+        assert gateway.scalar(revoked_at.format(table), ident) is None
+    # The wide credentials still work.
+    still = await gateway.http.get("/v1/api-keys", headers=_bearer(wide_key["key"]))
+    assert still.status_code == 403 and still.json()["code"] == "insufficient_scope"
+    form = {"grant_type": "client_credentials", "client_id": wide_client["client_id"],
+            "client_secret": wide_client["client_secret"]}  # fmt: skip
+    assert (await gateway.http.post("/v1/oauth/token", data=form)).status_code == 200
+    log = await gateway.http.get("/v1/audit-log", params={"action": "credential.refused"})
+    refusals = [
+        (e["credential_id"], e["resource_id"], e["details"]["not_held"])
+        for e in log.json()["data"]
+        if e["details"].get("action") == "revoke"
+    ]
+    assert sorted(refusals) == sorted(
+        (who, ident, missing.split(" "))
+        for who, (_, _, _, ident, missing) in zip(
+            [manager["id"], manager["id"], client["client_id"], client["client_id"]],
+            cases,
+            strict=True,
+        )
+    )
+
+    # Within its own scopes it revokes; an unknown id is a 404 before anything else.
+    for path, ident in (("api-keys", narrow_key["id"]), ("oauth-clients", narrow_client["id"])):
+        done = await gateway.http.delete(f"/v1/{path}/{ident}", headers=_bearer(manager["key"]))
+        assert done.status_code == 200, done.text
+        assert done.json()["revoked_at"] is not None
+    for path in ("api-keys", "oauth-clients"):
+        missing_one = await gateway.http.delete(
+            f"/v1/{path}/key_nosuch", headers=_bearer(manager["key"])
+        )
+        assert missing_one.status_code == 404, missing_one.text
+    # A credential holding every scope the target holds (the merchant's first key) revokes it.
+    for path, ident in (("api-keys", wide_key["id"]), ("oauth-clients", wide_client["id"])):
+        done = await gateway.http.delete(f"/v1/{path}/{ident}")
+        assert done.status_code == 200, done.text
+
+
 async def _register(gateway: Gateway) -> str:
     """An unpaired register of the fixture's merchant at its store, made directly."""
     merchant = gateway.scalar("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")

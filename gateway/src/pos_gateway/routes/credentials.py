@@ -118,13 +118,40 @@ def not_grantable(beyond: list[str]) -> Problem:
     )
 
 
-async def _refused(request: Request, details: dict[str, Any]) -> None:
+async def _refused(
+    request: Request, details: dict[str, Any], resource: tuple[str, str] | None = None
+) -> None:
     principal = _principal(request)
     async with request.app.state.engine.begin() as conn:
         await audit.record(
             conn, principal.merchant_id, "credential.refused", audit.actor_of(principal),
-            None, details, request_id(),
+            resource, details, request_id(),
         )  # fmt: skip
+
+
+async def within_scopes(
+    request: Request, kind: str, ident: str, name: str, held: list[str]
+) -> None:
+    """A credential acts (revokes) only on a credential holding no scope it lacks itself:
+    else `credentials:manage` alone would be a way to cut off a key or client that can do
+    more than the caller can. A 403 `insufficient_scope` naming the scopes it lacks (in
+    `WWW-Authenticate` too), nothing changes, and the attempt is in the audit log
+    (`credential.refused`, on the credential acted on)."""
+    principal = _principal(request)
+    beyond = [s for s in held if s not in principal.scopes]
+    if not beyond:
+        return
+    details = {"kind": kind, "action": "revoke", "name": name, "scopes": held, "not_held": beyond}
+    await _refused(request, details, (kind, ident))
+    raise Problem(
+        403,
+        "insufficient_scope",
+        f"this credential cannot act on a {kind.replace('_', ' ')} holding scopes it lacks: "
+        + ", ".join(beyond),
+        headers={
+            "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{" ".join(beyond)}"'
+        },
+    )
 
 
 def _ts(value: Any) -> str | None:
@@ -228,10 +255,18 @@ async def list_keys(request: Request, limit: Limit = 50, cursor: Cursor = None) 
     **op("credentials:manage", "Revoke an API key", (404,), example=ex.REVOKED_API_KEY),
 )
 async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
+    """A credential revokes only a key holding no scope it lacks itself (one holding every
+    scope may revoke any): revoking one that holds more is a 403 `insufficient_scope` naming
+    the scopes it lacks; the key stays and the attempt is in the audit log
+    (`credential.refused`)."""
+    engine, merchant = request.app.state.engine, _principal(request).merchant_id
+    found = await admin.get_key(engine, merchant, key_id)
+    if found is None:
+        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+    # A key's scopes never change once made: what was read is what is revoked.
+    await within_scopes(request, "api_key", key_id, found.name, found.scopes)
     async with guarded(request, "api_key.revoked") as done:
-        revoked, now = await admin.revoke_key(
-            request.app.state.engine, _principal(request).merchant_id, key_id
-        )
+        revoked, now = await admin.revoke_key(engine, merchant, key_id)
         if revoked is None:
             raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
         done.resource = ("api_key", key_id)
@@ -303,10 +338,18 @@ async def list_clients(
     **op("credentials:manage", "Revoke an OAuth client", (404,), example=ex.REVOKED_OAUTH_CLIENT),
 )
 async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
+    """A credential revokes only a client holding no scope it lacks itself (one holding every
+    scope may revoke any): revoking one that holds more is a 403 `insufficient_scope` naming
+    the scopes it lacks; the client stays and the attempt is in the audit log
+    (`credential.refused`)."""
+    engine, merchant = request.app.state.engine, _principal(request).merchant_id
+    found = await admin.get_client(engine, merchant, client_id)
+    if found is None:
+        raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+    # A client's scopes never change once made: what was read is what is revoked.
+    await within_scopes(request, "oauth_client", client_id, found.name, found.scopes)
     async with guarded(request, "oauth_client.revoked") as done:
-        revoked, now = await admin.revoke_client(
-            request.app.state.engine, _principal(request).merchant_id, client_id
-        )
+        revoked, now = await admin.revoke_client(engine, merchant, client_id)
         if revoked is None:
             raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
         done.resource = ("oauth_client", client_id)
