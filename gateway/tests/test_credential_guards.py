@@ -9,7 +9,12 @@ a pairing code is issued for it.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -407,6 +412,53 @@ async def test_a_key_the_platform_issues_is_in_the_merchants_audit_log(gateway: 
          {"name": "go live", "scopes": key["scopes"], "mode": "live", "issued_by": "platform"}),
     ]  # fmt: skip
     assert key["key"] not in log.text
+
+
+async def _first_key_entries(gateway: Gateway, key: str) -> list[tuple[Any, ...]]:
+    """The `api_key.created` entries of the merchant of `key` (its first), read with it."""
+    first = _bearer(key)
+    (listed,) = (await gateway.http.get("/v1/api-keys", headers=first)).json()["data"]
+    log = await gateway.http.get(
+        "/v1/audit-log", params={"action": "api_key.created"}, headers=first
+    )
+    assert log.status_code == 200, log.text
+    assert key not in log.text
+    return [
+        (e["credential_id"], e["staff_id"], e["resource_type"], e["resource_id"], e["details"])
+        for e in log.json()["data"]
+    ] + [("listed", listed["id"])]
+
+
+async def test_a_new_merchants_first_key_is_in_its_audit_log(gateway: Gateway) -> None:
+    """The key a merchant is created with (every scope, test) is an `api_key.created` entry in
+    its audit log, as every later key is, by no credential of the merchant's (`issued_by:
+    platform`): from the platform route (once, however often the request is retried) and from
+    `python -m pos_gateway create-merchant` alike. Until 2026-12-05 it was not recorded."""
+    details = {"name": "default", "scopes": list(ALL_SCOPES), "mode": "test",
+               "issued_by": "platform"}  # fmt: skip
+    headers = {**_bearer(ADMIN), "Idempotency-Key": str(uuid.uuid4())}
+    made = await gateway.http.post("/v1/admin/merchants", json={"name": "First"}, headers=headers)
+    assert made.status_code == 201, made.text
+    again = await gateway.http.post("/v1/admin/merchants", json={"name": "First"}, headers=headers)
+    assert again.status_code == 201 and again.json()["id"] == made.json()["id"], again.text
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": gateway.database_url,
+        "GATEWAY_SECRET_KEY": SECRET,
+        "TOKEN_SIGNING_KEYS": SIGNING,
+        **{f"{s.upper()}_ADDR": gateway_alone.NOWHERE for s in gateway_alone.SERVICES},
+    }
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "pos_gateway", "create-merchant", "First by hand"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    by_hand = json.loads(out.stdout)["api_key"]
+
+    for key in (made.json()["api_key"], by_hand):
+        *entries, (_, key_id) = await _first_key_entries(gateway, key)
+        assert entries == [(None, None, "api_key", key_id, details)]
 
 
 async def test_the_platform_keeps_names_trimmed_and_refuses_blank_ones(gateway: Gateway) -> None:

@@ -77,18 +77,22 @@ def main() -> None:
 
 
 async def _create(settings: object, name: str) -> dict[str, str]:
-    from pos_gateway.admin import create_merchant, issue_key
+    from pos_gateway.admin import create_merchant_once
     from pos_gateway.settings import GatewaySettings
     from pos_kit.db import make_engine
 
     assert isinstance(settings, GatewaySettings)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
-        merchant_id = await create_merchant(engine, name)
-        issued = await issue_key(engine, settings.gateway_secret_key, merchant_id, "default")
+        # As POST /v1/admin/merchants makes it (the first key in the audit log with it), with
+        # no request id: each run makes a merchant.
+        merchant_id, key = await create_merchant_once(
+            engine, settings.gateway_secret_key, name, None
+        )
     finally:
         await engine.dispose()
-    return {"merchant_id": merchant_id, "api_key": issued.key}
+    assert key is not None  # made by this run
+    return {"merchant_id": merchant_id, "api_key": key}
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ from sqlalchemy import Table, func, insert, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pos_gateway import keys
+from pos_gateway import audit, keys
 from pos_gateway.tables import api_keys, merchants, oauth_clients
 from pos_kit.db import reads
 from pos_kit.ids import new_id
+
+FIRST_KEY_NAME = "default"
 
 
 class RequestReused(Exception):
@@ -37,12 +39,17 @@ async def create_merchant(engine: AsyncEngine, name: str) -> str:
 
 
 async def create_merchant_once(
-    engine: AsyncEngine, secret: str, name: str, request_id: str
+    engine: AsyncEngine, secret: str, name: str, request_id: str | None
 ) -> tuple[str, str | None]:
-    """(merchant id, its first key) made by this request, the merchant and its key in one
-    transaction. The key (every scope, test mode) is None when an earlier attempt of the same
-    request made the merchant: only its hash was kept (as issue_key_once). RequestReused when
-    that request named another merchant."""
+    """(merchant id, its first key) made by this request, the merchant, its key and the key's
+    audit entry in one transaction. The key (every scope, test mode) is None when an earlier
+    attempt of the same request made the merchant: only its hash was kept (as
+    issue_key_once). RequestReused when that request named another merchant. Without a
+    request id (the command line) every call makes a merchant.
+
+    The key is in the merchant's audit log as `api_key.created` by no credential of the
+    merchant's (`issued_by: platform`), as a key the platform issues later is: the first key
+    can do anything, and the merchant sees where it came from."""
     merchant_id = new_id("mer")
     key = keys.generate("test")
     async with engine.begin() as conn:
@@ -63,12 +70,19 @@ async def create_merchant_once(
             if row.name != name:
                 raise RequestReused()
             return str(row.id), None
+        key_id = new_id("key")
         await conn.execute(
             insert(api_keys).values(
-                id=new_id("key"), merchant_id=merchant_id, name="default",
+                id=key_id, merchant_id=merchant_id, name=FIRST_KEY_NAME,
                 key_hash=keys.keyed_hash(secret, key), key_hint=keys.hint(key), mode="test",
                 scopes=list(keys.ALL_SCOPES),
             )
+        )  # fmt: skip
+        details = {"name": FIRST_KEY_NAME, "scopes": list(keys.ALL_SCOPES), "mode": "test",
+                   "issued_by": "platform"}  # fmt: skip
+        await audit.record(
+            conn, merchant_id, "api_key.created", audit.Actor(), ("api_key", key_id), details,
+            request_id,
         )  # fmt: skip
     return merchant_id, key
 

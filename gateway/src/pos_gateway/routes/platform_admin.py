@@ -71,8 +71,9 @@ class MerchantIn(Body):
     description="Requires the platform credential. The key (`api_key`, every scope) is shown "
     "in this answer only, with `secret_redacted: false`. With an `Idempotency-Key` a retry "
     "creates nothing: it answers the same merchant with `api_key` null and `secret_redacted: "
-    "true` (the key is never stored with the answer). Answers 404 like an unknown route when "
-    "the deployment has no platform credential.",
+    "true` (the key is never stored with the answer). The key is in the merchant's audit log "
+    "as `api_key.created` with `issued_by: platform` (no credential of the merchant's), once. "
+    "Answers 404 like an unknown route when the deployment has no platform credential.",
     responses={201: success(ex.MERCHANT), **problems(400, 401, 404, 409, 413, 422, 429)},
     openapi_extra={SHOWN_ONCE: ["api_key"]},
 )
