@@ -144,6 +144,74 @@ async def test_during_a_rotation_both_secrets_sign(dispatcher, receiver) -> None
         Webhook(made.secret).verify(later.body, later.headers)
 
 
+async def test_a_second_rotation_keeps_every_earlier_secret_to_the_end_of_its_overlap(
+    dispatcher, receiver
+) -> None:
+    """Rotated again within the overlap, the secret in use (B) keeps signing beside the new one
+    (C) for the second rotation's overlap, and the one the first rotation retired (A) still
+    to the end of the overlap that rotation promised: a receiver not yet switched to B (the
+    first rotation's answer lost, say) is not cut off by the second. Until 2026-12-05 the
+    second rotation dropped A at once."""
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    first = await dispatcher.call(
+        "RotateSubscriptionSecret",
+        pb.RotateSubscriptionSecretRequest(
+            request_id="rot-again-1", id=made.subscription.id, overlap_seconds=2 * 86400
+        ),
+    )
+    dispatcher.clock.travel(timedelta(days=1))
+    travelled = timedelta(days=1)
+    try:
+        second = await dispatcher.call(
+            "RotateSubscriptionSecret",
+            pb.RotateSubscriptionSecretRequest(
+                request_id="rot-again-2", id=made.subscription.id, overlap_seconds=3 * 86400
+            ),
+        )
+        secrets = {"A": made.secret, "B": first.secret, "C": second.secret}
+        assert len(set(secrets.values())) == 3
+        # Day 1: A (to day 2), B (to day 4) and C all sign; day 3: B and C; day 5: C alone.
+        expected = [(0, {"A", "B", "C"}), (2, {"B", "C"}), (2, {"C"})]
+        for n, (days, signing) in enumerate(expected):
+            dispatcher.clock.travel(timedelta(days=days))
+            travelled += timedelta(days=days)
+            await dispatcher.publish(product_created(20 + n))
+            # Recorded before the clock moves on, so no lease ends and sends it again then.
+            await dispatcher.eventually(lambda n=n: _succeeded(dispatcher, made, n + 1))
+            heard = next(r for r in receiver.got if f'"prod_{20 + n}"' in r.body)
+            assert len(heard.headers["webhook-signature"].split(" ")) == len(signing)
+            for name, secret in secrets.items():
+                if name in signing:
+                    Webhook(secret).verify(heard.body, heard.headers)
+                else:
+                    with pytest.raises(WebhookVerificationError):
+                        Webhook(secret).verify(heard.body, heard.headers)
+    finally:
+        dispatcher.clock.travel(-travelled)
+
+
+async def test_at_most_five_secrets_sign_however_often_it_is_rotated(dispatcher, receiver) -> None:
+    """Rotated many times within the overlap, the newest five secrets sign (the current, the
+    one it replaced and three earlier): the header stays small, and the oldest stop early."""
+    made = await dispatcher.subscribe(receiver.url, ["product.*"])
+    secrets = [made.secret]
+    for n in range(6):
+        rotated = await dispatcher.call(
+            "RotateSubscriptionSecret",
+            pb.RotateSubscriptionSecretRequest(request_id=f"rot-many-{n}", id=made.subscription.id),
+        )
+        secrets.append(rotated.secret)
+    await dispatcher.publish(product_created(30))
+    await dispatcher.eventually(lambda: _have(receiver, 1))
+    heard = receiver.got[0]
+    assert len(heard.headers["webhook-signature"].split(" ")) == 5
+    for secret in secrets[-5:]:
+        Webhook(secret).verify(heard.body, heard.headers)
+    for secret in secrets[:-5]:
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(heard.body, heard.headers)
+
+
 async def test_failed_attempts_are_retried_until_the_receiver_answers(dispatcher, receiver) -> None:
     receiver.answer = lambda r: (500, {}, 0.0) if len(receiver.got) <= 2 else (200, {}, 0.0)
     made = await dispatcher.subscribe(receiver.url, ["product.*"])
@@ -159,6 +227,11 @@ async def test_failed_attempts_are_retried_until_the_receiver_answers(dispatcher
     assert [a.status_code for a in delivery.attempts] == [500, 500, 200]
     assert delivery.status == pb.DELIVERY_STATUS_SUCCEEDED
     assert len({r.headers["webhook-id"] for r in receiver.got}) == 1  # one message, retried
+
+
+async def _succeeded(dispatcher, made, n: int) -> bool:  # type: ignore[no-untyped-def]
+    found = await dispatcher.deliveries(made.subscription.id)
+    return [d.status for d in found] == [pb.DELIVERY_STATUS_SUCCEEDED] * n
 
 
 async def _attempts(dispatcher, made, n: int) -> bool:  # type: ignore[no-untyped-def]

@@ -321,7 +321,8 @@ class RotationIn(Body):
         86400,
         ge=1,
         le=7 * 86400,
-        description="How long the previous secret keeps signing beside the new one",
+        description="How long the previous secret keeps signing beside the new one (a later "
+        "rotation does not cut it short)",
     )
 
 
@@ -500,8 +501,12 @@ async def rotate_webhook_secret(
 ) -> NewWebhookSubscription:
     """A new secret, in this answer only. Until `overlap_seconds` pass, every delivery is
     signed with both (two signatures in `webhook-signature`), so you can switch receivers
-    over without missing one. In the audit log as `webhook_subscription.secret_rotated`
-    (`overlap_seconds`, the new version; never a secret)."""
+    over without missing one. Rotating again within that overlap does not cut it short: the
+    secret the first rotation retired keeps signing to the end of its overlap, beside the
+    current one and the one just replaced (at most five secrets sign at once, the newest;
+    past that the oldest stops early). In the audit log as
+    `webhook_subscription.secret_rotated` (`overlap_seconds`, the new version; never a
+    secret)."""
     async with guarded(request, "webhook_subscription.secret_rotated") as done:
         answer = await svc.dispatcher.RotateSubscriptionSecret(
             pb.RotateSubscriptionSecretRequest(

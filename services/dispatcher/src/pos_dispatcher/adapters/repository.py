@@ -69,6 +69,11 @@ def _event(row: Row[Any]) -> StoredEvent:
     )
 
 
+# Secrets earlier rotations retired that sign beside the current and the previous one: with
+# them at most five signatures go with a delivery, however often it is rotated in a week.
+MAX_EARLIER_SECRETS = 3
+
+
 def _subscription(row: Row[Any]) -> Subscription:
     m = row._mapping
     return Subscription(
@@ -348,20 +353,36 @@ class Subscriptions:
         ).one()
         return _subscription(row)
 
-    async def rotate(self, subscription_id: str, secret: str, overlap_until: datetime) -> None:
-        current = (
+    async def rotate(
+        self, subscription_id: str, secret: str, now: datetime, overlap_until: datetime
+    ) -> None:
+        """`secret` signs from now on; the one it replaces beside it until `overlap_until`.
+        A secret an earlier rotation retired whose overlap has not ended keeps signing to that
+        end (the rotation that retired it promised so), at most MAX_EARLIER_SECRETS of them,
+        the newest; one whose overlap ended is dropped."""
+        t = subscriptions
+        row = (
             await self._conn.execute(
-                select(subscriptions.c.secret).where(self._where(subscription_id))
+                select(t.c.secret, t.c.previous_secret, t.c.previous_secret_until,
+                       t.c.earlier_secrets, t.c.earlier_secrets_until)
+                .where(self._where(subscription_id))
             )
-        ).scalar_one()
+        ).one()  # fmt: skip
+        earlier = list(zip(row.earlier_secrets, row.earlier_secrets_until, strict=True))
+        if row.previous_secret is not None:
+            earlier.insert(0, (row.previous_secret, row.previous_secret_until))
+        kept = [(sealed, until) for sealed, until in earlier if until > now]
+        kept = kept[:MAX_EARLIER_SECRETS]
         await self._conn.execute(
-            update(subscriptions)
+            update(t)
             .where(self._where(subscription_id))
             .values(
                 secret=self._box.seal(secret, self._merchant, subscription_id),
-                previous_secret=current,
+                previous_secret=row.secret,
                 previous_secret_until=overlap_until,
-                version=subscriptions.c.version + 1,
+                earlier_secrets=[sealed for sealed, _ in kept],
+                earlier_secrets_until=[until for _, until in kept],
+                version=t.c.version + 1,
             )
         )
 

@@ -55,6 +55,7 @@ WHERE d.merchant_id = t.merchant_id AND d.id = t.id
   AND s.merchant_id = d.merchant_id AND s.id = d.subscription_id
 RETURNING d.merchant_id, d.id, d.subscription_id, d.event_id, d.body, d.attempt_count,
     s.url, s.secret, s.previous_secret, s.previous_secret_until,
+    s.earlier_secrets, s.earlier_secrets_until,
     t.next_attempt_at AS due_at, t.sequence
 """
 

@@ -70,6 +70,17 @@ subscriptions = Table(
     Column("secret", LargeBinary, nullable=False),
     Column("previous_secret", LargeBinary),
     Column("previous_secret_until", DateTime(timezone=True)),
+    # Secrets earlier rotations retired, still signing to the end of the overlap each was
+    # given (a rotation within another's overlap keeps it), newest first, with those ends.
+    Column(
+        "earlier_secrets", ARRAY(LargeBinary), nullable=False, server_default=text("'{}'::bytea[]")
+    ),
+    Column(
+        "earlier_secrets_until",
+        ARRAY(DateTime(timezone=True)),
+        nullable=False,
+        server_default=text("'{}'::timestamptz[]"),
+    ),
     # Since when every attempt has failed (null after any success): what disables it.
     Column("failing_since", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False, server_default="1"),

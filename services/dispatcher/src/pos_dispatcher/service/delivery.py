@@ -263,6 +263,10 @@ class DeliveryWorker:
         keys = [self._box.open(row.secret, row.merchant_id, row.subscription_id)]
         if row.previous_secret is not None and row.previous_secret_until > now:
             keys.append(self._box.open(row.previous_secret, row.merchant_id, row.subscription_id))
+        # Those earlier rotations retired, each to the end of the overlap it was given.
+        for sealed, until in zip(row.earlier_secrets, row.earlier_secrets_until, strict=True):
+            if until > now:
+                keys.append(self._box.open(sealed, row.merchant_id, row.subscription_id))
         return Job(
             row.merchant_id, row.id, row.subscription_id, row.event_id, row.body,
             row.attempt_count, row.url, keys, lease_until,

@@ -241,7 +241,8 @@ async def rotate_secret(
     )
     await get_subscription(uow, subscription_id, lock=True)
     secret = signing.new_secret()
-    await uow.subscriptions.rotate(subscription_id, secret, uow.now() + overlap)
+    now = uow.now()
+    await uow.subscriptions.rotate(subscription_id, secret, now, now + overlap)
     return await get_subscription(uow, subscription_id), secret
 
 

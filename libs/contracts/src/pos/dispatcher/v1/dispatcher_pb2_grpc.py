@@ -151,7 +151,8 @@ class DispatcherServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RotateSubscriptionSecret(self, request, context):
-        """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass.
+        """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass,
+        and one an earlier rotation retired to the end of its own overlap (the newest three).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

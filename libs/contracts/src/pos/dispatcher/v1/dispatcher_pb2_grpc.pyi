@@ -50,7 +50,9 @@ class DispatcherServiceStub:
     """
     DeleteSubscription: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.DeleteSubscriptionRequest, _dispatcher_pb2.DeleteSubscriptionResponse]
     RotateSubscriptionSecret: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.RotateSubscriptionSecretRequest, _dispatcher_pb2.RotateSubscriptionSecretResponse]
-    """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass."""
+    """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass,
+    and one an earlier rotation retired to the end of its own overlap (the newest three).
+    """
     SendTestEvent: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.SendTestEventRequest, _dispatcher_pb2.SendTestEventResponse]
     """Deliver a `webhook_subscription.tested` event to this subscription only (not in the feed)."""
     ListDeliveries: _grpc.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeliveriesRequest, _dispatcher_pb2.ListDeliveriesResponse]
@@ -81,7 +83,9 @@ class DispatcherServiceAsyncStub(DispatcherServiceStub):
     """
     DeleteSubscription: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.DeleteSubscriptionRequest, _dispatcher_pb2.DeleteSubscriptionResponse]  # type: ignore[assignment]
     RotateSubscriptionSecret: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.RotateSubscriptionSecretRequest, _dispatcher_pb2.RotateSubscriptionSecretResponse]  # type: ignore[assignment]
-    """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass."""
+    """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass,
+    and one an earlier rotation retired to the end of its own overlap (the newest three).
+    """
     SendTestEvent: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.SendTestEventRequest, _dispatcher_pb2.SendTestEventResponse]  # type: ignore[assignment]
     """Deliver a `webhook_subscription.tested` event to this subscription only (not in the feed)."""
     ListDeliveries: _aio.UnaryUnaryMultiCallable[_dispatcher_pb2.ListDeliveriesRequest, _dispatcher_pb2.ListDeliveriesResponse]  # type: ignore[assignment]
@@ -157,7 +161,9 @@ class DispatcherServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _dispatcher_pb2.RotateSubscriptionSecretRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_dispatcher_pb2.RotateSubscriptionSecretResponse, _abc.Awaitable[_dispatcher_pb2.RotateSubscriptionSecretResponse]]:
-        """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass."""
+        """A new secret, shown once; the previous one keeps signing too until `overlap_seconds` pass,
+        and one an earlier rotation retired to the end of its own overlap (the newest three).
+        """
 
     @_abc_1.abstractmethod
     def SendTestEvent(
