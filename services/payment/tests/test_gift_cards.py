@@ -464,6 +464,87 @@ async def test_a_pre_printed_code_reserved_for_an_order_line_is_its_until_activa
     assert await refused(reserve("ord_gone", code=lapsed, request_id=rid())) == taken
 
 
+async def test_an_order_line_has_one_card_whatever_request_id_asks_for_it(
+    running: Running,
+) -> None:
+    """The order's line is the card's identity: a second issue for it under another request id
+    (the order service asking again after its stored answer was lost, a caller's bug) answers
+    the card already issued, with no code shown and no second card funded; one that asks for
+    another amount, currency or code is refused, and nothing is written."""
+    m = merchant()
+    order = "ord_" + new_id("o")[-12:]
+
+    def ask(line: str, amount: int = 2500, **fields: Any) -> Any:
+        return running.cards.IssueGiftCard(
+            G.IssueGiftCardRequest(
+                request_id=fields.pop("request_id", rid()),
+                amount=usd(amount, fields.pop("currency", "USD")),
+                order_id=order,
+                order_line_id=line,
+                **fields,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    first = await ask("L1", request_id=f"{order}/gift_card/L1")
+    assert first.code and not first.code_redacted
+    again = await ask("L1")
+    assert again.gift_card.id == first.gift_card.id
+    assert again.activity.id == first.activity.id
+    assert (again.code, again.code_redacted) == ("", True)
+    cards = "SELECT count(*) FROM gift_cards WHERE merchant_id = %s"
+    activities = "SELECT count(*) FROM gift_card_activities WHERE merchant_id = %s"
+    assert (running.one(cards, m), running.one(activities, m)) == (1, 1)
+
+    # Spent since: the answer is the card as it is now, with its activation.
+    await running.cards.RedeemGiftCard(
+        G.RedeemGiftCardRequest(request_id=rid(), code=first.code, amount=usd(1000)),
+        metadata=md(m),
+        timeout=30,
+    )
+    later = await ask("L1")
+    assert (later.gift_card.id, later.gift_card.balance.amount) == (first.gift_card.id, 1500)
+    assert later.activity.id == first.activity.id
+
+    taken = (grpc.StatusCode.ALREADY_EXISTS, "gift_card_line_issued")
+    assert await refused(ask("L1", 3000)) == taken
+    assert await refused(ask("L1", currency="EUR")) == taken
+    assert await refused(ask("L1", code="OTHER-" + new_id("c")[-12:].upper())) == taken
+    assert (running.one(cards, m), running.one(activities, m)) == (1, 2)
+
+    # A pre-printed card: asked again without its code (the order's recovery) or with it, the
+    # same card; its line's code is not shown by either.
+    printed = "LINE-" + new_id("c")[-12:].upper()
+    sold = await ask("L2", code=printed)
+    assert sold.code == printed
+    for code in ("", printed.lower()):
+        same = await ask("L2", code=code)
+        assert (same.gift_card.id, same.code, same.code_redacted) == (sold.gift_card.id, "", True)
+    # Another order's line of the same name is another card.
+    other = await running.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=rid(), amount=usd(2500), order_id=order + "_b", order_line_id="L1"
+        ),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert other.gift_card.id != first.gift_card.id
+    assert running.one(cards, m) == 3
+
+    # Concurrent issues of one line under as many request ids: one card, every answer it.
+    answers = await asyncio.gather(*(ask("L3") for _ in range(12)))
+    assert len({a.gift_card.id for a in answers}) == 1
+    assert sum(1 for a in answers if a.code) == 1
+    assert running.one(cards, m) == 4
+    line_cards = running.sql(
+        "SELECT order_line_id, count(*) FROM gift_cards WHERE merchant_id = %s "
+        "GROUP BY order_line_id",
+        m,
+    )
+    assert sorted(line_cards) == [("L1", 2), ("L2", 1), ("L3", 1)]
+
+
 # --- never negative --------------------------------------------------------------------------
 
 

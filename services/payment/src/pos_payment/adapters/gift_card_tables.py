@@ -62,6 +62,15 @@ gift_cards = Table(
         "order_id",
         postgresql_where=text("order_id <> ''"),
     ),
+    # An order line's card: one per line, whatever request issued it (migration 0021).
+    Index(
+        "gift_cards_order_line",
+        "merchant_id",
+        "order_id",
+        "order_line_id",
+        unique=True,
+        postgresql_where=text("order_line_id <> ''"),
+    ),
     # The list as a change feed (`updated_at` stamped by the kit's trigger: pos_kit/changes.py).
     Index("gift_cards_changes", "merchant_id", "updated_at", "id"),
     # The list's location filter: the cards sold at a store.

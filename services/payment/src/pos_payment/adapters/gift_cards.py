@@ -128,7 +128,7 @@ class SqlGiftCardRepository:
                     reason=card.reason.value,
                     location_id=card.location_id,
                 )
-                .on_conflict_do_nothing()
+                .on_conflict_do_nothing(constraint="gift_cards_code_hash")
                 .returning(gift_cards.c.created_at, gift_cards.c.updated_at)
             )
         ).first()
@@ -147,6 +147,36 @@ class SqlGiftCardRepository:
         query = select(gift_cards).where(self._mine(), gift_cards.c.code_hash == digest)
         row = (await self._conn.execute(query.with_for_update() if lock else query)).first()
         return _card(row) if row else None
+
+    async def lock_line(self, order_id: str, order_line_id: str) -> None:
+        """Serialise, until this transaction ends, the issues of one order line's card (no row
+        to lock before the first one exists): the second finds the first's card. Keyed by a
+        hash of the merchant, the order and the line; two lines sharing the key only wait."""
+        line = f"gift_card_line\0{self._merchant}\0{order_id}\0{order_line_id}".encode()
+        key = int.from_bytes(hashlib.sha256(line).digest()[:8], "big", signed=True)
+        await self._conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    async def of_line(self, order_id: str, order_line_id: str) -> GiftCard | None:
+        query = select(gift_cards).where(
+            self._mine(),
+            gift_cards.c.order_id == order_id,
+            gift_cards.c.order_line_id == order_line_id,
+        )
+        row = (await self._conn.execute(query)).first()
+        return _card(row) if row else None
+
+    async def activation(self, card_id: str) -> Activity:
+        t = gift_card_activities
+        row = (
+            await self._conn.execute(
+                select(t).where(
+                    t.c.merchant_id == self._merchant,
+                    t.c.gift_card_id == card_id,
+                    t.c.kind == ActivityKind.ACTIVATE.value,
+                )
+            )
+        ).one()
+        return _activity(row)
 
     async def lock_code(self, normalized_code: str) -> None:
         """Serialise, until this transaction ends, everything that decides who may have the

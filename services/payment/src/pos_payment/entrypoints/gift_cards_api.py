@@ -122,8 +122,9 @@ class GiftCardApi(Servicer[GiftCardUow], gift_cards_pb2_grpc.GiftCardServiceServ
         issued: _Issued,
         uow: GiftCardUow,
     ) -> G.IssueGiftCardResponse:
-        moved = await handlers.issue(uow, ask, code, reason, register_var.get() or "")
-        issued.shown = True
+        done = await handlers.issue(uow, ask, code, reason, register_var.get() or "")
+        moved = done.moved
+        issued.shown = done.made
         return G.IssueGiftCardResponse(
             gift_card=card_to_proto(moved.card),
             activity=activity_to_proto(moved.activity),

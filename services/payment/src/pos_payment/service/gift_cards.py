@@ -88,6 +88,13 @@ class CardRepository(Protocol):
         """Held to the transaction's end: whoever decides who may have this code waits."""
         ...
 
+    async def lock_line(self, order_id: str, order_line_id: str) -> None:
+        """Held to the transaction's end: another issue for this order line waits."""
+        ...
+
+    async def of_line(self, order_id: str, order_line_id: str) -> GiftCard | None: ...
+    async def activation(self, card_id: str) -> Activity: ...
+
     async def reservation(self, normalized_code: str) -> CodeReservation | None: ...
     async def reserve(
         self, normalized_code: str, order_id: str, order_line_id: str, seconds: int
@@ -218,12 +225,64 @@ async def _shift_of(uow: GiftCardUnitOfWork, at: AtRegister, currency: str) -> s
     return shift[0] if shift is not None else ""
 
 
+@dataclass(frozen=True)
+class Issued:
+    moved: Moved
+    made: bool  # False: the order line's card, issued before (its code is not shown again)
+
+
 async def issue(
     uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueReason, register_id: str = ""
-) -> Moved:
+) -> Issued:
     """A new active card holding `ask.amount`. `code` is already normalised. A card sold on
     its own at a register (not an order's line, not store credit nor promotional) counts in
-    the shift open there."""
+    the shift open there.
+
+    An order line has one card, whatever request asks for it: asked again (under another
+    request id: the order service's retry after its answer was lost, a caller's bug) the
+    answer is the card issued for it, as it is now, with its activation, and nothing moves;
+    asked for another card (another amount, code or reason) it is refused
+    (`gift_card_line_issued`). The order's recovery finds the line's card the same way."""
+    if ask.order_line_id:
+        await uow.cards.lock_line(ask.order_id, ask.order_line_id)
+        sold = await uow.cards.of_line(ask.order_id, ask.order_line_id)
+        if sold is not None:
+            return Issued(await _issued_before(uow, sold, ask, code, reason), made=False)
+    return Issued(await _issue(uow, ask, code, reason, register_id), made=True)
+
+
+async def _issued_before(
+    uow: GiftCardUnitOfWork, card: GiftCard, ask: Issue, code: str, reason: IssueReason
+) -> Moved:
+    """The line's card if it is the card asked for: the amount it was activated with, its
+    currency and reason, and its code when one is supplied (none: a generated one was asked
+    for, or the code is not known to the asker, as to the order's recovery)."""
+    activation = await uow.cards.activation(card.id)
+    differ = []
+    if activation.amount != ask.amount[0]:
+        differ.append(FieldViolation("amount.amount", f"must be {activation.amount}"))
+    if activation.currency != ask.amount[1]:
+        differ.append(FieldViolation("amount.currency", f"must be {activation.currency}"))
+    if ask.code:
+        holder = await uow.cards.by_code(code)
+        if holder is None or holder.id != card.id:
+            differ.append(FieldViolation("code", "must be the line's card's code"))
+    if reason is not card.reason:
+        differ.append(FieldViolation("reason", f"must be {card.reason.value}"))
+    if differ:
+        raise DomainError(
+            "this order line has a gift card already, issued for another amount, code or reason",
+            "gift_card_line_issued",
+            differ,
+            {},
+            ErrorKind.ALREADY_EXISTS,
+        )
+    return Moved(card, activation)
+
+
+async def _issue(
+    uow: GiftCardUnitOfWork, ask: Issue, code: str, reason: IssueReason, register_id: str
+) -> Moved:
     amount, currency = ask.amount
     settings = await uow.card_settings.get()
     card = GiftCard(

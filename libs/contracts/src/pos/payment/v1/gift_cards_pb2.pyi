@@ -195,7 +195,10 @@ class IssueGiftCardRequest(_message.Message):
     """The order's gift card line the card is sold as: named only by the order service's issue
     of its lines when the order is confirmed (it consumes the line's reserved code, and the
     order finds the line's card by order and line). A card issued through the API (POST
-    /v1/gift-cards) names none: the gateway refuses it (400 naming order_line_id).
+    /v1/gift-cards) names none: the gateway refuses it (400 naming order_line_id). A line has
+    one card: asked again under another request_id, the answer is the card issued for it (its
+    code not shown); asked with another amount, code or reason, ALREADY_EXISTS
+    `gift_card_line_issued`, nothing issued.
     """
     reason: _builtins.str
     location_id: _builtins.str
