@@ -635,11 +635,14 @@ class Order:
         f = self.fulfillment(fulfillment_id)
         assert f is not None
         cash = {t.payment_id for t in self.saga.tenders if t.tender is Tender.CASH}
-        share = [
-            c.payment_id
-            for c in self.saga.captures
-            if c.fulfillment_id == f.id and c.done and c.amount > 0 and c.payment_id in cash
-        ]
+        # Its share goes back where it was captured from, and what those payments no longer
+        # have (goodwill given back from them) from the others (`refunds_for`).
+        left = {
+            t.payment_id: max(t.captured - t.refunded_now, held.get(t.payment_id, 0))
+            for t in self.saga.tenders
+            if t.payment_id
+        }
+        share = [p for p in self.refunds_for(f.id, left) if p in cash]
         last = not any(
             x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
         ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
@@ -1463,26 +1466,51 @@ class Order:
         return True
 
     def plan_refunds(self, fulfillment_id: str, refundable: dict[str, int]) -> None:
-        """What was captured for a fulfilment being cancelled goes back to the payments it
-        was captured from, each at most what the payment service says it has left to refund.
-        Planned once: a re-run asks the same amounts under the same ids."""
+        """What was captured for a fulfilment being cancelled goes back (`refunds_for`), each
+        payment at most what the payment service says it has left to refund. Planned once: a
+        re-run asks the same amounts under the same ids."""
         if any(r.fulfillment_id == fulfillment_id for r in self.saga.refunds):
             return
+        for payment_id, take in self.refunds_for(fulfillment_id, refundable).items():
+            self.saga.refunds.append(
+                Capture(
+                    f"{self.id}/refund/{fulfillment_id}/{payment_id}",
+                    payment_id,
+                    take,
+                    fulfillment_id,
+                )
+            )
+
+    def refunds_for(self, fulfillment_id: str, refundable: dict[str, int]) -> dict[str, int]:
+        """What a cancel of the fulfilment gives back to each payment: what was captured for
+        it, to the payments it was captured from, each at most what it has left to refund
+        (`refundable`). What one of them no longer has (a refund naming no units, goodwill,
+        gave it back before) is given back from the order's other payments, from the last
+        taken backwards, each within what it has left: the goodwill stays given, and the
+        customer gets back what the cancelled goods were paid, never more than was captured
+        in all. Before, that part was kept, and the cancel took the goodwill back."""
         owed: dict[str, int] = {}
         for c in self.saga.captures:
             if c.fulfillment_id == fulfillment_id and c.done:
                 owed[c.payment_id] = owed.get(c.payment_id, 0) + c.amount
+        left = {p: max(0, amount) for p, amount in refundable.items()}
+        plan: dict[str, int] = {}
+        short = 0
         for payment_id, amount in owed.items():
-            take = min(amount, max(0, refundable.get(payment_id, 0)))
+            take = min(amount, left.get(payment_id, 0))
             if take > 0:
-                self.saga.refunds.append(
-                    Capture(
-                        f"{self.id}/refund/{fulfillment_id}/{payment_id}",
-                        payment_id,
-                        take,
-                        fulfillment_id,
-                    )
-                )
+                plan[payment_id] = take
+                left[payment_id] -= take
+            short += amount - take
+        for t in reversed(self.saga.tenders):
+            if short <= 0:
+                break
+            take = min(short, left.get(t.payment_id, 0)) if t.payment_id else 0
+            if take > 0:
+                plan[t.payment_id] = plan.get(t.payment_id, 0) + take
+                left[t.payment_id] -= take
+                short -= take
+        return plan
 
     def replan_refund(self, request_id: str, refundable: int) -> None:
         """A planned refund the payment service refused for want of money left to refund (a
