@@ -307,6 +307,32 @@ def test_a_refund_naming_units_needs_its_amount(shop: httpx.Client) -> None:
     assert [r["amount"] for r in made["data"]] == [ten]
 
 
+def test_a_refund_naming_units_gives_back_at_most_what_they_were_paid(
+    shop: httpx.Client,
+) -> None:
+    """Two packs of socks on one card: a refund naming one pack (a price adjustment) gives
+    back at most what that pack was paid, with its tax (the dearer half of the line); more is
+    a 400 naming `amount` and nothing is refunded, on the order's refunds and on the
+    payment's. Before, one pack took any amount the card had left (the whole sale)."""
+    http = shop
+    sale = _sale(http, _store(http), [{"sku": "SOCKS-3PK", "quantity": 2}])
+    order, payment = sale["order"], sale["payment"]
+    paid = order["total"]["amount"]
+    pack = paid - paid // 2
+    one = [{"sku": "SOCKS-3PK", "quantity": 1}]
+    for path in (f"/v1/orders/{order['id']}/refunds", f"/v1/payments/{payment['id']}/refunds"):
+        for amount in (paid, pack + 1):
+            body = {"lines": one, "amount": {"amount": amount, "currency": "USD"}}
+            refused = _post(http, path, body)
+            assert refused.status_code == 400, refused.text
+            assert [e["field"] for e in refused.json()["errors"]] == ["amount"]
+    assert _ok(http.get("/v1/refunds", params={"order_id": order["id"]}))["data"] == []
+    # What the pack was paid is given back.
+    body = {"lines": one, "amount": {"amount": pack, "currency": "USD"}}
+    made = _ok(_post(http, f"/v1/orders/{order['id']}/refunds", body), 201)
+    assert [r["amount"]["amount"] for r in made["data"]] == [pack]
+
+
 def test_an_exchanges_declined_tender_answers_the_order_and_the_payment(
     shop: httpx.Client,
 ) -> None:

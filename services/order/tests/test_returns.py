@@ -1078,3 +1078,72 @@ async def test_a_return_that_read_the_refunds_before_a_hold_is_refused_at_its_cl
             assert await returns.refunds_settled(uow, order.id) == seen + 1
     finally:
         await engine.dispose()
+
+
+async def test_a_refund_naming_units_gives_back_at_most_what_they_were_paid(shop: Shop) -> None:
+    """Three tees and a mug, each line paid its total after its discounts, with its tax (a
+    tee its share: the line's paid total times units over three, floored on the running
+    count). A refund naming units (a price adjustment) gives back at most what they were
+    paid: more is INVALID_ARGUMENT naming `amount`, with what it may be at most (the
+    gateway's 400), asked while the order is held for the refund; less what earlier refunds
+    naming the SKU and its returns gave back. Before, a refund naming one tee took any amount
+    the payments had left."""
+    order = await shop.sale(3, 1)
+    (payment,) = order.payment_ids
+    tees = next(ln for ln in order.lines if ln.sku == "TEE")
+    mug = next(ln for ln in order.lines if ln.sku == "MUG")
+
+    def paid(ln: order_pb2.OrderLine) -> int:
+        return ln.line_total.amount - ln.discount_total.amount + ln.tax_total.amount
+
+    line = paid(tees)
+    dearest = line - line * 2 // 3  # the third tee's share, the largest
+
+    async def check(amount: int, *lines: tuple[str, int]) -> int | str:
+        try:
+            answer = await shop.orders.CheckRefundUnits(
+                order_pb2.CheckRefundUnitsRequest(
+                    order_id=order.id,
+                    lines=[payment_pb2.RefundLine(sku=s, quantity=q) for s, q in lines],
+                    amount=usd(amount),
+                ),
+                metadata=MERCHANT,
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, err
+            (violation,) = read_error(err).violations
+            assert violation.field == "amount"
+            return violation.description.split(":")[0]
+        return answer.at_most.amount
+
+    assert await check(dearest, ("TEE", 1)) == dearest
+    assert await check(dearest + 1, ("TEE", 1)) == f"must be at most {dearest}"
+    both = dearest + paid(mug)
+    assert await check(both + 1, ("TEE", 1), ("MUG", 1)) == f"must be at most {both}"
+    assert await check(line + 1, ("TEE", 3)) == f"must be at most {line}"
+
+    # 10.00 given back for one tee: the three tees together were paid that much less.
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()),
+            payment_id=payment,
+            amount=usd(1000),
+            reason="price_adjust",
+            lines=[payment_pb2.RefundLine(sku="TEE", quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert await check(line - 999, ("TEE", 3)) == f"must be at most {line - 1000}"
+    assert await check(dearest, ("TEE", 1)) == dearest
+    # Two tees returned (their refund less the 10.00): the tee kept was paid its share.
+    back = await shop.orders.CreateReturn(
+        shop.ask(order.id, (tees.id, 2)), metadata=MERCHANT, timeout=20
+    )
+    returned = line * 2 // 3 - 1000
+    assert back.order_return.amount.amount == returned
+    assert await check(dearest + 1, ("TEE", 1)) == f"must be at most {dearest}"
+    assert await check(dearest, ("TEE", 1)) == dearest
+    # Nothing was refunded by any of the checks.
+    assert await shop.refunded(order.id) == {payment: (order.total.amount, 1000 + returned)}

@@ -262,7 +262,10 @@ class RefundIn(Body):
         description="The order's units it is for (a price adjustment, a gesture on an item): "
         "SKUs of the payment's order, each at most what was sold less what its returns took "
         "back and earlier refunds listed (a 400 naming the line otherwise). Takes an `amount`: "
-        "what is given back for them. To give back what units were paid, return them "
+        "what is given back for them, at most what those units were paid after their "
+        "discounts, with their tax, less what their returns and earlier refunds naming them "
+        "gave back (a 400 naming `amount` otherwise; a SKU on several lines counts its "
+        "dearest units kept). To give back what units were paid, return them "
         "(`POST /v1/orders/{id}/returns`, `restock: false` for goods the customer keeps)",
     )
 
@@ -323,11 +326,16 @@ async def _order_of(svc: Services, payment_id: str) -> str:
     return str(paid.payment.order_id)
 
 
-async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) -> None:
+async def _check_lines(
+    svc: Services, lines: list[RefundLineIn], order_id: str, amount: AmountIn | None
+) -> None:
     """A refund's `lines` name SKUs of the order, each at most what was sold less what its
     returns took back and its earlier refunds listed (a refund over several tenders lists
     its lines on each: counted once; a return's own refunds are counted as the return).
-    The order, its returns and its refunds are read at once; a 400 names each line."""
+    The order, its returns and its refunds are read at once; a 400 names each line. Then its
+    `amount` is at most what those units were paid, after their discounts, with their tax,
+    less what their returns and earlier refunds naming them gave back (the order service
+    says, `CheckRefundUnits`): more is a 400 naming `amount`."""
     if not order_id:
         errors = [{"field": "lines", "reason": "the payment belongs to no order"}]
         raise Problem(400, "invalid_request", "the request is not valid", errors)
@@ -373,6 +381,14 @@ async def _check_lines(svc: Services, lines: list[RefundLineIn], order_id: str) 
             })  # fmt: skip
     if errors:
         raise Problem(400, "invalid_request", "the request is not valid", errors)
+    if amount is not None:
+        await svc.order.CheckRefundUnits(
+            order_pb2.CheckRefundUnitsRequest(
+                order_id=order_id,
+                lines=[payment_pb2.RefundLine(sku=x.sku, quantity=x.quantity) for x in lines],
+                amount=amount.pb(),
+            )
+        )
 
 
 async def _order_refunds(svc: Services, order_id: str) -> list[Any]:
@@ -450,7 +466,7 @@ async def refund_payment(
         order_id = await _order_of(svc, payment_id)
         async with _order_held(svc, order_id, before_confirmation=not body.lines):
             if body.lines:
-                await _check_lines(svc, body.lines, order_id)
+                await _check_lines(svc, body.lines, order_id, body.amount)
             answer = await svc.payment.CreateRefund(body.pb(payment_id=payment_id))
         done.resource = ("payment", payment_id)
         done.details = _refunded(answer.refunds)
@@ -475,8 +491,10 @@ async def refund_order(
     is left is given back; a refund naming `lines` (a price adjustment, a gesture on an item)
     says how much it gives back for them, else it is a 400 naming `amount` and nothing is
     refunded (until 2026-12-05 it gave back all that was left, the whole sale for one unit).
-    What units are worth, per line by what each line paid after its discounts with its tax, is
-    a return's to compute: to give that back, return them (`POST /v1/orders/{id}/returns`,
+    That amount is at most what the named units were paid (per line, after its discounts, with
+    its tax), less what their returns and earlier refunds naming them gave back: more is a 400
+    naming `amount` (with what it may be at most) and nothing is refunded (until 2026-12-05 it
+    was made). To give back what units were paid, return them (`POST /v1/orders/{id}/returns`,
     `restock: false` for goods the customer keeps). Never more than the tenders
     captured net of earlier refunds, also when refunds race: beyond it is a 409
     `amount_exceeds_refundable` (with `refundable`); nothing captured (also an order with no
@@ -507,7 +525,7 @@ async def refund_order(
         try:
             async with _order_held(svc, order_id, before_confirmation=not body.lines):
                 if body.lines:
-                    await _check_lines(svc, body.lines, order_id)
+                    await _check_lines(svc, body.lines, order_id, body.amount)
                 answer = await svc.payment.CreateRefund(body.pb(order_id=order_id))
         except grpc.aio.AioRpcError as exc:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:

@@ -30,6 +30,9 @@ from pos_order.domain.model import (
     Tender,
     Totals,
 )
+from pos_order.domain.model import (
+    FulfillmentStatus as F,
+)
 
 MAX_RETURN_LINES = 200
 MAX_REASON = 500
@@ -523,6 +526,50 @@ def price_given_back(
             for t in r.tender_amounts:
                 planned[t.payment_id] = planned.get(t.payment_id, 0) + t.amount
     return returned + adjusted, planned
+
+
+def units_refund_at_most(
+    order: Order,
+    earlier: list[Return],
+    refunds: list[UnitsRefund],
+    named: list[tuple[str, int]],
+) -> int:
+    """The most a refund naming units (`named`: SKU and quantity, a price adjustment, a
+    gesture on an item) may give back: what those units were paid, after their share of the
+    order's discounts, with their tax. A refund names SKUs, not lines, and a SKU may be on
+    several lines at different prices: its named units are taken to be the dearest of its
+    units not returned (so no adjustment a unit could take is refused), and together never
+    more than its units still kept were paid less what earlier refunds naming the SKU gave
+    back (`adjustments`). Units of a cancelled or expired fulfilment were given back with it:
+    they count for nothing."""
+    paid = order_paid_per_line(order)
+    gone = {f.id for f in order.fulfillments if f.status in (F.CANCELLED, F.EXPIRED)}
+    returned: dict[str, int] = {}
+    returned_amount: dict[str, int] = {}
+    for r in earlier:
+        for rl in r.lines:
+            returned[rl.line_id] = returned.get(rl.line_id, 0) + rl.quantity
+            returned_amount[rl.line_id] = returned_amount.get(rl.line_id, 0) + rl.amount
+    asked: dict[str, int] = {}
+    for sku, quantity in named:
+        asked[sku] = asked.get(sku, 0) + quantity
+    adjusted = adjustments(order, refunds, earlier)
+    at_most = 0
+    for sku, quantity in asked.items():
+        units: list[int] = []  # what each unit of the SKU still kept was paid
+        kept = 0  # what they were paid together, less what their returns gave back
+        for ln in order.lines:
+            if ln.sku != sku or ln.gift_card or ln.id not in paid or ln.fulfillment_id in gone:
+                continue
+            line = paid[ln.id]
+            back = min(returned.get(ln.id, 0), ln.quantity)
+            units += [line.worth(k + 1) - line.worth(k) for k in range(back, ln.quantity)]
+            kept += line.paid - returned_amount.get(ln.id, 0)
+        a = adjusted.get(sku)
+        kept -= a.amount if a is not None else 0
+        dearest = sum(sorted(units, reverse=True)[:quantity])
+        at_most += max(0, min(dearest, kept))
+    return at_most
 
 
 def the_last(order: Order, earlier: list[Return], made: list[ReturnLine]) -> bool:

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 import grpc
 
+from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_kit.errors import (
@@ -810,6 +811,17 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             await uow.returns.release_refund_hold(request.order_id, request.request_id)
             await uow.commit()
         return order_pb2.ReleaseOrderForRefundResponse()
+
+    async def CheckRefundUnits(
+        self, request: order_pb2.CheckRefundUnitsRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.CheckRefundUnitsResponse:
+        named = [(ln.sku, ln.quantity) for ln in request.lines]
+        most = await returns.check_refund_units(
+            self.bound_uow, self.return_ports, request.order_id, named, request.amount.amount
+        )
+        return order_pb2.CheckRefundUnitsResponse(
+            at_most=money_pb2.Money(amount=most, currency=request.amount.currency)
+        )
 
     @query
     async def GetReturn(

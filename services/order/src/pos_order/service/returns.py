@@ -76,6 +76,7 @@ from pos_order.domain.returns import (
     still_pending,
     tenders_left,
     the_last,
+    units_refund_at_most,
     unpaid_by_payment,
     validate_receiptless,
     validate_request,
@@ -412,6 +413,40 @@ async def hold_for_refund(
     if not await uow.returns.hold_for_refund(order_id, request_id, REFUND_HOLD_SECONDS):
         raise _refund_in_progress(order_id)
     return True
+
+
+async def check_refund_units(
+    new_uow: Callable[[], ReturnsUnitOfWork],
+    ports: ReturnPorts,
+    order_id: str,
+    named: list[tuple[str, int]],
+    amount: int,
+) -> int:
+    """A refund naming units (a price adjustment) gives back at most what they were paid
+    (`units_refund_at_most`): more is refused, an INVALID_ARGUMENT naming `amount`, before
+    anything is refunded. Asked while the order is held for the refund (`hold_for_refund`), so
+    no return or other such refund of it is made between this and the refund. The order and
+    its returns are read in short transactions, the refunds with no connection held. Before,
+    a refund naming one unit took any amount the payments had left: the whole sale back for a
+    unit, its goods kept. What the units may take at most is answered."""
+    async with new_uow().reading() as uow:
+        order = await uow.orders.get(order_id)
+    if order is None:
+        raise NotFound("order", order_id)
+    refunds = await refunds_naming_units(ports, order)
+    async with new_uow().reading() as uow:
+        earlier = await uow.returns.of_order(order_id)
+    most = units_refund_at_most(order, earlier, refunds, named)
+    raise_if(
+        require(
+            amount <= most,
+            "amount",
+            f"must be at most {most}: what the units named were paid (after their discounts, "
+            "with their tax) less what their returns and earlier refunds naming them gave "
+            "back; to give back more, refund without lines",
+        )
+    )
+    return most
 
 
 def _goods_to_leave(order: Order) -> bool:

@@ -2702,6 +2702,59 @@ class ReleaseOrderForRefundResponse(_message.Message):
 Global___ReleaseOrderForRefundResponse: _TypeAlias = ReleaseOrderForRefundResponse  # noqa: Y015
 
 @_typing.final
+class CheckRefundUnitsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    LINES_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[_payment_pb2.RefundLine]:
+        """The units the refund names (SKUs of the order)."""
+
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money:
+        """What the refund gives back for them, in all."""
+
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        lines: _abc.Iterable[_payment_pb2.RefundLine] | None = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "lines", b"lines", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckRefundUnitsRequest: _TypeAlias = CheckRefundUnitsRequest  # noqa: Y015
+
+@_typing.final
+class CheckRefundUnitsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_MOST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def at_most(self) -> _money_pb2.Money:
+        """The most a refund naming these units may give back."""
+
+    def __init__(
+        self,
+        *,
+        at_most: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at_most", b"at_most"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at_most", b"at_most"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckRefundUnitsResponse: _TypeAlias = CheckRefundUnitsResponse  # noqa: Y015
+
+@_typing.final
 class GetReturnRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

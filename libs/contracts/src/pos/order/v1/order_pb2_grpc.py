@@ -130,6 +130,11 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.FromString,
                 _registered_method=True)
+        self.CheckRefundUnits = channel.unary_unary(
+                '/pos.order.v1.OrderService/CheckRefundUnits',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsResponse.FromString,
+                _registered_method=True)
         self.CreateReceiptlessReturn = channel.unary_unary(
                 '/pos.order.v1.OrderService/CreateReceiptlessReturn',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CreateReceiptlessReturnRequest.SerializeToString,
@@ -306,6 +311,16 @@ class OrderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckRefundUnits(self, request, context):
+        """Whether a refund naming units of the order (a price adjustment) gives back at most what
+        those units were paid: after their share of the order's discounts, with their tax, less
+        what their returns and earlier refunds naming them gave back. More is INVALID_ARGUMENT
+        naming `amount` (with what it may be at most). Asked while the order is held for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateReceiptlessReturn(self, request, context):
         """Units returned with no receipt: store credit (a gift card issued to the customer) at the
         lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -444,6 +459,11 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.ReleaseOrderForRefund,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.SerializeToString,
+            ),
+            'CheckRefundUnits': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckRefundUnits,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsResponse.SerializeToString,
             ),
             'CreateReceiptlessReturn': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateReceiptlessReturn,
@@ -980,6 +1000,33 @@ class OrderService:
             '/pos.order.v1.OrderService/ReleaseOrderForRefund',
             pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderForRefundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckRefundUnits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/CheckRefundUnits',
+            pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.CheckRefundUnitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -96,6 +96,12 @@ class OrderServiceStub:
     `refund_in_progress` (retryable). Held again by the same request id; released by it.
     """
     ReleaseOrderForRefund: _grpc.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderForRefundRequest, _order_pb2.ReleaseOrderForRefundResponse]
+    CheckRefundUnits: _grpc.UnaryUnaryMultiCallable[_order_pb2.CheckRefundUnitsRequest, _order_pb2.CheckRefundUnitsResponse]
+    """Whether a refund naming units of the order (a price adjustment) gives back at most what
+    those units were paid: after their share of the order's discounts, with their tax, less
+    what their returns and earlier refunds naming them gave back. More is INVALID_ARGUMENT
+    naming `amount` (with what it may be at most). Asked while the order is held for it.
+    """
     CreateReceiptlessReturn: _grpc.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -190,6 +196,12 @@ class OrderServiceAsyncStub(OrderServiceStub):
     `refund_in_progress` (retryable). Held again by the same request id; released by it.
     """
     ReleaseOrderForRefund: _aio.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderForRefundRequest, _order_pb2.ReleaseOrderForRefundResponse]  # type: ignore[assignment]
+    CheckRefundUnits: _aio.UnaryUnaryMultiCallable[_order_pb2.CheckRefundUnitsRequest, _order_pb2.CheckRefundUnitsResponse]  # type: ignore[assignment]
+    """Whether a refund naming units of the order (a price adjustment) gives back at most what
+    those units were paid: after their share of the order's discounts, with their tax, less
+    what their returns and earlier refunds naming them gave back. More is INVALID_ARGUMENT
+    naming `amount` (with what it may be at most). Asked while the order is held for it.
+    """
     CreateReceiptlessReturn: _aio.UnaryUnaryMultiCallable[_order_pb2.CreateReceiptlessReturnRequest, _order_pb2.CreateReceiptlessReturnResponse]  # type: ignore[assignment]
     """Units returned with no receipt: store credit (a gift card issued to the customer) at the
     lowest price each SKU sold for in the last 30 days; never refunded to a card.
@@ -395,6 +407,18 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.ReleaseOrderForRefundRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.ReleaseOrderForRefundResponse, _abc.Awaitable[_order_pb2.ReleaseOrderForRefundResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CheckRefundUnits(
+        self,
+        request: _order_pb2.CheckRefundUnitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.CheckRefundUnitsResponse, _abc.Awaitable[_order_pb2.CheckRefundUnitsResponse]]:
+        """Whether a refund naming units of the order (a price adjustment) gives back at most what
+        those units were paid: after their share of the order's discounts, with their tax, less
+        what their returns and earlier refunds naming them gave back. More is INVALID_ARGUMENT
+        naming `amount` (with what it may be at most). Asked while the order is held for it.
+        """
 
     @_abc_1.abstractmethod
     def CreateReceiptlessReturn(
