@@ -442,6 +442,7 @@ class FakePayments:
         amount: Money,
         cash_tendered: Money | None,
         card_token: str,
+        needs_shift: bool = False,
     ) -> PaymentResult:
         body = ("charge", order_id, tender, amount, card_token)
         pid = self._replay(request_id, body)

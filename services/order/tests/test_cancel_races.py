@@ -92,6 +92,7 @@ class Shop:
     location: str
     shifts: shifts_pb2_grpc.ShiftServiceStub
     order_db: str
+    payment_db: str = ""
 
     async def order(self, order_id: str) -> order_pb2.Order:
         got = await self.orders.GetOrder(
@@ -238,6 +239,7 @@ async def relayed_shop(infra: Infra, **order_settings: Any) -> AsyncIterator[Sho
                 location,
                 shifts_pb2_grpc.ShiftServiceStub(payment.channel),
                 order.database_url,
+                payment.database_url,
             )
     finally:
         server.stop()
@@ -1067,3 +1069,54 @@ async def test_a_refund_while_a_hand_over_is_under_way_waits_its_turn(shop: Shop
     assert isinstance(stepped, order_pb2.Order), stepped
     assert stepped.fulfillments[0].status == order_pb2.FULFILLMENT_STATUS_PICKED_UP
     assert stepped.fulfillments[0].captured.amount == 2500
+
+
+@pytest.mark.parametrize("how", ["sale", "tender"])
+async def test_cash_whose_shift_closes_before_it_is_taken_is_refused(shop: Shop, how: str) -> None:
+    """Cash at a register with a shift open: the sale (or a tender of an order) read the shift
+    open, and its payment is at the relay when that shift is closed. The payment service
+    then finds no shift open at the register when it records the cash (the shift's row read
+    with a share lock in the transaction that records it, which a close waits for): it is
+    refused, a 409 `cash_needs_open_shift`, and no cash is taken, so the closed shift's
+    figures stand and no cash counts in no shift. It was taken, in no shift's drawer."""
+    till = _till(f"reg_close_{how}")
+    shift = await _open_shift(shop, till)
+    if how == "sale":
+        sale = order_pb2.CheckoutRequest(
+            request_id=str(uuid.uuid4()),
+            location_id=shop.location,
+            lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+            tender_type=CASH,
+            cash_tendered=money_pb2.Money(amount=3000, currency="USD"),
+        )
+        gate = shop.relay.gate("AuthorizeAndCapture")
+        taking: Awaitable[Any] = shop.orders.Checkout(sale, metadata=till, timeout=10)
+    else:
+        order = await shop.create(KINDS["pickup"])
+        gate = shop.relay.gate("CreatePayment")
+        tender = order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()), order_id=order.id, **TENDERS["cash"]
+        )
+        taking = shop.orders.AddTender(tender, metadata=till, timeout=10)
+
+    def close() -> Awaitable[Any]:
+        return shop.shifts.CloseShift(
+            shifts_pb2.CloseShiftRequest(
+                request_id=str(uuid.uuid4()),
+                shift_id=shift,
+                counted_cash=money_pb2.Money(amount=10_000, currency="USD"),
+            ),
+            metadata=till,
+            timeout=10,
+        )
+
+    taken, closed = await _beside(gate, taking, close)
+
+    assert isinstance(closed, shifts_pb2.CloseShiftResponse), closed
+    _refused(taken, "cash_needs_open_shift")
+    assert await _expected_cash(shop, shift) == 10_000
+    with psycopg.connect(shop.payment_db) as conn:
+        loose = conn.execute(
+            "SELECT count(*) FROM payments WHERE register_id = %s", (till[1][1],)
+        ).fetchone()
+    assert loose == (0,)

@@ -157,9 +157,11 @@ class SavedFirst(FakePayments):
         self.store = store
         self.seen: list[Order] = []
 
-    async def charge(self, request_id: str, order_id: str, *args: object) -> PaymentResult:
+    async def charge(
+        self, request_id: str, order_id: str, *args: object, **kwargs: bool
+    ) -> PaymentResult:
         self.seen.append(self.store.orders[("mer_a", order_id)])
-        return await super().charge(request_id, order_id, *args)  # type: ignore[arg-type]
+        return await super().charge(request_id, order_id, *args, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_the_order_and_its_saga_are_saved_before_the_card_is_charged() -> None:

@@ -483,6 +483,7 @@ class PaymentService(_Client):
         amount: Money,
         cash_tendered: Money | None,
         card_token: str,
+        needs_shift: bool = False,
     ) -> PaymentResult:
         request = payment_pb2.AuthorizeAndCaptureRequest(
             request_id=request_id,
@@ -491,6 +492,7 @@ class PaymentService(_Client):
             tender_type=TENDERS.to_proto(tender),
             amount=to_proto(amount),
             card_token=card_token,
+            cash_needs_open_shift=needs_shift,
         )
         if cash_tendered is not None:
             request.cash_tendered.CopyFrom(to_proto(cash_tendered))
@@ -510,6 +512,11 @@ class PaymentService(_Client):
             card_token=ask.card_token,
             gift_card_code=ask.gift_card_code,
             external_reference=ask.external_reference,
+            # A tender's cash (an order's, an exchange's) at a register is checked against
+            # its open shift first (`drawer_open_for_cash`); the payment service checks again
+            # as it takes it, so a close between the two refuses it rather than leave it in
+            # no shift. Without a register (the back office) it asks for nothing.
+            cash_needs_open_shift=True,
         )
         if ask.cash_tendered is not None:
             request.cash_tendered.CopyFrom(to_proto(ask.cash_tendered))

@@ -371,8 +371,12 @@ class Payments(Protocol):
         amount: Money,
         cash_tendered: Money | None,
         card_token: str,
+        needs_shift: bool = False,
     ) -> PaymentResult:
-        """The register's authorise-and-capture in one call."""
+        """The register's authorise-and-capture in one call. `needs_shift`: cash at a
+        register is refused (409 `cash_needs_open_shift`, nothing taken) when no shift is
+        open there as the payment service takes it (a sale that read one open, closed since);
+        not asked when recording cash taken in hand earlier (`saga.record_taken`)."""
         ...
 
     async def take(

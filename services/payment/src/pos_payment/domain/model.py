@@ -521,6 +521,7 @@ class ChargeRequest:
     capture: bool = True
     gift_card_code: str = ""
     external_reference: str = ""
+    cash_needs_open_shift: bool = False
 
 
 @dataclass(frozen=True)
@@ -538,6 +539,8 @@ class Charge:
     capture: bool = True
     gift_card_code: str = ""
     external_reference: str = ""
+    # Cash at a register only with a shift open there (TakePayment).
+    cash_needs_open_shift: bool = False
 
     @property
     def source(self) -> str:
@@ -704,6 +707,7 @@ def validate_charge(req: ChargeRequest) -> Charge:
         req.capture or req.tender not in PROCESSED,
         req.gift_card_code,
         req.external_reference,
+        req.cash_needs_open_shift,
     )
 
 
@@ -795,6 +799,21 @@ def exceeds_refundable(message: str, refundable: int, violations: list[FieldViol
     (`refundable`) and the field that asked too much."""
     refused = Conflict(message, "amount_exceeds_refundable", {"refundable": str(refundable)})
     refused.violations = violations
+    return refused
+
+
+def cash_needs_open_shift(register_id: str) -> Conflict:
+    """Cash taken at a register with no shift open there (a sale's or an order's tender that
+    asked for one, `Charge.cash_needs_open_shift`): it would count in no drawer. The same
+    refusal the order service gives when it reads the shift first (409 `cash_needs_open_shift`
+    naming `tender_type`): here it is the shift's close that came between."""
+    refused = Conflict(
+        f"cash goes in the drawer of register {register_id}, which has no shift open: open one "
+        "first, or take another tender",
+        "cash_needs_open_shift",
+        {"register_id": register_id},
+    )
+    refused.violations = [FieldViolation("tender_type", "cash needs a shift open at the register")]
     return refused
 
 

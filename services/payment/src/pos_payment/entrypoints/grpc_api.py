@@ -93,6 +93,7 @@ def charge_request(request: payment_pb2.CreatePaymentRequest) -> ChargeRequest:
         capture=request.capture,
         gift_card_code=request.gift_card_code,
         external_reference=request.external_reference,
+        cash_needs_open_shift=request.cash_needs_open_shift,
     )
 
 
@@ -105,6 +106,7 @@ def _in_store(request: payment_pb2.AuthorizeAndCaptureRequest) -> payment_pb2.Cr
         card_token=request.card_token,
         location_id=request.location_id,
         capture=True,
+        cash_needs_open_shift=request.cash_needs_open_shift,
     )
     if request.HasField("cash_tendered"):
         created.cash_tendered.CopyFrom(request.cash_tendered)

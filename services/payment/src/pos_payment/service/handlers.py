@@ -60,6 +60,7 @@ from pos_payment.domain.model import (
     TerminalCheckout,
     TerminalCheckoutUpdated,
     TerminalStatus,
+    cash_needs_open_shift,
     cash_refund_needs_open_shift,
     pay_out_of_band,
     plan_refund,
@@ -185,17 +186,42 @@ class TakePayment:
         existing = await uow.payments.by_request_key(key)
         if existing is not None:
             return existing
+        shift = None
         if self.charge.tender is TenderType.CASH and self.register_id:
             # Cash goes in the drawer of the register's open shift (read with its share
-            # lock, held until the payment joins it): only in that shift's currency.
+            # lock, which a close waits for): only in that shift's currency.
             shift = await uow.out_of_band.open_shift_at(self.register_id)
             currency = self.charge.amount.currency
             if shift is not None and shift[1] != currency:
                 raise shift_currency_mismatch(
                     self.register_id, shift[1], currency, ["amount.currency"]
                 )
+            if shift is None and self.charge.cash_needs_open_shift:
+                # Read open by the caller, closed since: refused, nothing taken.
+                raise cash_needs_open_shift(self.register_id)
         payment = self.charge.new_payment(new_id("pay"), key)
+        events: list[object] = []
+        if shift is not None:
+            # Taken in this transaction, under the shift's share lock, so it joins that shift
+            # before the lock is let go: a close either waits for it or comes first (and the
+            # cash is refused above, or, not asked to need a shift, counts in none, as cash
+            # taken at a register with no shift open does). Taken in `record` instead, a close
+            # between the two counted it in no shift. Cash reaches no processor: its answer
+            # is the recorded tender's, always taken.
+            outcome = await ask(
+                self.processors[TenderType.CASH].authorize(
+                    self.charge.source,
+                    payment.money(payment.total),
+                    self.charge.capture,
+                    payment.request_key,
+                    payment_id=payment.id,
+                ),
+                self.policy.processor_timeout,
+            )
+            events = payment.settle_authorization(outcome)
         await uow.payments.add(payment)
+        for event in events:
+            uow.publish(event)
         self.known = payment
         return payment
 

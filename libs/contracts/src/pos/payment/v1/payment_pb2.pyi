@@ -320,6 +320,7 @@ class AuthorizeAndCaptureRequest(_message.Message):
     CARD_TOKEN_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     TIP_FIELD_NUMBER: _builtins.int
+    CASH_NEEDS_OPEN_SHIFT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     tender_type: Global___TenderType.ValueType
@@ -327,6 +328,12 @@ class AuthorizeAndCaptureRequest(_message.Message):
     """Card only: a token from the sandbox tokenizer (tok_visa, tok_mastercard, tok_declined, ...)."""
     location_id: _builtins.str
     """Where the sale happens (payments are listed by location)."""
+    cash_needs_open_shift: _builtins.bool
+    """Cash only, at a register (the call's): with no shift open there it would count in no
+    drawer, so it is FAILED_PRECONDITION `cash_needs_open_shift` (naming tender_type), nothing
+    taken. The shift is read with a share lock in the transaction that records the cash, so a
+    close waits for it, or comes first and the cash is refused.
+    """
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -348,10 +355,11 @@ class AuthorizeAndCaptureRequest(_message.Message):
         card_token: _builtins.str = ...,
         location_id: _builtins.str = ...,
         tip: _money_pb2.Money | None = ...,
+        cash_needs_open_shift: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "tip", b"tip"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "location_id", b"location_id", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "card_token", b"card_token", "cash_needs_open_shift", b"cash_needs_open_shift", "cash_tendered", b"cash_tendered", "location_id", b"location_id", "order_id", b"order_id", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -393,6 +401,7 @@ class CreatePaymentRequest(_message.Message):
     GIFT_CARD_CODE_FIELD_NUMBER: _builtins.int
     CASH_TENDERED_FIELD_NUMBER: _builtins.int
     EXTERNAL_REFERENCE_FIELD_NUMBER: _builtins.int
+    CASH_NEEDS_OPEN_SHIFT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     """The order it pays for, or empty with a reference."""
@@ -407,6 +416,8 @@ class CreatePaymentRequest(_message.Message):
     """Gift card only."""
     external_reference: _builtins.str
     """External only."""
+    cash_needs_open_shift: _builtins.bool
+    """Cash only: as AuthorizeAndCaptureRequest.cash_needs_open_shift."""
     @_builtins.property
     def amount(self) -> _money_pb2.Money: ...
     @_builtins.property
@@ -430,10 +441,11 @@ class CreatePaymentRequest(_message.Message):
         gift_card_code: _builtins.str = ...,
         cash_tendered: _money_pb2.Money | None = ...,
         external_reference: _builtins.str = ...,
+        cash_needs_open_shift: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "cash_tendered", b"cash_tendered", "tip", b"tip"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "card_token", b"card_token", "cash_tendered", b"cash_tendered", "external_reference", b"external_reference", "gift_card_code", b"gift_card_code", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "capture", b"capture", "card_token", b"card_token", "cash_needs_open_shift", b"cash_needs_open_shift", "cash_tendered", b"cash_tendered", "external_reference", b"external_reference", "gift_card_code", b"gift_card_code", "location_id", b"location_id", "order_id", b"order_id", "reference", b"reference", "request_id", b"request_id", "tender_type", b"tender_type", "tip", b"tip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.pricing import ORDER_KINDS, validate_manual
 from pos_order.service import saga
-from pos_order.service.handlers.drawer import drawer_open_for_cash
+from pos_order.service.handlers.drawer import CASH_NEEDS_SHIFT, drawer_open_for_cash
 from pos_order.service.handlers.new_order import (
     Started,
     check_gift_card_lines,
@@ -179,6 +179,7 @@ class Checkout(Generic[R]):
                 order.totals.total,
                 cmd.cash_tendered,
                 cmd.card_token,
+                needs_shift=True,
             )
         except DomainError as exc:
             if _payment_service_away(tender, exc):
@@ -189,7 +190,10 @@ class Checkout(Generic[R]):
             # By kind, not class: the payment service's refusal arrives as a plain DomainError.
             # A reused request id refuses this request, not the sale: the order is the one an
             # earlier request with another body made (and perhaps paid for), and stays for it.
-            if exc.kind is not ErrorKind.INVALID or exc.code == "idempotency_key_reused":
+            # So is cash whose shift closed after `drawer_open_for_cash` read it open: the
+            # payment service refused it, nothing taken.
+            refused = exc.kind is ErrorKind.INVALID or exc.code == CASH_NEEDS_SHIFT
+            if not refused or exc.code == "idempotency_key_reused":
                 raise
             # Refused before anything was taken (a token the processor never issued): the sale
             # never happened, so nothing of it stays. Its points and coupons are given back and

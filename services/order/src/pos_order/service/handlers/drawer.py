@@ -11,6 +11,10 @@ from pos_order.domain.returns import refuse_cancel_cash_without_drawer
 from pos_order.service.handlers.new_order import at_register
 from pos_order.service.ports import CheckoutPorts
 
+# Cash at a register with no shift open: refused here, or by the payment service as it takes
+# the cash (the shift closed after it was read here).
+CASH_NEEDS_SHIFT = "cash_needs_open_shift"
+
 # How long a cash sale at a register waits to learn whether a shift is open there.
 SHIFT_READ_SECONDS = 1.0
 
@@ -47,7 +51,7 @@ async def drawer_open_for_cash(
     refused = Conflict(
         f"cash goes in the drawer of register {register_id}, which has no shift open: open one "
         "first, or take another tender",
-        "cash_needs_open_shift",
+        CASH_NEEDS_SHIFT,
         {"register_id": register_id},
     )
     refused.violations = [

@@ -20,7 +20,7 @@ from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import Order, OrderStatus, SagaState, Tender, TenderRecord, TenderState
 from pos_order.service import saga
-from pos_order.service.handlers.drawer import drawer_open_for_cash
+from pos_order.service.handlers.drawer import CASH_NEEDS_SHIFT, drawer_open_for_cash
 from pos_order.service.handlers.new_order import announce_change, at_register
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
@@ -176,7 +176,11 @@ class AddTender(Generic[R]):
             # service's own word: it made no payment, and forgot the request): awaited no
             # more, it holds up no other tender. A retry under the same request id is a new
             # tender, asking the processor again for what is still unclaimed then.
-            refused = exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused"
+            # Cash whose shift closed after `drawer_open_for_cash` read it open is refused
+            # the same way (409 `cash_needs_open_shift`), nothing taken.
+            refused = (
+                exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused"
+            ) or exc.code == CASH_NEEDS_SHIFT
             if refused or exc.code == PROCESSOR_UNREACHED:
                 await change(self.new_uow, order.id, lambda o: o.tender_refused(n))
             raise
