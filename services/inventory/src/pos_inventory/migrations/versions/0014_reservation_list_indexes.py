@@ -21,17 +21,30 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "reservations_by_location", "reservations", ["merchant_id", "location_id", "id"]
-    )
-    op.create_index("reservations_by_status", "reservations", ["merchant_id", "status", "id"])
-    op.create_index(
-        "reservations_by_sku",
-        "reservations",
-        ["lines"],
-        postgresql_using="gin",
-        postgresql_ops={"lines": "jsonb_path_ops"},
-    )
+    # Built concurrently, outside the migration's transaction: every hold and sourcing writes
+    # to this table, and a plain CREATE INDEX would block them for as long as a long history
+    # takes to index.
+    with op.get_context().autocommit_block():
+        op.create_index(
+            "reservations_by_location",
+            "reservations",
+            ["merchant_id", "location_id", "id"],
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "reservations_by_status",
+            "reservations",
+            ["merchant_id", "status", "id"],
+            postgresql_concurrently=True,
+        )
+        op.create_index(
+            "reservations_by_sku",
+            "reservations",
+            ["lines"],
+            postgresql_using="gin",
+            postgresql_ops={"lines": "jsonb_path_ops"},
+            postgresql_concurrently=True,
+        )
 
 
 def downgrade() -> None:
