@@ -344,6 +344,50 @@ async def test_a_test_credential_never_makes_a_live_key(gateway: Gateway) -> Non
         assert made.json()["mode"] == mode and made.json()["key"].startswith(f"pos_{mode}_")
 
 
+async def test_a_test_credential_never_revokes_a_live_key(gateway: Gateway) -> None:
+    """As it makes no live key, a test credential (a test key, an access token) revokes none:
+    a 403 `mode_not_grantable`, the key stays and works, and the attempt is in the audit log
+    (`credential.refused` on that key). A live key revokes live keys; a test key test ones."""
+    live = await _live_key(gateway, ("catalog:read",))
+    live_id = gateway.scalar(
+        "SELECT id FROM api_keys WHERE mode = 'live' ORDER BY created_at DESC, id DESC LIMIT 1"
+    )
+    made = await gateway.post(
+        "/v1/api-keys", {"name": "test manager", "scopes": ["credentials:manage", "catalog:read"]}
+    )
+    manager = made.json()
+    client = await gateway.client(["credentials:manage", "catalog:read"])
+    form = {"grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}  # fmt: skip
+    token = (await gateway.http.post("/v1/oauth/token", data=form)).json()["access_token"]
+    for credential, who in ((manager["key"], manager["id"]), (token, client["client_id"]),
+                            (None, None)):  # fmt: skip
+        # None: the merchant's first key, a test key of every scope.
+        headers = _bearer(credential) if credential else {}
+        refused = await gateway.http.delete(f"/v1/api-keys/{live_id}", headers=headers)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "mode_not_grantable", refused.json()
+        assert gateway.scalar("SELECT revoked_at FROM api_keys WHERE id = %s", live_id) is None
+        if who is not None:
+            log = await gateway.http.get("/v1/audit-log", params={"action": "credential.refused"})
+            entries = [e for e in log.json()["data"]
+                       if e["credential_id"] == who and e["resource_id"] == live_id]  # fmt: skip
+            assert [(e["details"]["action"], e["details"]["mode"], e["details"]["held_mode"])
+                    for e in entries] == [("revoke", "live", "test")]  # fmt: skip
+    still = await gateway.http.get("/v1/products", headers=_bearer(live))
+    assert still.status_code != 401, still.text
+
+    # A live key revokes a live key; a test key revokes a test key.
+    owner = _bearer(await _live_key(gateway, ("credentials:manage", "catalog:read")))
+    done = await gateway.http.delete(f"/v1/api-keys/{live_id}", headers=owner)
+    assert done.status_code == 200 and done.json()["revoked_at"] is not None, done.text
+    narrow = (await gateway.post("/v1/api-keys", {"name": "t", "scopes": ["catalog:read"]})).json()
+    done = await gateway.http.delete(
+        f"/v1/api-keys/{narrow['id']}", headers=_bearer(manager["key"])
+    )
+    assert done.status_code == 200, done.text
+
+
 async def test_the_platform_takes_a_merchant_live_with_a_key_of_every_scope(
     gateway: Gateway,
 ) -> None:

@@ -130,18 +130,35 @@ async def _refused(
 
 
 async def within_scopes(
-    request: Request, kind: str, ident: str, name: str, held: list[str]
+    request: Request,
+    kind: str,
+    ident: str,
+    name: str,
+    held: list[str],
+    mode: str | None = None,
+    action: str = "revoke",
 ) -> None:
     """A credential acts (revokes) only on a credential holding no scope it lacks itself:
     else `credentials:manage` alone would be a way to cut off a key or client that can do
     more than the caller can. A 403 `insufficient_scope` naming the scopes it lacks (in
     `WWW-Authenticate` too), nothing changes, and the attempt is in the audit log
-    (`credential.refused`, on the credential acted on)."""
+    (`credential.refused`, on the credential acted on). An API key's `mode` is held as
+    creation holds it: a test credential acts on test keys only, never a live one (a 403
+    `mode_not_grantable`, recorded the same way)."""
     principal = _principal(request)
+    if mode is not None and mode not in ("test", principal.mode):
+        details: dict[str, Any] = {"kind": kind, "action": action, "name": name, "scopes": held}
+        details.update(mode=mode, held_mode=principal.mode)
+        await _refused(request, details, (kind, ident))
+        raise Problem(
+            403,
+            "mode_not_grantable",
+            f"a {principal.mode} credential cannot {action} a {mode} key",
+        )
     beyond = [s for s in held if s not in principal.scopes]
     if not beyond:
         return
-    details = {"kind": kind, "action": "revoke", "name": name, "scopes": held, "not_held": beyond}
+    details = {"kind": kind, "action": action, "name": name, "scopes": held, "not_held": beyond}
     await _refused(request, details, (kind, ident))
     raise Problem(
         403,
@@ -258,13 +275,15 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
     """A credential revokes only a key holding no scope it lacks itself (one holding every
     scope may revoke any): revoking one that holds more is a 403 `insufficient_scope` naming
     the scopes it lacks; the key stays and the attempt is in the audit log
-    (`credential.refused`)."""
+    (`credential.refused`). As it makes none, a test credential (a test key, an OAuth access
+    token, a register's credential) revokes no live key: a 403 `mode_not_grantable`,
+    recorded the same way."""
     engine, merchant = request.app.state.engine, _principal(request).merchant_id
     found = await admin.get_key(engine, merchant, key_id)
     if found is None:
         raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
     # A key's scopes never change once made: what was read is what is revoked.
-    await within_scopes(request, "api_key", key_id, found.name, found.scopes)
+    await within_scopes(request, "api_key", key_id, found.name, found.scopes, found.mode)
     async with guarded(request, "api_key.revoked") as done:
         revoked, now = await admin.revoke_key(engine, merchant, key_id)
         if revoked is None:
