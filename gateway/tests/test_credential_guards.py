@@ -430,6 +430,165 @@ async def test_the_platform_takes_a_merchant_live_with_a_key_of_every_scope(
     assert gateway.scalar(count, merchant) == 2
 
 
+# --- rolling a key ----------------------------------------------------------------------
+
+
+async def _roll(
+    gateway: Gateway, key_id: str, body: dict[str, Any], credential: str | None = None, **h: str
+) -> httpx.Response:
+    headers = {**(_bearer(credential) if credential else {}), **h}
+    headers.setdefault("Idempotency-Key", str(uuid.uuid4()))
+    return await gateway.http.post(f"/v1/api-keys/{key_id}/roll", json=body, headers=headers)
+
+
+async def test_rolling_a_key_keeps_the_old_one_working_until_its_expiry(gateway: Gateway) -> None:
+    """A rolled key is replaced by a new one of the same name, scopes and mode (its secret in
+    this answer only); the old one works until `expires_in_seconds` from now, on every path
+    (the gateway's cache too), and is refused after. A retry under the same Idempotency-Key
+    answers the same key without its secret and makes no second one; the roll is one
+    `api_key.rolled` entry, and neither secret is stored or logged."""
+    body = {"name": "till to roll", "scopes": ["credentials:manage", "catalog:read"]}
+    old = (await gateway.post("/v1/api-keys", body)).json()
+    works = await gateway.http.get("/v1/api-keys", headers=_bearer(old["key"]))
+    assert works.status_code == 200, works.text
+
+    rolled = await _roll(
+        gateway, old["id"], {"expires_in_seconds": 3600}, **{"Idempotency-Key": "roll-1"}
+    )
+    assert rolled.status_code == 201, rolled.text
+    new = rolled.json()
+    assert new["id"] != old["id"] and new["key"] != old["key"]
+    assert (new["name"], new["scopes"], new["mode"]) == (old["name"], old["scopes"], "test")
+    assert new["key"].startswith("pos_test_") and new["secret_redacted"] is False
+    assert new["expires_at"] is None and new["revoked_at"] is None
+    assert new["rolled_from"]["id"] == old["id"]
+    assert new["rolled_from"]["expires_at"] is not None
+    assert new["rolled_from"]["revoked_at"] is None
+    again = await _roll(
+        gateway, old["id"], {"expires_in_seconds": 3600}, **{"Idempotency-Key": "roll-1"}
+    )
+    assert again.status_code == 201, again.text
+    assert again.json() == {**new, "key": None, "secret_redacted": True}
+    # Its stored answer gone (past 24 hours), a retry still finds the key it made.
+    with psycopg.connect(gateway.database_url) as conn:
+        conn.execute("DELETE FROM idempotency_keys WHERE key = 'roll-1'")
+    late = await _roll(
+        gateway, old["id"], {"expires_in_seconds": 3600}, **{"Idempotency-Key": "roll-1"}
+    )
+    assert late.status_code == 201, late.text
+    assert late.json() == {**new, "key": None, "secret_redacted": True}
+    count = "SELECT count(*) FROM api_keys WHERE name = %s"
+    assert gateway.scalar(count, body["name"]) == 2
+
+    # Both work until the old one's expiry.
+    for key in (old["key"], new["key"]):
+        works = await gateway.http.get("/v1/api-keys", headers=_bearer(key))
+        assert works.status_code == 200, works.text
+    listed = {k["id"]: k for k in works.json()["data"]}
+    assert listed[old["id"]]["expires_at"] == new["rolled_from"]["expires_at"]
+    # An hour on, the old one is refused: from the cache that holds it, then from the table.
+    store = gateway.app.state.keys
+    real = store.clock
+    store.clock = lambda: real() + 3601
+    try:
+        refused = await gateway.http.get("/v1/api-keys", headers=_bearer(old["key"]))
+        assert refused.status_code == 401, refused.text
+        store.forget(old["id"])
+        refused = await gateway.http.get("/v1/api-keys", headers=_bearer(old["key"]))
+        assert refused.status_code == 401, refused.text
+        works = await gateway.http.get("/v1/api-keys", headers=_bearer(new["key"]))
+        assert works.status_code == 200, works.text
+    finally:
+        store.clock = real
+    # Rolled once, it cannot be rolled again.
+    twice = await _roll(gateway, old["id"], {})
+    assert twice.status_code == 409 and twice.json()["code"] == "api_key_rolled", twice.text
+
+    # expires_in_seconds 0: the old key stops at once (the cache that held it too).
+    now = await _roll(gateway, new["id"], {"expires_in_seconds": 0}, new["key"])
+    assert now.status_code == 201, now.text
+    assert now.json()["rolled_from"]["revoked_at"] is not None
+    refused = await gateway.http.get("/v1/api-keys", headers=_bearer(new["key"]))
+    assert refused.status_code == 401, refused.text
+    newest = now.json()["key"]
+    assert (await gateway.http.get("/v1/api-keys", headers=_bearer(newest))).status_code == 200
+    # A revoked key is not rolled either; bounds are checked.
+    revoked = await _roll(gateway, new["id"], {})
+    assert revoked.status_code == 409 and revoked.json()["code"] == "api_key_revoked", revoked.text
+    for wrong in (-1, 7 * 24 * 3600 + 1):
+        bad = await _roll(gateway, now.json()["id"], {"expires_in_seconds": wrong})
+        assert bad.status_code == 400, bad.text
+    # A default: a day.
+    default = await _roll(gateway, now.json()["id"], {})
+    assert default.status_code == 201, default.text
+    assert default.json()["rolled_from"]["expires_at"] is not None
+
+    log = await gateway.http.get("/v1/audit-log", params={"action": "api_key.rolled"})
+    entries = [e for e in log.json()["data"] if e["details"]["name"] == body["name"]]
+    assert sorted((e["resource_id"], e["details"]["new_key_id"]) for e in entries) == sorted(
+        [(old["id"], new["id"]), (new["id"], now.json()["id"]),
+         (now.json()["id"], default.json()["id"])]
+    )  # fmt: skip
+    for secret in (old["key"], new["key"], newest, default.json()["key"]):
+        assert secret not in log.text
+        stored = "SELECT count(*) FROM idempotency_keys WHERE position(%s::bytea in body) > 0"
+        assert gateway.scalar(stored, secret.encode()) == 0
+
+
+async def test_rolling_is_held_as_revoking(gateway: Gateway) -> None:
+    """Only a key within the caller's scopes (403 `insufficient_scope`) and mode (403
+    `mode_not_grantable`) is rolled, each refusal in the audit log; another merchant's key
+    is a 404; a live key rolls into a live key."""
+    made = await gateway.post(
+        "/v1/api-keys", {"name": "roller", "scopes": ["credentials:manage", "catalog:read"]}
+    )
+    manager = made.json()
+    wide_body = {"name": "wide roll", "scopes": ["catalog:read", "orders:write"]}
+    wide = (await gateway.post("/v1/api-keys", wide_body)).json()
+    await _live_key(gateway, ("catalog:read",))
+    live_id = gateway.scalar(
+        "SELECT id FROM api_keys WHERE mode = 'live' AND revoked_at IS NULL"
+        " ORDER BY created_at DESC, id DESC LIMIT 1"
+    )
+    before = gateway.scalar("SELECT count(*) FROM api_keys")
+    refused = await _roll(gateway, wide["id"], {}, manager["key"])
+    assert refused.status_code == 403 and refused.json()["code"] == "insufficient_scope"
+    assert "orders:write" in refused.json()["detail"]
+    refused = await _roll(gateway, live_id, {}, manager["key"])
+    assert refused.status_code == 403 and refused.json()["code"] == "mode_not_grantable"
+    assert gateway.scalar("SELECT count(*) FROM api_keys") == before
+    assert (
+        gateway.scalar(
+            "SELECT count(*) FROM api_keys WHERE id IN (%s, %s) AND expires_at IS NOT NULL",
+            wide["id"],
+            live_id,
+        )
+        == 0
+    )
+    log = await gateway.http.get("/v1/audit-log", params={"action": "credential.refused"})
+    rolls = sorted(
+        e["resource_id"]
+        for e in log.json()["data"]
+        if e["credential_id"] == manager["id"] and e["details"]["action"] == "roll"
+    )
+    assert rolls == sorted([wide["id"], live_id])
+
+    other = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Other Roller"}, headers=_bearer(ADMIN)
+    )
+    theirs = other.json()["api_key"]
+    their_id = (await gateway.http.get("/v1/api-keys", headers=_bearer(theirs))).json()["data"][0]
+    for ident in (their_id["id"], "key_nosuch"):
+        missing = await _roll(gateway, ident, {})
+        assert missing.status_code == 404 and missing.json()["code"] == "resource_missing"
+    assert (await gateway.http.get("/v1/api-keys", headers=_bearer(theirs))).status_code == 200
+
+    owner = await _live_key(gateway, ("credentials:manage", "catalog:read"))
+    rolled = await _roll(gateway, live_id, {}, owner)
+    assert rolled.status_code == 201, rolled.text
+    assert rolled.json()["mode"] == "live" and rolled.json()["key"].startswith("pos_live_")
+
+
 async def test_a_key_the_platform_issues_is_in_the_merchants_audit_log(gateway: Gateway) -> None:
     """A key issued by the platform (every scope, live) is an `api_key.created` entry in the
     merchant's audit log, as one its own credentials make is, by no credential of the

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.e2e
 DEFAULT_ACCEPTANCE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 IDEMPOTENT_POSTS = "|".join(
     ("locations", "products", "inventory/adjustments", "customers", "promotions", "api-keys",
-     "oauth-clients", "products/batch-upsert", "products/[^/]+/(archive|unarchive)",
+     "api-keys/[^/]+/roll", "oauth-clients", "products/batch-upsert",
+     "products/[^/]+/(archive|unarchive)",
      "inventory/counts", "inventory/transfers", "inventory/low-stock-thresholds", "reservations",
      "reservations/[^/]+/(commit|release)", "sourcing", "payments/[^/]+/(capture|void|refunds)",
      "orders/[^/]+/refunds", "orders/[^/]+/fulfillments/[^/]+/cancel", "terminal-checkouts",

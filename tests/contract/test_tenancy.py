@@ -293,6 +293,7 @@ FACTORIES: dict[str, Factory] = {
     "/v1/gift-cards/{gift_card_id}/deactivate": _gift_card,
     "/v1/gift-cards/{gift_card_id}/activities": _gift_card,
     "/v1/api-keys/{key_id}": _api_key,
+    "/v1/api-keys/{key_id}/roll": _api_key,
     "/v1/registers/{register_id}": _register,
     "/v1/registers/{register_id}/retire": _register,
     "/v1/registers/{register_id}/pairing-codes": _register,
@@ -357,6 +358,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("patch", "/v1/webhook-subscriptions/{subscription_id}"): {"description": "Mallory's"},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/rotate-secret"): {"overlap_seconds": 60},
     ("post", "/v1/webhook-subscriptions/{subscription_id}/replay-failed"): {},
+    ("post", "/v1/api-keys/{key_id}/roll"): {"expires_in_seconds": 0},
     ("post", "/v1/gift-cards/{gift_card_id}/loads"): {"amount": {"amount": 1, "currency": "USD"}},
     ("post", "/v1/gift-cards/{gift_card_id}/refunds"): {"amount": {"amount": 1, "currency": "USD"}},
     ("post", "/v1/gift-cards/{gift_card_id}/adjustments"): {
@@ -436,10 +438,16 @@ def test_another_merchants_write_changes_nothing(platform: Running, demo_merchan
     customer = _customer(owner)
     with platform.new_merchant("Tenancy Writer") as other:
         assert other.delete(f"/v1/api-keys/{key['id']}").status_code == 404
+        rolled = other.post(
+            f"/v1/api-keys/{key['id']}/roll", json={"expires_in_seconds": 0},
+            headers={"Idempotency-Key": "tenancy-roll"},
+        )  # fmt: skip
+        assert rolled.status_code == 404
         patch = other.patch(f"/v1/customers/{customer}", json={"given_name": "Mallory"})
         assert patch.status_code == 404
     listed = owner.get("/v1/api-keys").json()["data"]
     assert next(k for k in listed if k["id"] == key["id"])["revoked_at"] is None
+    assert next(k for k in listed if k["id"] == key["id"])["expires_at"] is None
     assert owner.get(f"/v1/customers/{customer}").json()["given_name"] != "Mallory"
     reader = httpx.Client(
         base_url=platform.platform.gateway_url, headers={"Authorization": f"Bearer {key['key']}"}

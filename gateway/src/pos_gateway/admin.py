@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, func, insert, select, true, update
@@ -187,6 +187,7 @@ class KeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None  # a rolled key's end
 
 
 async def list_keys(
@@ -198,7 +199,7 @@ async def list_keys(
     async with reads(engine) as conn:
         rows = await conn.execute(
             select(t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
-                   t.c.last_used_at, t.c.revoked_at)
+                   t.c.last_used_at, t.c.revoked_at, t.c.expires_at)
             .where(t.c.merchant_id == merchant_id, t.c.id < before if before else true())
             .order_by(t.c.id.desc())
             .limit(limit)
@@ -209,7 +210,7 @@ async def list_keys(
 async def get_key(engine: AsyncEngine, merchant_id: str, key_id: str) -> KeyInfo | None:
     t = api_keys
     columns = (t.c.id, t.c.name, t.c.key_hint, t.c.mode, t.c.scopes, t.c.created_at,
-               t.c.last_used_at, t.c.revoked_at)  # fmt: skip
+               t.c.last_used_at, t.c.revoked_at, t.c.expires_at)  # fmt: skip
     query = select(*columns).where(t.c.merchant_id == merchant_id, t.c.id == key_id)
     async with reads(engine) as conn:
         row = (await conn.execute(query)).first()
@@ -232,6 +233,73 @@ async def revoke_key(
             .values(revoked_at=func.now())
         )
     return await get_key(engine, merchant_id, key_id), bool(result.rowcount)
+
+
+class KeyRevoked(Exception):
+    """The key to roll is revoked."""
+
+
+class KeyRolled(Exception):
+    """The key to roll was rolled already."""
+
+
+async def roll_key(
+    engine: AsyncEngine,
+    secret: str,
+    merchant_id: str,
+    key_id: str,
+    expires_in: timedelta,
+    request_id: str,
+) -> tuple[str, str | None] | None:
+    """Replace a key: (id, key) of a new key of the same name, scopes and mode, the old one
+    working until `expires_in` from now (revoked now when that is zero), in one transaction.
+    None when the merchant has no such key. As issue_key_once, the new key is made once per
+    request id: a retry of a roll that was made gets its key's id and None for the secret
+    (RequestReused if the request id made anything else). KeyRevoked or KeyRolled when the
+    old key is revoked or was rolled already."""
+    t = api_keys
+    async with engine.begin() as conn:
+        old = (
+            await conn.execute(
+                select(t.c.name, t.c.mode, t.c.scopes, t.c.revoked_at, t.c.rolled_to)
+                .where(t.c.merchant_id == merchant_id, t.c.id == key_id)
+                .with_for_update()
+            )
+        ).first()
+        if old is None:
+            return None
+        key = keys.generate(old.mode)
+        new_key_id = new_id("key")
+        values: dict[str, Any] = {
+            "id": new_key_id,
+            "merchant_id": merchant_id,
+            "name": old.name,
+            "key_hash": keys.keyed_hash(secret, key),
+            "key_hint": keys.hint(key),
+            "mode": old.mode,
+            "scopes": list(old.scopes),
+            "request_id": request_id,
+        }
+        earlier = await _insert_once(conn, t, values, ("name", "scopes", "mode"))
+        if earlier is not None:
+            if old.rolled_to != earlier:
+                raise RequestReused()
+            return earlier, None
+        if old.revoked_at is not None:
+            raise KeyRevoked()
+        if old.rolled_to is not None:
+            raise KeyRolled()
+        ends = func.now() + expires_in
+        await conn.execute(
+            update(t)
+            .where(t.c.id == key_id)
+            .values(
+                expires_at=ends,
+                rolled_to=new_key_id,
+                **({"revoked_at": func.now()} if not expires_in else {}),
+            )
+        )
+    return new_key_id, key
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ carries it in metadata, and nothing in a request body can choose it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pos_gateway import keys, tokens
@@ -45,13 +47,17 @@ class KeyStore:
     def __init__(self, engine: AsyncEngine, secret: str) -> None:
         self._engine = engine
         self._secret = secret
-        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        # A looked-up key: until when it is trusted (monotonic), its principal, and the
+        # moment (wall clock) a rolled one stops working, held by the cache too.
+        self._cache: dict[bytes, tuple[float, Principal | None, float | None]] = {}
         self._clients: dict[str, tuple[float, bool]] = {}
+        # What a rolled key's expiry is held to (seconds since the epoch).
+        self.clock: Callable[[], float] = time.time
 
     def forget(self, key_id: str) -> None:
         """Drop a revoked key or client from this replica's cache at once (others within
         CACHE_SECONDS)."""
-        for digest, (_, principal) in list(self._cache.items()):
+        for digest, (_, principal, _) in list(self._cache.items()):
             if principal is not None and principal.key_id == key_id:
                 del self._cache[digest]
         self._clients.pop(key_id, None)
@@ -79,13 +85,18 @@ class KeyStore:
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
-            return hit[1]
+            ends = hit[2]
+            return None if ends is not None and ends <= self.clock() else hit[1]
+        t = api_keys
+        at = datetime.fromtimestamp(self.clock(), UTC)
         async with self._engine.begin() as conn:
             row = (
                 await conn.execute(
-                    select(
-                        api_keys.c.id, api_keys.c.merchant_id, api_keys.c.scopes, api_keys.c.mode
-                    ).where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
+                    select(t.c.id, t.c.merchant_id, t.c.scopes, t.c.mode, t.c.expires_at).where(
+                        t.c.key_hash == digest,
+                        t.c.revoked_at.is_(None),
+                        or_(t.c.expires_at.is_(None), t.c.expires_at > at),
+                    )
                 )
             ).first()
             principal = (
@@ -99,7 +110,8 @@ class KeyStore:
                 )
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (now + CACHE_SECONDS, principal)
+        ends = row.expires_at.timestamp() if row is not None and row.expires_at else None
+        self._cache[digest] = (now + CACHE_SECONDS, principal, ends)
         return principal
 
     async def register(self, credential: str) -> Principal | None:

@@ -705,6 +705,7 @@ API_KEY = {
     "created_at": CREATED,
     "last_used_at": UPDATED,
     "revoked_at": None,
+    "expires_at": None,
 }
 NEW_API_KEY = {
     **API_KEY,
@@ -721,6 +722,14 @@ NEW_LIVE_API_KEY = {
     "key": "pos_live_Xmp1eKeyNotRealXXXXXXXXXXXXXXXXXXXXXXX",
 }
 REVOKED_API_KEY = {**API_KEY, "revoked_at": UPDATED}
+ROLLED_API_KEY = {
+    **NEW_API_KEY,
+    "id": "key_01j9x7k2b3c4d5e6f7g8h9jkmn",
+    "key_hint": "pos_test_Q7wz…",
+    "created_at": UPDATED,
+    "key": "pos_test_Q7wzNewKeyNotRealXXXXXXXXXXXXXXXXXXXXX",
+    "rolled_from": {**API_KEY, "expires_at": "2026-01-21T14:05:12.250Z"},
+}
 OAUTH_CLIENT = {
     "id": "cli_01j9x6s5m6n7p8q9r0s1t2u3vw",
     "client_id": "cli_01j9x6s5m6n7p8q9r0s1t2u3vw",

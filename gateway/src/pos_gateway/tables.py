@@ -54,6 +54,10 @@ api_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("last_used_at", DateTime(timezone=True)),
     Column("revoked_at", DateTime(timezone=True)),
+    # A rolled key: when it stops working (refused at authentication from then on), and the
+    # key that replaced it. Both None for a key never rolled.
+    Column("expires_at", DateTime(timezone=True)),
+    Column("rolled_to", Text),
     # The Idempotency-Key of the request that made it: a retry that finds it gets the same key
     # back (without its secret, which is gone) instead of a second one. None for the CLI's.
     Column("request_id", Text),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote_plus
 
@@ -20,6 +21,7 @@ from pos_gateway.problems import Problem
 from pos_gateway.ratelimit import address_key
 from pos_gateway.routes.common import (
     CREATE,
+    INT32,
     Body,
     Cursor,
     Limit,
@@ -40,6 +42,7 @@ from pos_gateway.schemas.credentials import (
     NewOAuthClient,
     OAuthClient,
     OAuthClientList,
+    RolledApiKey,
 )
 from pos_kit.paging import encode_token
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON, text_problem
@@ -58,6 +61,22 @@ class KeyIn(Body):
     name: Name
     scopes: list[Scope] = Field(min_length=1, max_length=len(keys.ALL_SCOPES))
     mode: Literal["test", "live"] = "test"
+
+
+ROLL_DEFAULT_SECONDS = 24 * 3600
+ROLL_MAX_SECONDS = 7 * 24 * 3600
+
+
+class RollIn(Body):
+    model_config = example({"expires_in_seconds": 3600})
+
+    expires_in_seconds: int = Field(
+        ROLL_DEFAULT_SECONDS,
+        ge=0,
+        le=ROLL_MAX_SECONDS,
+        json_schema_extra=INT32,
+        description="How long the old key keeps working, from now (0: revoked at once)",
+    )
 
 
 class ClientIn(Body):
@@ -185,6 +204,7 @@ def key_json(k: admin.KeyInfo) -> dict[str, Any]:
         "created_at": _ts(k.created_at),
         "last_used_at": _ts(k.last_used_at),
         "revoked_at": _ts(k.revoked_at),
+        "expires_at": _ts(k.expires_at),
     }
 
 
@@ -292,6 +312,67 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
         done.changed = now  # revoked already: one entry, from the revocation that did it
     request.app.state.keys.forget(key_id)
     return ApiKey.model_validate(key_json(revoked))
+
+
+@router.post(
+    "/api-keys/{key_id}/roll",
+    **op(
+        "credentials:manage",
+        "Roll an API key (a new key, the old one working for a while)",
+        (404, *CREATE),
+        example=ex.ROLLED_API_KEY,
+        status=201,
+        shown_once=("key",),
+    ),
+)
+async def roll_key(key_id: PathId, body: RollIn, request: Request) -> RolledApiKey:
+    """Replaces a key without downtime: a new key of the same name, scopes and mode, shown in
+    this answer only (stored as a keyed hash, as at creation), while the old one keeps working
+    until `expires_in_seconds` from now (a day unless said, at most 7 days; 0 revokes it at
+    once), then is refused. `rolled_from` is the old key, with that `expires_at`.
+
+    A key is rolled once: rolling a rolled key is a 409 `api_key_rolled` (roll its
+    replacement), a revoked one a 409 `api_key_revoked`. As for revoking, a credential rolls
+    only a key holding no scope it lacks itself (else a 403 `insufficient_scope` naming
+    them), and a test credential no live key (a 403 `mode_not_grantable`); nothing changes
+    and the attempt is in the audit log (`credential.refused`). The roll is
+    `api_key.rolled` on the old key."""
+    seconds = body.expires_in_seconds
+    state, merchant = request.app.state, _principal(request).merchant_id
+    found = await admin.get_key(state.engine, merchant, key_id)
+    if found is None:
+        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+    # A key's scopes and mode never change once made: what was read is what is rolled.
+    await within_scopes(
+        request, "api_key", key_id, found.name, found.scopes, found.mode, action="roll"
+    )
+    try:
+        async with guarded(request, "api_key.rolled") as done:
+            rolled = await admin.roll_key(
+                state.engine, state.secret, merchant, key_id, timedelta(seconds=seconds),
+                request_id(),
+            )  # fmt: skip
+            if rolled is None:
+                raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+            new_id, key = rolled
+            done.resource = ("api_key", key_id)
+            done.details = {"name": found.name, "new_key_id": new_id,
+                            "expires_in_seconds": seconds}  # fmt: skip
+    except admin.RequestReused:
+        raise _reused() from None
+    except admin.KeyRevoked:
+        raise Problem(409, "api_key_revoked", f"api key {key_id!r} is revoked") from None
+    except admin.KeyRolled:
+        raise Problem(
+            409, "api_key_rolled", f"api key {key_id!r} was rolled already: roll its replacement"
+        ) from None
+    state.keys.forget(key_id)
+    info = await admin.get_key(state.engine, merchant, new_id)
+    old = await admin.get_key(state.engine, merchant, key_id)
+    assert info is not None and old is not None  # this request made it, or an earlier attempt
+    return RolledApiKey.model_validate(
+        {**key_json(info), "key": key, REDACTED: key is None, "rolled_from": key_json(old)}
+    )
 
 
 @router.post(

@@ -37,6 +37,9 @@ class ApiKey(Answer):
     created_at: Timestamp
     last_used_at: Timestamp | None
     revoked_at: Timestamp | None
+    expires_at: Timestamp | None = Field(
+        description="A rolled key's end: refused from then on. Null for a key never rolled"
+    )
 
 
 class NewApiKey(ApiKey):
@@ -44,6 +47,12 @@ class NewApiKey(ApiKey):
         description="Shown in this answer only; null in a replay"
     )
     secret_redacted: bool = Field(description="true in a replay: the key is not kept")
+
+
+class RolledApiKey(NewApiKey):
+    rolled_from: ApiKey = Field(
+        description="The key it replaces, as it is now: working until its `expires_at`"
+    )
 
 
 class OAuthClient(Answer):
