@@ -37,6 +37,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer, KnownCustomer
+from pos_order.domain.returns import UnitsRefund
 from pos_order.service import saga
 from pos_order.service.ports import (
     CartContext,
@@ -510,6 +511,10 @@ class FakePayments:
 
     async def open_shift_at(self, register_id: str) -> str:
         return self.open_shifts.get(register_id, "")
+
+    async def refunds_of(self, order_id: str) -> list[UnitsRefund]:
+        """No refund naming units is made here."""
+        return []
 
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         if self.down:

@@ -26,6 +26,7 @@ import pytest_asyncio
 from order_shop import serve_order, serve_relay, tee_shop
 
 from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2_grpc
 from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2, payment_pb2_grpc, shifts_pb2, shifts_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
@@ -93,6 +94,7 @@ class Shop:
     shifts: shifts_pb2_grpc.ShiftServiceStub
     order_db: str
     payment_db: str = ""
+    inventory: inventory_pb2_grpc.InventoryServiceStub | None = None
 
     async def order(self, order_id: str) -> order_pb2.Order:
         got = await self.orders.GetOrder(
@@ -240,6 +242,7 @@ async def relayed_shop(infra: Infra, **order_settings: Any) -> AsyncIterator[Sho
                 shifts_pb2_grpc.ShiftServiceStub(payment.channel),
                 order.database_url,
                 payment.database_url,
+                inventory_pb2_grpc.InventoryServiceStub(inventory.channel),
             )
     finally:
         server.stop()

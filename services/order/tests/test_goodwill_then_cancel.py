@@ -1,6 +1,7 @@
-"""A fulfilment cancelled after a refund made outside it (goodwill, through the payments API):
-real PostgreSQL, NATS JetStream, and the inventory, payment and order services in this process
-(the shop of test_cancel_races.py, pickups captured at confirmation)."""
+"""A fulfilment cancelled after a refund made outside it (goodwill, or a price adjustment naming
+units, through the payments API): real PostgreSQL, NATS JetStream, and the inventory, payment
+and order services in this process (the shop of test_cancel_races.py, pickups captured at
+confirmation)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest_asyncio
 from test_cancel_races import CARD, KINDS, MERCHANT, Shop, relayed_shop
 
 from pos.common.v1 import money_pb2
+from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra
@@ -22,16 +24,42 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def captured_shop(infra: Infra) -> AsyncIterator[Shop]:
     async with relayed_shop(infra, capture_pickup_at_order=True) as found:
+        await _mugs(found)
         yield found
+
+
+async def _mugs(shop: Shop) -> None:
+    """A mug at 25.00 beside the T-shirt, in stock at the shop's location."""
+    assert shop.inventory is not None
+    await shop.inventory.CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            request_id=f"{MERCHANT[0][1]}-mug", sku="MUG", name="Mug", price=usd(2500)
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    await shop.inventory.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=f"{MERCHANT[0][1]}-mugs-received",
+            sku="MUG",
+            location_id=shop.location,
+            delta=1000,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
 
 
 def usd(amount: int) -> money_pb2.Money:
     return money_pb2.Money(amount=amount, currency="USD")
 
 
-async def _two_pickups(shop: Shop, cards: list[int]) -> order_pb2.Order:
-    """Two pickups of a T-shirt each (25.00, no tax), paid by one card per amount in `cards`
-    and confirmed: each pickup's share captured at once."""
+async def _two_pickups(
+    shop: Shop, cards: list[int], skus: tuple[str, str] = ("TEE", "TEE")
+) -> order_pb2.Order:
+    """Two pickups of a T-shirt each (25.00, no tax; or of `skus`, a mug at 25.00 too), paid
+    by one card per amount in `cards` and confirmed: each pickup's share captured at once."""
     pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
     created = await shop.orders.CreateOrder(
         order_pb2.CreateOrderRequest(
@@ -39,8 +67,8 @@ async def _two_pickups(shop: Shop, cards: list[int]) -> order_pb2.Order:
             channel="web",
             location_id=shop.location,
             lines=[
-                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
-                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=1),
+                order_pb2.OrderLineRequest(sku=skus[0], quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku=skus[1], quantity=1, fulfillment=1),
             ],
             fulfillments=[pickup, pickup],
         ),
@@ -72,6 +100,21 @@ async def _cancel(shop: Shop, order_id: str, fulfillment_id: str) -> dict[str, i
 
 async def _refunded(shop: Shop, order_id: str) -> dict[str, int]:
     return {p.id: p.refunded.amount for p in await shop.payments_of(order_id)}
+
+
+async def _adjust(shop: Shop, payment_id: str, sku: str, amount: int) -> None:
+    """A price adjustment: `amount` back on the payment for one unit of `sku`."""
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()),
+            payment_id=payment_id,
+            amount=usd(amount),
+            reason="price_adjustment",
+            lines=[payment_pb2.RefundLine(sku=sku, quantity=1)],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
 
 
 async def test_a_pickup_cancelled_after_goodwill_gives_back_its_price_and_keeps_the_goodwill(
@@ -130,3 +173,154 @@ async def test_a_pickup_cancelled_after_goodwill_on_one_card_gives_back_its_pric
     )
     assert await _cancel(shop, order.id, order.fulfillments[1].id) == {card: 2500}
     assert await _refunded(shop, order.id) == {card: 3500}
+
+
+async def test_a_pickup_cancelled_after_a_price_adjustment_of_its_units_gives_back_the_rest(
+    captured_shop: Shop,
+) -> None:
+    """A T-shirt picked up with card A (25.00), a mug with card B (25.00), captured at
+    confirmation. 10.00 goes back on card B for the mug (a price adjustment naming it). The
+    mug's pickup is then cancelled: it gives back what the mug was paid less the adjustment,
+    15.00 from card B, and nothing from card A: the customer has 25.00 back for the mug in
+    all. It gave back 25.00, the 10.00 its card no longer had taken from card A as if it
+    had been goodwill: 35.00 for a 25.00 mug. The T-shirt's pickup, the last, takes the
+    order with it: its 25.00 back from card A, all that was captured given back."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, second_card, "MUG", 1000)
+
+    assert await _cancel(shop, order.id, mug.id) == {second_card: 1500}
+
+    assert await _refunded(shop, order.id) == {first_card: 0, second_card: 2500}
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
+    cancelled = after.fulfillments[1]
+    assert cancelled.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert (cancelled.captured.amount, cancelled.refunded.amount) == (2500, 1500)
+    assert await _cancel(shop, order.id, tee.id) == {first_card: 2500}
+    assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
+    assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+
+
+async def test_a_pickup_cancelled_after_a_price_adjustment_on_one_card_gives_back_the_rest(
+    captured_shop: Shop,
+) -> None:
+    """One card for both pickups (50.00 captured), 10.00 back on it for the mug: the mug's
+    cancel gives back 15.00 (25.00 in all), not 25.00 (35.00 for the mug). The T-shirt's
+    cancel then gives back its whole 25.00."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [5000], ("TEE", "MUG"))
+    (card,) = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, card, "MUG", 1000)
+
+    assert await _cancel(shop, order.id, mug.id) == {card: 1500}
+    assert await _refunded(shop, order.id) == {card: 2500}
+    assert await _cancel(shop, order.id, tee.id) == {card: 2500}
+    assert await _refunded(shop, order.id) == {card: 5000}
+    assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+
+
+async def test_a_price_adjustment_of_other_units_takes_nothing_off_a_cancel(
+    captured_shop: Shop,
+) -> None:
+    """10.00 back for the T-shirt on card A: the mug's cancel gives back its whole 25.00
+    (card B), and the T-shirt's, the last, what card A has left (15.00)."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, first_card, "TEE", 1000)
+
+    assert await _cancel(shop, order.id, mug.id) == {second_card: 2500}
+    assert await _cancel(shop, order.id, tee.id) == {first_card: 1500}
+    assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
+
+
+async def test_a_pickup_cancelled_after_an_adjustment_and_goodwill_takes_only_the_goodwill(
+    captured_shop: Shop,
+) -> None:
+    """10.00 back on card B for the mug, then 5.00 of goodwill on card B too (10.00 left on
+    it). The mug's cancel owes 15.00: the 10.00 card B has, and the 5.00 the goodwill took
+    from card A. The customer has 25.00 for the mug and the 5.00 of goodwill."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    await _adjust(shop, second_card, "MUG", 1000)
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), payment_id=second_card, amount=usd(500), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+
+    refunds = await _cancel(shop, order.id, order.fulfillments[1].id)
+
+    assert refunds == {second_card: 1000, first_card: 500}
+    assert await _refunded(shop, order.id) == {first_card: 500, second_card: 2500}
+
+
+async def test_an_adjustment_a_cancel_took_is_not_taken_again_from_the_units_kept(
+    captured_shop: Shop,
+) -> None:
+    """A T-shirt in each pickup, one card each; 10.00 back on card B for one T-shirt. Which
+    one is not known: the first to come back, the second pickup's cancelled, is taken to be
+    it, and its cancel gives back 15.00. The T-shirt kept was given back nothing: a refund
+    naming it may give back its whole 25.00 (before, the adjustment was counted against it
+    again, 15.00 at most), and its cancel gives back all card A holds."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500])
+    first_card, second_card = order.payment_ids
+    first, second = order.fulfillments
+    await _adjust(shop, second_card, "TEE", 1000)
+
+    assert await _cancel(shop, order.id, second.id) == {second_card: 1500}
+
+    checked = await shop.orders.CheckRefundUnits(
+        order_pb2.CheckRefundUnitsRequest(
+            order_id=order.id,
+            lines=[payment_pb2.RefundLine(sku="TEE", quantity=1)],
+            amount=usd(2500),
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert checked.at_most.amount == 2500
+    assert await _cancel(shop, order.id, first.id) == {first_card: 2500}
+    assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
+
+
+async def test_the_adjusted_pickup_cancelled_last_or_the_order_cancelled_gives_back_the_rest(
+    captured_shop: Shop,
+) -> None:
+    """10.00 back on card B for the mug. The T-shirt's pickup cancelled first gives back its
+    25.00 (card A); the mug's, the last, takes the order with it and gives back 15.00 (card
+    B): 50.00 back in all, what was captured. An order cancelled whole after the same
+    adjustment gives back what each card has left: 25.00 and 15.00."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, second_card, "MUG", 1000)
+    assert await _cancel(shop, order.id, tee.id) == {first_card: 2500}
+    assert await _cancel(shop, order.id, mug.id) == {second_card: 1500}
+    assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
+    assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+
+    whole = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = whole.payment_ids
+    await _adjust(shop, second_card, "MUG", 1000)
+    cancelled = await shop.orders.CancelOrder(
+        order_pb2.CancelOrderRequest(request_id=str(uuid.uuid4()), order_id=whole.id),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    assert cancelled.order.status == order_pb2.ORDER_STATUS_CANCELLED
+    assert {r.payment_id: r.amount.amount for r in cancelled.refunds} == {
+        first_card: 2500,
+        second_card: 1500,
+    }
+    assert await _refunded(shop, whole.id) == {first_card: 2500, second_card: 2500}

@@ -180,6 +180,16 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
             else {}
         ),
         **({"refunds": [_capture_json(r) for r in saga.refunds]} if saga.refunds else {}),
+        **(
+            {
+                "cancel_adjusted": {
+                    fid: {sku: list(a) for sku, a in by_sku.items()}
+                    for fid, by_sku in saga.cancel_adjusted.items()
+                }
+            }
+            if saga.cancel_adjusted
+            else {}
+        ),
         **({"draft": _draft_json(saga.draft)} if saga.draft is not None else {}),
         **({"submits": saga.submits} if saga.submits else {}),
         **({"tax_inclusive": saga.tax_inclusive} if saga.tax_inclusive is not None else {}),
@@ -326,6 +336,10 @@ def _saga(found: dict[str, Any]) -> Saga:
         expiring=list(found.get("expiring", [])),
         cancelled_at={k: (v[0], v[1]) for k, v in found.get("cancelled_at", {}).items()},
         refunds=[Capture(**r) for r in found.get("refunds", [])],
+        cancel_adjusted={
+            fid: {sku: (a[0], a[1]) for sku, a in by_sku.items()}
+            for fid, by_sku in found.get("cancel_adjusted", {}).items()
+        },
         draft=_draft(found.get("draft")),
         submits=found.get("submits", 0),
         tax_inclusive=found.get("tax_inclusive"),

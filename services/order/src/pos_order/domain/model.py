@@ -458,6 +458,12 @@ class Saga:
     # payment service said was left to refund) and stored before it is asked for, so a re-run
     # asks the same amounts under the same ids (`<order>/refund/<fulfilment>/<payment>`).
     refunds: list[Capture] = field(default_factory=list)
+    # What refunds naming units (price adjustments) had given back for a cancelled
+    # fulfilment's units when its refunds were planned, taken off them: per fulfilment, per
+    # SKU, the units taken to be adjusted and what they were given back. Those units went with
+    # the cancel, so a return or another such refund of the SKU no longer counts it
+    # (`returns.adjustments`).
+    cancel_adjusted: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     # A draft's cart (see DraftAsk): set while it is a draft and until its submit has held,
     # reserved and set aside everything; None for any other order.
     draft: DraftAsk | None = None
@@ -1465,13 +1471,26 @@ class Order:
         self.saga.state = SagaState.RUNNING
         return True
 
-    def plan_refunds(self, fulfillment_id: str, refundable: dict[str, int]) -> None:
+    def plan_refunds(
+        self,
+        fulfillment_id: str,
+        refundable: dict[str, int],
+        adjusted: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         """What was captured for a fulfilment being cancelled goes back (`refunds_for`), each
-        payment at most what the payment service says it has left to refund. Planned once: a
-        re-run asks the same amounts under the same ids."""
-        if any(r.fulfillment_id == fulfillment_id for r in self.saga.refunds):
+        payment at most what the payment service says it has left to refund, less what refunds
+        naming its units gave back already (`adjusted`: per SKU, the units and what they were
+        given back, recorded with the plan). Planned once: a re-run asks the same amounts under
+        the same ids."""
+        if fulfillment_id in self.saga.cancel_adjusted or any(
+            r.fulfillment_id == fulfillment_id for r in self.saga.refunds
+        ):
             return
-        for payment_id, take in self.refunds_for(fulfillment_id, refundable).items():
+        adjusted = {sku: a for sku, a in (adjusted or {}).items() if a[0] > 0}
+        if adjusted:
+            self.saga.cancel_adjusted[fulfillment_id] = adjusted
+        given_back = sum(amount for _, amount in adjusted.values())
+        for payment_id, take in self.refunds_for(fulfillment_id, refundable, given_back).items():
             self.saga.refunds.append(
                 Capture(
                     f"{self.id}/refund/{fulfillment_id}/{payment_id}",
@@ -1481,35 +1500,40 @@ class Order:
                 )
             )
 
-    def refunds_for(self, fulfillment_id: str, refundable: dict[str, int]) -> dict[str, int]:
+    def refunds_for(
+        self, fulfillment_id: str, refundable: dict[str, int], given_back: int = 0
+    ) -> dict[str, int]:
         """What a cancel of the fulfilment gives back to each payment: what was captured for
-        it, to the payments it was captured from, each at most what it has left to refund
-        (`refundable`). What one of them no longer has (a refund naming no units, goodwill,
-        gave it back before) is given back from the order's other payments, from the last
-        taken backwards, each within what it has left: the goodwill stays given, and the
-        customer gets back what the cancelled goods were paid, never more than was captured
-        in all. Before, that part was kept, and the cancel took the goodwill back."""
+        it less what refunds naming its units (price adjustments) gave back already
+        (`given_back`), as a return of those units would, to the payments it was captured
+        from, each at most what it has left to refund (`refundable`). What they no longer have
+        (a refund naming no units, goodwill, gave it back before) is given back from the
+        order's other payments, from the last taken backwards, each within what it has left:
+        the goodwill stays given, and the customer gets back what the cancelled goods were
+        paid, never more than was captured in all. Before, the cancel gave back the whole
+        capture whatever a price adjustment had given back of it, and what its payment no
+        longer had came from the others: the adjustment was paid twice."""
         owed: dict[str, int] = {}
         for c in self.saga.captures:
             if c.fulfillment_id == fulfillment_id and c.done:
                 owed[c.payment_id] = owed.get(c.payment_id, 0) + c.amount
+        due = max(0, sum(owed.values()) - max(0, given_back))
         left = {p: max(0, amount) for p, amount in refundable.items()}
         plan: dict[str, int] = {}
-        short = 0
         for payment_id, amount in owed.items():
-            take = min(amount, left.get(payment_id, 0))
+            take = min(amount, due, left.get(payment_id, 0))
             if take > 0:
                 plan[payment_id] = take
                 left[payment_id] -= take
-            short += amount - take
+                due -= take
         for t in reversed(self.saga.tenders):
-            if short <= 0:
+            if due <= 0:
                 break
-            take = min(short, left.get(t.payment_id, 0)) if t.payment_id else 0
+            take = min(due, left.get(t.payment_id, 0)) if t.payment_id else 0
             if take > 0:
                 plan[t.payment_id] = plan.get(t.payment_id, 0) + take
                 left[t.payment_id] -= take
-                short -= take
+                due -= take
         return plan
 
     def replan_refund(self, request_id: str, refundable: int) -> None:

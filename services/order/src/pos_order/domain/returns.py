@@ -507,7 +507,50 @@ def adjustments(
             units[sku] = units.get(sku, 0) + q
             amounts[sku] = amounts.get(sku, 0) + share
             since[sku] = min(since.get(sku, at), at)
-    return {sku: Adjusted(units[sku], amounts[sku], since[sku]) for sku in units}
+    # What cancelled fulfilments' units took of it went with them (`adjusted_in_fulfillment`).
+    for by_sku in order.saga.cancel_adjusted.values():
+        for sku, (gone, amount) in by_sku.items():
+            if sku in units:
+                units[sku] -= gone
+                amounts[sku] -= amount
+    return {
+        sku: Adjusted(units[sku], max(0, amounts[sku]), since[sku])
+        for sku in units
+        if units[sku] > 0
+    }
+
+
+def adjusted_in_fulfillment(
+    order: Order, fulfillment_id: str, refunds: list[UnitsRefund], earlier: list[Return]
+) -> dict[str, tuple[int, int]]:
+    """Per SKU, what refunds naming units (`adjustments`, less what earlier cancels took)
+    gave back for the units of a fulfilment being cancelled, and how many of them are taken to
+    be adjusted: its cancel gives back what they were paid less that, as a return does. Which
+    units of a SKU were adjusted is not known: as for a return (`less_adjustments`), the first
+    units to come back after the adjustment (returned, or cancelled) are taken to be them."""
+    adjusted = adjustments(order, refunds, earlier)
+    if not adjusted:
+        return {}
+    seen: dict[str, int] = {}
+    for r in earlier:
+        for back in r.lines:
+            a = adjusted.get(back.sku)
+            if a is not None and r.created_at is not None and r.created_at >= a.since:
+                seen[back.sku] = seen.get(back.sku, 0) + back.quantity
+    out: dict[str, tuple[int, int]] = {}
+    for ln in order.lines:
+        a = adjusted.get(ln.sku)
+        if ln.fulfillment_id != fulfillment_id or ln.gift_card or a is None:
+            continue
+        before = seen.get(ln.sku, 0)
+        seen[ln.sku] = before + ln.quantity
+        units = min(before + ln.quantity, a.units) - min(before, a.units)
+        if units <= 0:
+            continue
+        took = a.worth(before + ln.quantity) - a.worth(before)
+        had = out.get(ln.sku, (0, 0))
+        out[ln.sku] = (had[0] + units, had[1] + took)
+    return out
 
 
 def price_given_back(

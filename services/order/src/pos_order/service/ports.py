@@ -26,7 +26,7 @@ from pos_order.domain.model import (
     Tender,
 )
 from pos_order.domain.pricing import Buyer, KnownCustomer, Manual
-from pos_order.domain.returns import ReceiptlessLimit, Return
+from pos_order.domain.returns import ReceiptlessLimit, Return, UnitsRefund
 
 # Storage. Every repository is bound to one merchant when the unit of work builds it.
 
@@ -391,6 +391,10 @@ class Payments(Protocol):
     async def refund(self, request_id: str, payment_id: str, amount: Money) -> None: ...
     async def of_order(self, order_id: str) -> list[PaymentResult]:
         """Every payment taken for the order, in the order taken: the truth about its money."""
+        ...
+
+    async def refunds_of(self, order_id: str) -> list[UnitsRefund]:
+        """Every refund of the order's payments, with the units each named."""
         ...
 
     async def open_shift_at(self, register_id: str) -> str:

@@ -42,7 +42,7 @@ from pos_order.domain.model import (
     TenderRecord,
     TenderState,
 )
-from pos_order.domain.returns import goods_returned
+from pos_order.domain.returns import adjusted_in_fulfillment, goods_returned
 from pos_order.domain.tax import TaxTable
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
@@ -1331,10 +1331,12 @@ async def cancel_fulfillment(
         if order.saga.state is SagaState.COMPENSATING:
             return await compensate(new_uow, ports, order, policy, refunded=compensated)
         return order
-    if f.captured > 0 and not any(r.fulfillment_id == f.id for r in order.saga.refunds):
-        payments = await ports.payments.of_order(order.id)
-        left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
-        order, _ = await change(new_uow, order.id, lambda o: o.plan_refunds(fulfillment_id, left))
+    if (
+        f.captured > 0
+        and fulfillment_id not in order.saga.cancel_adjusted
+        and not any(r.fulfillment_id == f.id for r in order.saga.refunds)
+    ):
+        order = await _plan_cancel_refunds(new_uow, ports, order, fulfillment_id)
     refunded: list[str] = []
     for request_id in [r.request_id for r in order.saga.refunds if r.fulfillment_id == f.id]:
         order, asked = await _refund_planned(new_uow, ports, order, f.id, request_id)
@@ -1369,6 +1371,32 @@ async def cancel_fulfillment(
         # cancelled whole (what is left authorised voided, coupons and points given back).
         return await compensate(new_uow, ports, order, policy, refunded=compensated)
     return await void_the_rest(new_uow, ports, order)
+
+
+async def _plan_cancel_refunds(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, fulfillment_id: str
+) -> Order:
+    """Plan what a cancelled fulfilment gives back (`Order.plan_refunds`): from what each
+    payment has left to refund, less what refunds naming its units (price adjustments) gave
+    back of them already (`adjusted_in_fulfillment`), read under the order row's lock with the
+    order's returns (which take it too), so the adjustment is counted once."""
+    payments = await ports.payments.of_order(order.id)
+    left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
+    refunds = [r for r in await ports.payments.refunds_of(order.id) if r.lines]
+    async with new_uow() as uow:
+        await uow.orders.get(order.id, lock=True)
+        earlier = await uow.returns.of_order(order.id)
+
+        def plan(o: Order) -> None:
+            o.plan_refunds(
+                fulfillment_id,
+                left,
+                adjusted_in_fulfillment(o, fulfillment_id, refunds, earlier),
+            )
+
+        order, _ = await change_in(uow, order.id, plan)
+        await uow.commit()
+    return order
 
 
 async def _refund_planned(
