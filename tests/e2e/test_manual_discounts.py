@@ -119,6 +119,29 @@ def test_a_manual_line_and_order_discount_are_recorded_with_reason_and_who(
     assert "lines[0].manual.value" in {e["field"] for e in dearer.json()["errors"]}
 
 
+def test_a_manual_amount_off_a_line_comes_off_each_unit_in_the_preview_and_the_sale(
+    platform: Running,
+) -> None:
+    """1.00 off a line of 3 mugs is 1.00 off each mug, 3.00 off the line, as `amount` is
+    documented: the cart preview says what the checkout then records, to the cent."""
+    http = platform.http
+    here = http.get("/v1/locations").json()["data"][0]["id"]
+    body = _sale(here, {"kind": "amount", "value": 100, "reason": "scratched"})
+    body["lines"][0]["quantity"] = 3
+    preview = _post(http, "/v1/carts/calculate", {k: body[k] for k in ("location_id", "lines")})
+    assert preview.status_code == 200, preview.text
+    sold = _post(http, "/v1/checkouts", body)
+    assert sold.status_code == 201, sold.text
+    order = sold.json()["order"]
+    assert [a for _, a, _, _ in _manual_discounts(order)] == [300]
+    assert _manual_discounts(preview.json()) == _manual_discounts(order)
+    assert [ln["discount_total"] for ln in preview.json()["lines"]] == [
+        ln["discount_total"] for ln in order["lines"]
+    ]
+    for field in ("subtotal", "discount_total", "tax_total", "total"):
+        assert preview.json()[field] == order[field], field
+
+
 def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_limit(
     platform: Running,
 ) -> None:

@@ -263,6 +263,29 @@ def test_manual_discounts_say_why_and_who_asked() -> None:
     )
 
 
+def test_a_manual_amount_off_a_line_comes_off_each_of_its_units() -> None:
+    """A "1.00 off" on a line of 3 scratched mugs at 10.00 is 1.00 off each mug, as documented
+    for `amount` on a line (and as an item offer's amount is): 3.00 off the line, not 1.00."""
+    mugs = Line("MUG", 3, 1000, manual=Manual(ManualKind.AMOUNT, 100, "scratched", "emp_7"))
+    priced = price([], [mugs], USD)
+    assert (priced.total_discount, list(priced.line_discounts)) == (300, [300])
+    [applied] = priced.applied
+    assert (applied.source, applied.amount, applied.lines) == ("manual", 300, (300,))
+    # More off each unit than a unit costs: the whole line, never below zero.
+    whole = Line("MUG", 3, 1000, manual=Manual(ManualKind.AMOUNT, 1500, "flood", "emp_7"))
+    assert price([], [whole], USD).line_discounts == (3000,)
+
+
+def test_a_manual_amount_off_each_unit_is_capped_unit_by_unit() -> None:
+    """Buy one get one free leaves one shirt at 0.00 and one at 10.00: 3.00 off each takes
+    3.00 from the paid one only (the free one has nothing to give), as an item amount does."""
+    pulled = Manual(ManualKind.AMOUNT, 300, "pulled thread", "emp_7")
+    shirts = Line("A", 2, 1000, categories=frozenset({"shirts"}), manual=pulled)
+    priced = price([BOGO], [shirts], USD)
+    assert [(a.source, a.amount) for a in priced.applied] == [("bogo", 1000), ("manual", 300)]
+    assert priced.line_discounts == (1300,)
+
+
 def test_non_stackable_offers_keep_the_highest_priority_one_per_level() -> None:
     a = offer("a", Rule(Kind.PERCENT_OFF, percent_bps=1000), stackable=False, priority=1)
     b = offer("b", Rule(Kind.PERCENT_OFF, percent_bps=2000), stackable=False)

@@ -6,7 +6,8 @@ The order of application, stated once (README "How discounts combine" repeats it
 0. manual price overrides set a line's unit price before anything else;
 1. item offers, by stage: sale prices, buy X get Y, bundles, free items, quantity tiers, item
    percentages, item amounts; within a stage by priority (higher first), then id;
-2. manual line discounts (staff, with a reason);
+2. manual line discounts (staff, with a reason): a percent off what the line has left, or an
+   amount off each of its units (capped unit by unit);
 3. order offers: order percentages, then order amounts (thresholds are either), by priority
    then id, each spread over the lines by largest remainder;
 4. the manual order discount.
@@ -453,10 +454,23 @@ def _run(offers: Sequence[Offer], lines: Sequence[Line], ctx: Context) -> tuple[
             steps.append((offer.id, Level.ITEM, _item(offer.rule, cart), offer, ""))
     for p, ln in enumerate(cart.lines):
         m = ln.manual
-        if m and m.kind is not ManualKind.PRICE:
+        if m and m.kind is ManualKind.PERCENT:
             cut = _cut(m, cart.remaining[p])
             steps.append(
                 (MANUAL, Level.ITEM, cart.take({p: cut}), describe_manual(m), m.requested_by)
+            )
+        elif m and m.kind is ManualKind.AMOUNT:
+            # Off each unit of the line, capped unit by unit as an item amount is (until
+            # 2026-12-05 it came off the line once, whatever its quantity).
+            each, _ = cart.take_each(p, m.value, ln.quantity)
+            steps.append(
+                (
+                    MANUAL,
+                    Level.ITEM,
+                    _one(len(cart.lines), p, each),
+                    describe_manual(m),
+                    m.requested_by,
+                )
             )
     for offer in plan:
         if offer.level is Level.ORDER:

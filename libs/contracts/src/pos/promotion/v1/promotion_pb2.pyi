@@ -151,7 +151,9 @@ class _ManualKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ManualKind
     MANUAL_KIND_PERCENT: _ManualKind.ValueType  # 1
     """value in basis points"""
     MANUAL_KIND_AMOUNT: _ManualKind.ValueType  # 2
-    """value in minor units of the cart currency"""
+    """value in minor units of the cart currency: off each unit of a line (capped unit by unit),
+    or once off the order
+    """
     MANUAL_KIND_PRICE: _ManualKind.ValueType  # 3
     """a new unit price in minor units (lines only), at most the list price"""
 
@@ -161,7 +163,9 @@ MANUAL_KIND_UNSPECIFIED: ManualKind.ValueType  # 0
 MANUAL_KIND_PERCENT: ManualKind.ValueType  # 1
 """value in basis points"""
 MANUAL_KIND_AMOUNT: ManualKind.ValueType  # 2
-"""value in minor units of the cart currency"""
+"""value in minor units of the cart currency: off each unit of a line (capped unit by unit),
+or once off the order
+"""
 MANUAL_KIND_PRICE: ManualKind.ValueType  # 3
 """a new unit price in minor units (lines only), at most the list price"""
 Global___ManualKind: _TypeAlias = ManualKind  # noqa: Y015
