@@ -4,6 +4,7 @@ limit alone, while a price override or a discount above the limit needs a manage
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -208,6 +209,66 @@ def test_a_cashier_needs_a_manager_for_a_price_override_or_a_discount_above_the_
     sales = {e["resource_id"] for e in entries if e["action"] == "sale"}
     assert set(sold.values()) <= sales
     assert not sales & set(declined)
+
+
+def test_an_override_taken_by_a_sale_whose_card_answer_was_lost_stays_with_that_sale(
+    platform: Running,
+) -> None:
+    """A manager's override taken by a sale whose card answer was lost (503
+    `payment_pending`: the sale may still be finished) stays with that sale: another sale
+    above the limit is refused, and the retry under the first sale's Idempotency-Key uses the
+    override again until it answers how the sale ended, which the audit log then names."""
+    http = platform.http
+    here, members, register_id, credential = _paired_till(
+        platform, ("Lena", "3579"), ("Otto", "9753")
+    )
+    half = {"kind": "percent", "value": 5000, "reason": "clearance"}
+
+    def card(token: str) -> dict[str, Any]:
+        body = {**_sale(here, half), "tender_type": "card", "card_token": token}
+        del body["cash_tendered"]
+        return body
+
+    with _signed_in(platform, credential, members["cashier"], "3579") as till:
+        granted = _post(
+            till,
+            "/v1/overrides",
+            {"manager_id": members["manager"], "pin": "9753", "permission": "discount_above_limit"},
+        )
+        assert granted.status_code == 201, granted.text
+        key = str(uuid.uuid4())
+
+        def first() -> httpx.Response:
+            return till.post(
+                "/v1/checkouts", json=card("tok_timeout"), headers={"Idempotency-Key": key}
+            )
+
+        lost = first()
+        assert (lost.status_code, lost.json()["code"]) == (503, "payment_pending"), lost.text
+        # The manager approved one sale: the next one above the limit is refused.
+        other = _post(till, "/v1/checkouts", card("tok_visa"))
+        assert other.status_code == 403, other.text
+        assert other.json()["code"] == "permission_required"
+        assert other.json()["permission"] == "discount_above_limit"
+        # The first sale's retry is its own: pending until the card is settled, then the sale.
+        deadline = time.monotonic() + 180
+        while (again := first()).status_code == 503:
+            assert again.json()["code"] == "payment_pending", again.text
+            assert time.monotonic() < deadline, "the card was never settled"
+            time.sleep(1)
+        assert again.status_code == 201, again.text
+        sold = again.json()["order"]
+        # 2 x 12.00, half off: the discount the manager approved, once.
+        assert [(a, r.removeprefix("Manual: ")) for _, a, r, _ in _manual_discounts(sold)] == [
+            (1200, "clearance")
+        ]
+    entries = http.get("/v1/audit-log", params={"register_id": register_id, "limit": 200}).json()[
+        "data"
+    ]
+    discounts = [(e["staff_id"], e["approved_by"], e["resource_id"]) for e in entries
+                 if e["action"] == "discount"]  # fmt: skip
+    assert discounts == [(members["cashier"], members["manager"], sold["id"])]
+    assert [e["resource_id"] for e in entries if e["action"] == "sale"] == [sold["id"]]
 
 
 def test_a_cashier_cannot_stack_discounts_above_the_limit_across_a_drafts_edits(

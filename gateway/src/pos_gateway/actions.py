@@ -5,6 +5,10 @@ refused; a permission the member's role lacks is taken from an override a manage
 that register (staff.grant_override) for this one action, else refused. Any other credential
 (an API key, an OAuth client) acts for the merchant and is recorded as itself. The entry is
 written once the action succeeded, naming the member, the approving manager and the register.
+An override taken by a request that failed is given back only when the request was refused
+(nothing was or will be done); one whose outcome is not known yet (a 5xx: a card's answer
+lost, a service unavailable once the sale may have been saved) stays the request's, so its
+retry under the same Idempotency-Key uses it again and records the entry once it answers.
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from fastapi import Request
 
 from pos_gateway import audit, staff
 from pos_gateway.auth import Principal
-from pos_gateway.problems import Problem
+from pos_gateway.problems import Problem, from_rpc_error
 from pos_kit.context import request_id_var
 
 
@@ -51,6 +56,21 @@ def settings_changed(
         "from": {k: before.get(k) for k in changed},
         "version": version,
     }
+
+
+# A refusal that says the same request is still being carried out (its first attempt,
+# elsewhere): what it does is not known yet.
+_STILL_RUNNING = frozenset({"request_in_progress"})
+
+
+def nothing_done(exc: BaseException) -> bool:
+    """Whether an action that failed with `exc` did nothing and never will: a refusal (a 4xx,
+    a declined card's 402). A 5xx or any other failure (a service unavailable once the order
+    may have been saved, a card's answer lost, the request cut off) leaves its outcome to be
+    learnt: the retry under the same Idempotency-Key finishes or cancels that same action."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        exc = from_rpc_error(exc)
+    return isinstance(exc, Problem) and exc.status < 500 and exc.code not in _STILL_RUNNING
 
 
 def permission_refused(permission: str) -> Problem:
@@ -123,8 +143,8 @@ async def guarded(
     done = Done(permitted=permitted)
     try:
         yield done
-    except BaseException:
-        if override is not None:
+    except BaseException as exc:
+        if override is not None and nothing_done(exc):
             await staff.give_back_override(engine, override.id, request_id)
         raise
     if override is not None and not done.needed:

@@ -990,7 +990,8 @@ async def use_override(
 
 
 async def give_back_override(engine: AsyncEngine, override_id: str, request_id: str) -> None:
-    """The action the override was taken for failed: the override may be used again."""
+    """The action the override was taken for was refused (it did nothing): the override may
+    be used again."""
     o = overrides
     async with engine.begin() as conn:
         await conn.execute(
