@@ -36,6 +36,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     SoldLine,
+    TenderRefund,
     UnitsRefund,
     adjustments,
     allocate,
@@ -300,6 +301,49 @@ def test_units_a_return_still_being_made_holds_are_a_conflict_not_a_bad_request(
     assert (
         "1 already returned, 2 in a return still being made" in bad.value.violations[0].description
     )
+
+
+def test_units_of_a_return_still_being_made_are_not_back_for_the_last_return() -> None:
+    """Two tees (L1) and a mug (L2) on one card (62.00); both tees in an exchange still being
+    made (its return pending: the new order's payment may yet fail and the exchange be
+    dropped), its 50.00 credit set aside on the card; 10.00 given back by goodwill since. The
+    mug (12.00) is not the order's last units while that return may be undone: worth more
+    than the card still holds (2.00), it is refused (409 `amount_exceeds_refundable`), as it
+    would be without the exchange. Once the exchange's return is done (completed, or refused
+    for good and waiting for a person, never dropped), the mug is the last and takes what is
+    left; goodwill, credit and refunds then add up to what the card took, never more."""
+    order = sold_order([(2500, 2), (1200, 1)], 0, 0, [1])
+    assert order.totals.total.amount == 6200
+    at = SOLD + timedelta(days=1)
+    swap = ReturnRequest("req-x", order.id, [ReturnLineRequest("L1", 2)], "wrong_size")
+    exchanged = plan_return(order, [], swap, "ret_x", at, 30, [], spread=False)
+    exchanged.exchange_order_id, exchanged.credited = "ord_2", exchanged.amount
+    exchanged.credit_from = [TenderRefund("pay_1", exchanged.amount)]
+    assert exchanged.status is ReturnStatus.PENDING and exchanged.credited == 5000
+    assert order.refunded_in_all("pay_1", 1000)  # goodwill, outside the returns
+    mug = ReturnRequest("req-m", order.id, [ReturnLineRequest("L2", 1)], "unwanted")
+
+    def mug_back(earlier: list[Return]) -> Return:
+        return plan_return(order, earlier, mug, "ret_m", at, 30, tenders_left(order, earlier))
+
+    with pytest.raises(Conflict) as refused:
+        mug_back([exchanged])
+    assert refused.value.code == "amount_exceeds_refundable"
+    assert refused.value.metadata == {"refundable": "200"}
+    assert [v.field for v in refused.value.violations] == ["lines"]
+
+    for done in (
+        replace(exchanged, status=ReturnStatus.COMPLETED),
+        replace(exchanged, refusal="refund_failed"),
+    ):
+        last = mug_back([done])
+        assert last.amount == 200 and [ln.amount for ln in last.lines] == [200]
+        assert [(t.payment_id, t.amount) for t in last.tender_amounts] == [("pay_1", 200)]
+        assert 1000 + exchanged.credited + last.amount == order.saga.tenders[0].captured
+
+    # The exchange not made (its return dropped, its credit released): the mug takes its
+    # whole price, which the card still holds.
+    assert mug_back([]).amount == 1200
 
 
 def test_past_the_window_an_override_reason_of_spaces_is_no_reason() -> None:

@@ -197,13 +197,15 @@ async def create_return(order_id: PathId, body: ReturnIn, request: Request, svc:
     Units a refund named (its `lines`: a price adjustment) are refunded less what it gave back for
     them. After refunds made outside the returns, a return worth more than the payments still hold
     is a 409 `amount_exceeds_refundable` (with `refundable`, naming `lines`), except the one that
-    brings the order's last units back: it refunds what is left. Concurrent returns of the same
-    lines are taken one at a time; one made while a refund with `lines` of the order is under way is
-    a 409 `refund_in_progress` (retry it), and one asking for units another return is still taking
-    back (it may yet fail and leave them) a 409 `return_in_progress` naming `lines[i].quantity`
-    (retry it once that one is done). At a register it takes the `refund` permission or a manager's
-    override (403 `permission_required`), and is in the audit log (`return`) with both people, its
-    refunds and any `override_reason`.
+    brings the order's last units back: it refunds what is left (units of a return still being
+    made, an exchange whose payment is pending, are not back until it is done). Concurrent
+    returns of the same lines are taken one at a time; one made while a refund with `lines` of
+    the order is under way is a 409 `refund_in_progress` (retry it), and one asking for units
+    another return is still taking back (it may yet fail and leave them) a 409
+    `return_in_progress` naming `lines[i].quantity` (retry it once that one is done). At a
+    register it takes the `refund` permission or a manager's override (403
+    `permission_required`), and is in the audit log (`return`) with both people, its refunds and
+    any `override_reason`.
 
     Cash given back leaves a register's drawer: a return whose refund goes to a cash payment
     is taken at a register with a shift open (that drawer's count then expects the cash

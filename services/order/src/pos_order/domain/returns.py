@@ -616,9 +616,16 @@ def units_refund_at_most(
 
 
 def the_last(order: Order, earlier: list[Return], made: list[ReturnLine]) -> bool:
-    """Whether, with `made`, every unit of the order's goods lines will have come back."""
+    """Whether, with `made`, every unit of the order's goods lines will have come back.
+    Only returns that will not be undone count as back: completed ones, and those whose refund
+    was refused for good (they wait for a person, who completes them; never dropped). A return
+    still being made (an exchange's whose new order's payment is pending, a refund under way)
+    may yet fail and be dropped, its units kept by the customer: until it is done, a return
+    beside it is not the last, and is refused when worth more than the payments still hold
+    (what that pending return plans to take counts as gone there, `tenders_left`)."""
     back: dict[str, int] = {}
-    for ln in [*(x for r in earlier for x in r.lines), *made]:
+    done = [r for r in earlier if r.status is ReturnStatus.COMPLETED or r.refusal]
+    for ln in [*(x for r in done for x in r.lines), *made]:
         back[ln.line_id] = back.get(ln.line_id, 0) + ln.quantity
     return all(back.get(ln.id, 0) >= ln.quantity for ln in order.lines if not ln.gift_card)
 
