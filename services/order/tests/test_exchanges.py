@@ -22,7 +22,7 @@ from order_shop import serve_all, serve_order
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
-from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2 as G
 from pos.payment.v1 import (
     gift_cards_pb2_grpc,
@@ -33,6 +33,7 @@ from pos.payment.v1 import (
 )
 from pos_devstack.testing import Infra
 from pos_kit.grpc_client import read_error
+from pos_order.adapters.events import ORDER_EVENTS
 from pos_order.entrypoints.fingerprints import CodePrinter
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -1062,7 +1063,7 @@ async def test_a_return_beside_an_exchange_still_being_made_is_not_the_last(
     exchange is done, the mug is not the order's last units. Before, the pending exchange's
     units counted as back, and the mug was refunded what was left.
 
-    Last in this module: the exchange is left to its saga (the reconciler and the resumer
+    At the end of this module: the exchange is left to its saga (the reconciler and the resumer
     finish it a minute later), and it sells caps and restocks tees then."""
     order = await shop.sale(TEE=2, MUG=1)
     assert [(ln.id, ln.sku) for ln in order.lines] == [("L1", "TEE"), ("L2", "MUG")]
@@ -1092,3 +1093,55 @@ async def test_a_return_beside_an_exchange_still_being_made_is_not_the_last(
     assert [v.field for v in problem.violations] == ["lines"]
     assert [r.id for r in await shop.returns_of(order.id)] == [pending.id]
     assert await shop.money(order.id) == (order.total.amount, 1000)
+
+
+def _announced(shop: Shop, order_id: str) -> tuple[int, order_pb2.Order | None]:
+    """How many events of the order its outbox has (any but `order_returned`), and the order
+    as the last of them carries it (None while it has none)."""
+    rows = shop.sql(
+        "SELECT event_type, payload FROM outbox WHERE position(%s::bytea in payload) > 0 "
+        "ORDER BY seq",
+        order_id.encode(),
+    )
+    count, last = 0, None
+    for event_type, payload in rows:
+        kind = ORDER_EVENTS.get(event_type)
+        if kind is not None and kind is not events_pb2.OrderReturned:
+            message: Any = kind.FromString(bytes(payload))
+            if message.order.id == order_id:
+                count, last = count + 1, message.order
+    return count, last
+
+
+async def test_an_exchanges_pending_payment_is_announced_and_a_retry_writes_nothing(
+    shop: Shop,
+) -> None:
+    """A tee exchanged for two caps, the difference on a card whose answer is lost
+    (`tok_timeout`: 503 `payment_pending`). The new order, announced once its stock was held,
+    now has the card's payment (`payment_ids`, `tender_types`): that version is announced, its
+    last event carrying the order as `GetOrder` answers it. The till's retries with the same
+    request, while the payment is still pending, change nothing: no new version, no event.
+    Before, the tenders were written with no event, and each retry wrote a new version.
+
+    At the end of this module: the exchange is left to its saga (the reconciler and the
+    resumer finish it a minute later)."""
+    order = await shop.sale(TEE=1)
+    request = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    request.tenders.add(tender_type=payment_pb2.TENDER_TYPE_CARD, card_token="tok_timeout")
+    assert read_error(await shop.refused(request)).reason == "payment_pending"
+    ((new_id,),) = shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", order.id)
+    pending = await shop.order(new_id)
+    assert pending.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert len(pending.payment_ids) == 1 and list(pending.tender_types) == ["card"]
+    events, announced = _announced(shop, new_id)
+    assert announced is not None
+    assert (announced.version, list(announced.payment_ids)) == (
+        pending.version, list(pending.payment_ids),
+    )  # fmt: skip
+    assert announced == pending
+
+    for _ in range(2):
+        assert read_error(await shop.refused(request)).reason == "payment_pending"
+        again = await shop.order(new_id)
+        assert again.version == pending.version and again == pending
+        assert _announced(shop, new_id) == (events, pending)

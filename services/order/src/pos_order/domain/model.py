@@ -1776,9 +1776,21 @@ class Order:
         `payment_ids` may have moved, a new version, announced (`updated`) as no other event
         of the order tells it. Not for an order whose confirmation was asked (a register sale,
         an exchange's new order, a web order being confirmed): its end, confirmed or
-        cancelled, is announced, and a register sale or an exchange's new order is not
-        announced before it."""
+        cancelled, is announced, and a register sale is not announced before it. (An
+        exchange's new order is, once its stock is held: what its exchange's request writes of
+        its tenders is announced then, `exchange_tenders_written`.)"""
         if not self.saga.confirm_requested:
+            self.events.append(OrderUpdated(self))
+
+    def exchange_tenders_written(self) -> None:
+        """An exchange's new order had its tenders for the difference recorded, answered (a
+        card's `pending` answer too, after which the exchange answers 503 and nothing else
+        of the order moves until its payment settles) or learnt again on a retry of the
+        exchange (`service/exchanges.py`): `payment_ids`, `tender_types` and `paid` may have
+        moved, a new version, announced (`updated`) as no other event of the order tells it.
+        Only once the order was announced (`order.created`, when its stock was held): before
+        that partners have not heard of it, and it may yet be withdrawn."""
+        if not self.saga.announce_when_held:
             self.events.append(OrderUpdated(self))
 
     def annotated(self, notes: str | None, metadata: dict[str, str] | None, at: datetime) -> None:
@@ -1863,7 +1875,7 @@ class OrderUpdated:
     return of the exchange's new order; a tender taken in steps (a pending order's, or one
     for what a confirmed order has due) answered, or refused before anything was taken; cash
     taken while the payment service was away recorded there after the sale (or its record
-    refused for good)."""
+    refused for good); an exchange's new order's tenders recorded or answered."""
 
     order: Order
 

@@ -531,6 +531,7 @@ class CreateExchange(Generic[R]):
 
         def planned(o: Order) -> None:
             o.saga.tenders = _plan_tenders(o, self.req.tenders, due)
+            o.exchange_tenders_written()
 
         order, _ = await change(self.new_uow, order.id, planned)
         return order
@@ -553,9 +554,12 @@ class CreateExchange(Generic[R]):
         cover the difference."""
         if any(t.state is TenderState.PENDING for t in order.saga.tenders):
             payments = await self.ports.payments.of_order(order.id)
-            order, _ = await change(
-                self.new_uow, order.id, lambda o: saga.sync_tenders(o, payments, False)
-            )
+            # Written (a new version, announced) only when the payments say something new: a
+            # retry while the card is still pending changes nothing.
+            if not saga.tenders_in_line(order, payments, give_up_sent=False):
+                order, _ = await change(
+                    self.new_uow, order.id, lambda o: _tenders_synced(o, payments)
+                )
         for i, (record, asked) in enumerate(
             zip(order.saga.tenders, self.req.tenders, strict=False)
         ):
@@ -579,6 +583,7 @@ class CreateExchange(Generic[R]):
 
             def answered(o: Order, n: int = record.n, p: PaymentResult = payment) -> None:
                 o.tender_answered(n, p.payment_id, saga.tender_state(p), p.captured_amount)
+                o.exchange_tenders_written()
 
             order, _ = await change(self.new_uow, order.id, answered)
             state = order.saga.tenders[record.n - 1].state
@@ -611,6 +616,11 @@ class CreateExchange(Generic[R]):
         order = await uow.orders.get(done.order.id)
         assert order is not None
         return self.answer(ret, order, source)
+
+
+def _tenders_synced(o: Order, payments: list[PaymentResult]) -> None:
+    saga.sync_tenders(o, payments, False)
+    o.exchange_tenders_written()
 
 
 def _backed(source: Order, earlier: list[Return], amount: int) -> None:

@@ -493,10 +493,11 @@ def tender_state(p: PaymentResult) -> TenderState:
     }.get(p.status, TenderState.PENDING)
 
 
-def tenders_in_line(order: Order, payments: list[PaymentResult]) -> bool:
-    """Whether `sync_tenders` (giving up on tenders never sent) would change nothing."""
+def tenders_in_line(order: Order, payments: list[PaymentResult], give_up_sent: bool = True) -> bool:
+    """Whether `sync_tenders` (by default giving up on tenders never sent) would change
+    nothing."""
     probe = copy.deepcopy(order)
-    sync_tenders(probe, payments, give_up_sent=True)
+    sync_tenders(probe, payments, give_up_sent)
     return probe.saga.tenders == order.saga.tenders
 
 
