@@ -324,3 +324,120 @@ async def test_the_adjusted_pickup_cancelled_last_or_the_order_cancelled_gives_b
         second_card: 1500,
     }
     assert await _refunded(shop, whole.id) == {first_card: 2500, second_card: 2500}
+
+
+async def _pickup_and_shipment(shop: Shop) -> order_pb2.Order:
+    """A T-shirt picked up (25.00, captured at confirmation) and a mug shipped (25.00, only
+    authorised until it ships), one card for both (50.00), confirmed."""
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    shipment = order_pb2.FulfillmentRequest(
+        type=KINDS["shipment"], location_id=shop.location, ship_to="1 Main St"
+    )
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
+            ],
+            fulfillments=[pickup, shipment],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.tender(created.order.id, tender_type=CARD, card_token="tok_visa")
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=created.order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert [f.captured.amount for f in confirmed.order.fulfillments] == [2500, 0]
+    return confirmed.order
+
+
+async def _ship(shop: Shop, order_id: str, fulfillment_id: str) -> order_pb2.Order:
+    for status in (order_pb2.FULFILLMENT_STATUS_PICKED, order_pb2.FULFILLMENT_STATUS_SHIPPED):
+        answer = await shop.orders.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                fulfillment_id=fulfillment_id,
+                status=status,
+                carrier="UPS" if status == order_pb2.FULFILLMENT_STATUS_SHIPPED else "",
+                tracking_number="1Z999" if status == order_pb2.FULFILLMENT_STATUS_SHIPPED else "",
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    return answer.order
+
+
+async def test_a_pickup_cancelled_after_goodwill_takes_the_shortfall_off_the_shipment(
+    captured_shop: Shop,
+) -> None:
+    """The T-shirt's pickup captured at confirmation (25.00), the mug's shipment only
+    authorised (25.00), one card. 5.00 of goodwill goes back from what the card captured; the
+    pickup is then cancelled: the card has only 20.00 captured left, and no other payment has
+    captured money, so the cancel gives back those 20.00 and the 5.00 it cannot give back is
+    taken off what the order captures later: the shipment captures 20.00, and what is left of
+    the authorisation (5.00) is voided. The customer paid 20.00 for the 25.00 mug, the
+    goodwill kept. The 5.00 was dropped, and the shipment captured its whole 25.00: the
+    customer paid 25.00 net for it, the goodwill taken back."""
+    shop = captured_shop
+    order = await _pickup_and_shipment(shop)
+    (card,) = order.payment_ids
+    tee, mug = order.fulfillments
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), order_id=order.id, amount=usd(500), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+
+    assert await _cancel(shop, order.id, tee.id) == {card: 2000}
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
+    assert after.fulfillments[1].status == order_pb2.FULFILLMENT_STATUS_RESERVED
+
+    shipped = await _ship(shop, order.id, mug.id)
+
+    assert shipped.fulfillments[1].status == order_pb2.FULFILLMENT_STATUS_SHIPPED
+    assert shipped.fulfillments[1].captured.amount == 2000
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (4500, 2500)
+    # Nothing more is held for the order: the authorisation's rest was released.
+    assert await shop.money_held(order.id) == 2000
+    final = await shop.order(order.id)
+    assert final.paid.amount == 2000
+
+
+async def test_goodwill_beyond_what_the_shipment_captures_leaves_it_nothing_to_capture(
+    captured_shop: Shop,
+) -> None:
+    """24.00 of goodwill (1.00 left captured), then the pickup's cancel: 1.00 back, and 24.00
+    off the mug's 25.00 capture, which captures 1.00. Shipped twice over (the step asked again
+    with the same ids by another request), nothing more is taken: the cut is taken once."""
+    shop = captured_shop
+    order = await _pickup_and_shipment(shop)
+    (card,) = order.payment_ids
+    tee, mug = order.fulfillments
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()), payment_id=card, amount=usd(2400), reason="goodwill"
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert await _cancel(shop, order.id, tee.id) == {card: 100}
+    # Cancelled again (another request): answered unchanged, nothing more planned.
+    assert await _cancel(shop, order.id, tee.id) == {card: 100}
+
+    shipped = await _ship(shop, order.id, mug.id)
+
+    assert shipped.fulfillments[1].captured.amount == 100
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (2600, 2500)
+    assert await shop.money_held(order.id) == 100

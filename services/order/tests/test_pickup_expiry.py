@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import psycopg
 import pytest
 import pytest_asyncio
@@ -29,9 +30,10 @@ from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
 from order_shop import CrashStack as Stack
 from psycopg.pq import TransactionStatus
 
+from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2, inventory_pb2_grpc
 from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
-from pos.payment.v1 import payment_pb2
+from pos.payment.v1 import payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, InProcessService, until
 from pos_order.domain.model import Capture, FulfillmentType, Order
 from pos_order.service import saga
@@ -359,6 +361,63 @@ async def test_a_pickup_captured_in_two_parts_from_one_payment_is_refunded_once_
     assert _refunds(shop, order.id) == [5000]
     assert _payment(shop, order.id) == (7500, 7500, 0, 5000)
     assert _on_hand(shop, merchant, here) == 9
+
+
+async def test_a_pickup_expiring_after_goodwill_takes_the_shortfall_off_the_shipment(
+    shop: Shop,
+) -> None:
+    """A pickup captured at confirmation (25.00) and a shipment only authorised (25.00), one
+    card; 5.00 of goodwill goes back from what was captured. The pickup expires: its refund
+    gives back the 20.00 the card has captured, and the 5.00 no captured money can give back
+    is taken off the shipment's capture (20.00), as a cancel does: the customer pays 20.00 for
+    the shipped T-shirt, the goodwill kept. The expiry dropped the 5.00, and the shipment
+    captured its whole 25.00."""
+    merchant = f"mer_exp_goodwill_{uuid.uuid4().hex[:6]}"
+    meta = (("x-merchant-id", merchant),)
+    here, _ = await _stores(shop, merchant)
+    pickup = order_pb2.FulfillmentRequest(type=PICKUP, location_id=here)
+    shipment = order_pb2.FulfillmentRequest(
+        type=order_pb2.FULFILLMENT_TYPE_SHIPMENT, location_id=here, ship_to="1 Main St"
+    )
+    order = await _sold(shop, merchant, [pickup, shipment], [1, 1], capture_at_order=True)
+    first, second = order.fulfillments
+    assert (first.captured.amount, second.captured.amount) == (2500, 0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{shop.stack.payment_port}")
+    try:
+        await payment_pb2_grpc.PaymentServiceStub(channel).CreateRefund(
+            payment_pb2.CreateRefundRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                amount=money_pb2.Money(amount=500, currency="USD"),
+                reason="goodwill",
+            ),
+            metadata=meta,
+            timeout=10,
+        )
+    finally:
+        await channel.close()
+
+    await _overdue(shop, merchant, order.id, first.id)
+    await _expired(shop, merchant, order.id, 0)
+    assert _refunds(shop, order.id) == [500, 2000]
+    for status in (F.FULFILLMENT_STATUS_PICKED, F.FULFILLMENT_STATUS_SHIPPED):
+        await shop.stub.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order.id,
+                fulfillment_id=second.id,
+                status=status,
+                carrier="UPS" if status == F.FULFILLMENT_STATUS_SHIPPED else "",
+                tracking_number="1Z999" if status == F.FULFILLMENT_STATUS_SHIPPED else "",
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+
+    after = await _order(shop, merchant, order.id)
+    assert after.fulfillments[1].captured.amount == 2000
+    assert _payment(shop, order.id) == (5000, 4500, 500, 2500)
+    assert after.paid.amount == 2000
 
 
 async def test_a_pickup_only_order_expires_whole(shop: Shop) -> None:

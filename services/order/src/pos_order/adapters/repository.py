@@ -190,6 +190,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
             if saga.cancel_adjusted
             else {}
         ),
+        **({"capture_cut": saga.capture_cut} if saga.capture_cut else {}),
         **({"draft": _draft_json(saga.draft)} if saga.draft is not None else {}),
         **({"submits": saga.submits} if saga.submits else {}),
         **({"tax_inclusive": saga.tax_inclusive} if saga.tax_inclusive is not None else {}),
@@ -339,6 +340,10 @@ def _saga(found: dict[str, Any]) -> Saga:
         cancel_adjusted={
             fid: {sku: (a[0], a[1]) for sku, a in by_sku.items()}
             for fid, by_sku in found.get("cancel_adjusted", {}).items()
+        },
+        capture_cut={
+            fid: {f: int(a) for f, a in by.items()}
+            for fid, by in found.get("capture_cut", {}).items()
         },
         draft=_draft(found.get("draft")),
         submits=found.get("submits", 0),

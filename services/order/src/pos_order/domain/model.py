@@ -464,6 +464,12 @@ class Saga:
     # the cancel, so a return or another such refund of the SKU no longer counts it
     # (`returns.adjustments`).
     cancel_adjusted: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    # What a cancelled fulfilment's refunds could not give back from any payment's captured
+    # money (goodwill took it, and the rest of the order is only authorised), taken off what
+    # the order's live fulfilments capture later: per cancelled fulfilment, per fulfilment
+    # still to capture, the amount (`Order.capture_cut`). Planned with the refunds, so it is
+    # taken once, and never captured: what it leaves authorised is voided with the rest.
+    capture_cut: dict[str, dict[str, int]] = field(default_factory=dict)
     # A draft's cart (see DraftAsk): set while it is a draft and until its submit has held,
     # reserved and set aside everything; None for any other order.
     draft: DraftAsk | None = None
@@ -911,7 +917,8 @@ class Order:
         if self.status is not OrderStatus.CONFIRMED:
             return 0
         need = sum(
-            max(0, f.amount - f.captured - self._planned_for(f)) for f in self._still_capturing()
+            max(0, f.amount - f.captured - self._planned_for(f) - self.capture_cut(f))
+            for f in self._still_capturing()
         )
         held = sum(
             max(0, t.amount - t.voided - t.captured - _planned(self.saga.captures, t.payment_id))
@@ -1100,6 +1107,7 @@ class Order:
                 - sum(
                     c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
                 )
+                - self.capture_cut(f)
             )
             for t in self.saga.tenders:
                 if due <= 0:
@@ -1121,7 +1129,12 @@ class Order:
         planned = sum(
             c.amount for c in self.saga.captures if c.fulfillment_id == f.id and not c.done
         )
-        return max(0, f.amount - f.captured - planned)
+        return max(0, f.amount - f.captured - planned - self.capture_cut(f))
+
+    def capture_cut(self, f: Fulfillment) -> int:
+        """What is taken off the fulfilment's capture for cancelled fulfilments' refunds that
+        no payment's captured money could give back (`Saga.capture_cut`): never captured."""
+        return sum(by.get(f.id, 0) for by in self.saga.capture_cut.values())
 
     def unpaid_after_refunds(self, given_back: int, planned: dict[str, int]) -> int:
         """What of the price the order is still sold for its tenders no longer hold, once
@@ -1133,7 +1146,14 @@ class Order:
         count and the payment service's count is what went back, never their sum). What is
         left authorised of a cancelled fulfilment's share only makes this smaller: it never
         refuses a step for nothing."""
-        owed = self.totals.total.amount - self.cancelled_total - given_back
+        # What was taken off the live fulfilments' captures (a cancel's refund no captured
+        # money could give back) was given back by not being taken.
+        cut = sum(
+            self.capture_cut(f)
+            for f in self.fulfillments
+            if f.status not in (F.CANCELLED, F.EXPIRED)
+        )
+        owed = self.totals.total.amount - self.cancelled_total - given_back - cut
         held = sum(
             t.amount - t.voided - max(t.refunded + planned.get(t.payment_id, 0), t.refunded_seen)
             for t in self.saga.tenders
@@ -1178,7 +1198,7 @@ class Order:
         for f in fulfillments:
             if free <= 0:
                 break
-            take = min(f.amount - f.captured - self._planned_for(f), free)
+            take = min(f.amount - f.captured - self._planned_for(f) - self.capture_cut(f), free)
             if take <= 0:
                 continue
             self.saga.captures.append(
@@ -1482,15 +1502,18 @@ class Order:
         naming its units gave back already (`adjusted`: per SKU, the units and what they were
         given back, recorded with the plan). Planned once: a re-run asks the same amounts under
         the same ids."""
-        if fulfillment_id in self.saga.cancel_adjusted or any(
-            r.fulfillment_id == fulfillment_id for r in self.saga.refunds
+        if (
+            fulfillment_id in self.saga.cancel_adjusted
+            or fulfillment_id in self.saga.capture_cut
+            or any(r.fulfillment_id == fulfillment_id for r in self.saga.refunds)
         ):
             return
         adjusted = {sku: a for sku, a in (adjusted or {}).items() if a[0] > 0}
         if adjusted:
             self.saga.cancel_adjusted[fulfillment_id] = adjusted
         given_back = sum(amount for _, amount in adjusted.values())
-        for payment_id, take in self.refunds_for(fulfillment_id, refundable, given_back).items():
+        plan, short = self._refunds_and_short(fulfillment_id, refundable, given_back)
+        for payment_id, take in plan.items():
             self.saga.refunds.append(
                 Capture(
                     f"{self.id}/refund/{fulfillment_id}/{payment_id}",
@@ -1499,6 +1522,22 @@ class Order:
                     fulfillment_id,
                 )
             )
+        # What no payment's captured money can give back is taken off what the order still
+        # captures (a shipment not shipped yet): the customer pays that much less for it, so
+        # the goodwill stays given. Before, it was dropped, and the later capture took the
+        # goodwill back.
+        cut: dict[str, int] = {}
+        for f in self._still_capturing():
+            if short <= 0:
+                break
+            if f.id == fulfillment_id or f.id in self.saga.stepping or self._planned_for(f):
+                continue  # its capture is planned already (its step under way)
+            take = min(short, f.amount - f.captured - self.capture_cut(f))
+            if take > 0:
+                cut[f.id] = take
+                short -= take
+        if cut:
+            self.saga.capture_cut[fulfillment_id] = cut
 
     def refunds_for(
         self, fulfillment_id: str, refundable: dict[str, int], given_back: int = 0
@@ -1513,6 +1552,12 @@ class Order:
         paid, never more than was captured in all. Before, the cancel gave back the whole
         capture whatever a price adjustment had given back of it, and what its payment no
         longer had came from the others: the adjustment was paid twice."""
+        return self._refunds_and_short(fulfillment_id, refundable, given_back)[0]
+
+    def _refunds_and_short(
+        self, fulfillment_id: str, refundable: dict[str, int], given_back: int = 0
+    ) -> tuple[dict[str, int], int]:
+        """`refunds_for`, and what no payment had left to give back of what is owed."""
         owed: dict[str, int] = {}
         for c in self.saga.captures:
             if c.fulfillment_id == fulfillment_id and c.done:
@@ -1534,7 +1579,7 @@ class Order:
                 plan[t.payment_id] = plan.get(t.payment_id, 0) + take
                 left[t.payment_id] -= take
                 due -= take
-        return plan
+        return plan, due
 
     def replan_refund(self, request_id: str, refundable: int) -> None:
         """A planned refund the payment service refused for want of money left to refund (a
@@ -1551,7 +1596,7 @@ class Order:
     def still_to_capture(self) -> int:
         """What the live fulfilments (not ended, not being cancelled) have still to capture."""
         return sum(
-            max(0, f.amount - f.captured)
+            max(0, f.amount - f.captured - self.capture_cut(f))
             for f in self.fulfillments
             if f.status not in ENDED and f.id not in self.saga.cancelling
         )

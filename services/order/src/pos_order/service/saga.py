@@ -1335,6 +1335,7 @@ async def cancel_fulfillment(
     if (
         f.captured > 0
         and fulfillment_id not in order.saga.cancel_adjusted
+        and fulfillment_id not in order.saga.capture_cut
         and not any(r.fulfillment_id == f.id for r in order.saga.refunds)
     ):
         order = await _plan_cancel_refunds(new_uow, ports, order, fulfillment_id)
@@ -1380,7 +1381,9 @@ async def _plan_cancel_refunds(
     """Plan what a cancelled fulfilment gives back (`Order.plan_refunds`): from what each
     payment has left to refund, less what refunds naming its units (price adjustments) gave
     back of them already (`adjusted_in_fulfillment`), read under the order row's lock with the
-    order's returns (which take it too), so the adjustment is counted once."""
+    order's returns (which take it too), so the adjustment is counted once. What no payment's
+    captured money can give back (goodwill took it) is taken off the live fulfilments' later
+    captures in the same write (`saga.capture_cut`), so it is taken once."""
     payments = await ports.payments.of_order(order.id)
     left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
     refunds = [r for r in await ports.payments.refunds_of(order.id) if r.lines]
