@@ -405,3 +405,72 @@ def test_selling_below_unit_cost_by_hand_needs_sell_below_cost(platform: Running
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["unit_cost"] is None
     assert cleared.json()["variants"][0]["unit_cost"] == {"amount": 1500, "currency": "USD"}
+
+
+def _open_product_below_cost(platform: Running, here: str) -> str:
+    """An open-price product that costs the merchant 50.00, in stock at the store."""
+    http = platform.http
+    sku = f"FIT-{uuid.uuid4().hex[:6].upper()}"
+    made = _post(http, "/v1/products", {
+        "sku": sku, "name": "Fitting", "open_price": True,
+        "price": {"amount": 100, "currency": "USD"},
+        "unit_cost": {"amount": 5000, "currency": "USD"},
+    })  # fmt: skip
+    assert made.status_code == 201, made.text
+    received = {"sku": sku, "location_id": here, "delta": 5, "reason": "received"}
+    assert _post(http, "/v1/inventory/adjustments", received).status_code == 201
+    return sku
+
+
+def _below_cost_entries(platform: Running, register_id: str) -> list[tuple[str, str, str]]:
+    entries = platform.http.get(
+        "/v1/audit-log", params={"register_id": register_id, "limit": 200}
+    ).json()["data"]
+    return [(e["staff_id"], e["approved_by"], e["resource_id"]) for e in entries
+            if e["action"] == "sell_below_cost"]  # fmt: skip
+
+
+def test_an_exchange_selling_below_cost_by_hand_needs_sell_below_cost(platform: Running) -> None:
+    """An exchange's new line entered below its product's unit cost is judged as a checkout's
+    line is: without `sell_below_cost` a 403 naming the permission and the new line, nothing
+    returned or sold, until a manager's override allows that one exchange, which the audit
+    log then names with the new order."""
+    http = platform.http
+    here, members, register_id, credential = _paired_till(
+        platform, ("Ines", "2581"), ("Otto", "3692")
+    )
+    sku = _open_product_below_cost(platform, here)
+    mug = {"sku": "MUG-LOGO", "quantity": 1}
+    card = {"tender_type": "card", "card_token": "tok_visa"}
+    sale = _post(http, "/v1/checkouts", {"location_id": here, "lines": [mug], **card})
+    assert sale.status_code == 201, sale.text
+    order_id = sale.json()["order"]["id"]
+    path = f"/v1/orders/{order_id}/exchanges"
+    # A mug (12.00) for a fitting at 30.00, which costs 50.00: the customer pays up, so no
+    # `refund` is needed.
+    ask = {
+        "lines": [{"line_id": "L1", "quantity": 1, "restock": True}],
+        "new_lines": [{"sku": sku, "quantity": 1,
+                       "unit_price": {"amount": 3000, "currency": "USD"}}],
+        "reason": "unwanted",
+        "tenders": [card],
+    }  # fmt: skip
+    with _signed_in(platform, credential, members["cashier"], "2581") as till:
+        below = _post(till, path, ask)
+        assert (below.status_code, below.json()["code"]) == (403, "permission_required")
+        assert below.json()["permission"] == "sell_below_cost"
+        assert {e["field"] for e in below.json()["errors"]} == {"new_lines[0]"}
+        assert http.get(f"/v1/orders/{order_id}/returns").json()["data"] == []
+        granted = _post(
+            till,
+            "/v1/overrides",
+            {"manager_id": members["manager"], "pin": "3692", "permission": "sell_below_cost"},
+        )
+        assert granted.status_code == 201, granted.text
+        allowed = _post(till, path, ask)
+        assert allowed.status_code == 201, allowed.text
+        assert allowed.json()["order"]["lines"][0]["unit_price"]["amount"] == 3000
+    new_order = allowed.json()["order"]["id"]
+    assert _below_cost_entries(platform, register_id) == [
+        (members["cashier"], members["manager"], new_order)
+    ]

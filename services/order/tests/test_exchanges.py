@@ -860,6 +860,85 @@ async def test_an_open_price_product_is_exchanged_for_at_the_price_entered(shop:
     assert again.order.id == answer.order.id and again.charged == answer.charged
 
 
+async def test_an_exchange_selling_below_cost_by_hand_needs_sell_below_cost(shop: Shop) -> None:
+    """A new line whose entered price is below its product's unit cost is judged as a
+    checkout's line is: a caller who may not sell below cost is refused (403
+    `permission_required` naming `sell_below_cost` and the new line), nothing written; one who
+    may sells it, and the answer says a line was sold below cost."""
+    sku = f"SERVICE-{uuid.uuid4().hex[:6].upper()}"
+    await shop.catalog.CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            request_id=str(uuid.uuid4()), sku=sku, name="Service", price=usd(100),
+            open_price=True, unit_cost=usd(5000),
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )  # fmt: skip
+    await shop.catalog.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=str(uuid.uuid4()),
+            sku=sku,
+            location_id=shop.store,
+            delta=5,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    order = await shop.sale(TEE=2)
+    stock = await shop.on_hand(sku)
+
+    def below(**extra: Any) -> order_pb2.CreateExchangeRequest:
+        # A tee (27.06 paid) for the service at 10.00 (10.83 with tax), which costs 50.00.
+        ask = shop.ask(order.id, [("L1", 1)], [("MUG", 1), (sku, 1)], **extra)
+        ask.new_lines[1].unit_price.CopyFrom(usd(1000))
+        return ask
+
+    refused_ask = below()
+    refused_ask.below_cost_not_permitted = True
+    refused = await shop.refused(refused_ask)
+    assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert read_error(refused).reason == "permission_required"
+    assert read_error(refused).metadata["permission"] == "sell_below_cost"
+    assert [v.field for v in read_error(refused).violations] == ["new_lines[1]"]
+    assert await shop.returns_of(order.id) == []
+    assert shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", order.id) == []
+    assert await shop.money(order.id) == (order.total.amount, 0)
+    assert await shop.on_hand(sku) == stock
+
+    # Within the cost, no permission is needed; a caller who may sells below it.
+    within = shop.ask(order.id, [("L1", 1)], [(sku, 1)])
+    within.new_lines[0].unit_price.CopyFrom(usd(5000))
+    within.below_cost_not_permitted = True
+    fair = await shop.exchange(within)
+    assert not fair.sold_below_cost
+    # The same request a manager's override allows is the same exchange (its key kept).
+    allowed = replace_request(refused_ask, below_cost_not_permitted=False)
+    answer = await shop.exchange(allowed)
+    assert answer.sold_below_cost
+    [(lines,)] = shop.sql("SELECT lines FROM orders WHERE id = %s", answer.order.id)
+    assert [ln.get("below_cost", False) for ln in lines] == [False, True]
+    assert answer.order.lines[1].unit_price.amount == 1000
+
+
+def replace_request(
+    request: order_pb2.CreateExchangeRequest, **fields: Any
+) -> order_pb2.CreateExchangeRequest:
+    copy = order_pb2.CreateExchangeRequest()
+    copy.CopyFrom(request)
+    for name, value in fields.items():
+        setattr(copy, name, value)
+    return copy
+
+
+async def test_whether_the_caller_may_sell_below_cost_is_not_in_the_fingerprint() -> None:
+    request = order_pb2.CreateExchangeRequest(request_id="x", below_cost_not_permitted=True)
+    printer = CodePrinter("a key of the service")
+    allowed = replace_request(request, below_cost_not_permitted=False)
+    assert printer.exchange(request) == printer.exchange(allowed)
+    assert request.below_cost_not_permitted
+
+
 def _till(register: str) -> tuple[tuple[str, str], ...]:
     """A register's calls, a member signed in at it (as the gateway sends them)."""
     return (*MERCHANT, ("x-register-id", register), ("x-staff-id", "stf_cashier"))

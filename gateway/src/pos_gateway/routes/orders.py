@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -329,10 +329,27 @@ async def _manual_guards(
                     guarded(request, "discount", "discount_above_limit", always=False)
                 )
             )
-        guards.cost = await stack.enter_async_context(
-            guarded(request, "sell_below_cost", "sell_below_cost", always=False, required=False)
-        )
+        guards.cost = await stack.enter_async_context(_below_cost_guarded(request))
         # The route names the order on the entries once it has one.
+        yield guards
+
+
+def _below_cost_guarded(request: Request) -> AbstractAsyncContextManager[Done]:
+    """`sell_below_cost`, never refused here: the order service judges it (it knows the
+    costs), told whether the member may (or a manager's override allows it)."""
+    return guarded(request, "sell_below_cost", "sell_below_cost", always=False, required=False)
+
+
+@asynccontextmanager
+async def below_cost_guards(request: Request, priced_by_hand: bool) -> AsyncIterator[_Guards]:
+    """The guards of a sale whose prices given by hand are not in the request (a draft's
+    submit) or are entered prices alone (an exchange's new lines): only `sell_below_cost`,
+    and only when some price may have been given by hand."""
+    guards = _Guards()
+    if not priced_by_hand:
+        yield guards
+        return
+    async with _below_cost_guarded(request) as guards.cost:
         yield guards
 
 

@@ -40,7 +40,13 @@ from pos_gateway.routes.common import (
     timestamp,
 )
 from pos_gateway.routes.gift_cards import spend_code_budget
-from pos_gateway.routes.orders import ENTERED, TenderIn, entered_pb, tender_into
+from pos_gateway.routes.orders import (
+    ENTERED,
+    TenderIn,
+    below_cost_guards,
+    entered_pb,
+    tender_into,
+)
 from pos_gateway.routes.settlement import location_of
 from pos_gateway.schemas.orders import Order
 from pos_gateway.schemas.payments import Payment
@@ -336,7 +342,11 @@ async def create_exchange(
     `permission_required`, nothing changed); an even exchange or one the customer pays up
     does not, and leaves a manager's waiting override for the action it was given for. Every
     exchange is in the audit log (`exchange`) with who made it, its refunds and any
-    `override_reason`.
+    `override_reason`. A new line whose entered `unit_price` leaves it below its product's
+    unit cost takes the `sell_below_cost` permission or a manager's override, as a checkout's
+    line does: a 403 `permission_required` naming `sell_below_cost` and the line
+    (`new_lines[i]`), nothing done; allowed, the audit log has it (`sell_below_cost`, naming
+    the new order).
 
     A difference given back to a cash payment leaves a register's drawer, as a return's cash
     refund does: such an exchange is made at a register with a shift open (that drawer's
@@ -373,11 +383,18 @@ async def create_exchange(
         if t.gift_card_code:
             await spend_code_budget(request)  # as the tender route does
         tender_into(ask.tenders.add(), t)
-    async with guarded(request, "exchange", "refund", required=False) as done:
+    # Only an entered price is given by hand on a new line: the order service judges whether
+    # it sells below cost, as a checkout's.
+    entered = any(ln.unit_price is not None for ln in body.new_lines)
+    async with (
+        below_cost_guards(request, entered) as approvals,
+        guarded(request, "exchange", "refund", required=False) as done,
+    ):
         if not done.permitted and body.override_reason.strip():
             raise permission_refused("refund")
         # The order service refuses the exchange if it would give money back.
         ask.refund_not_permitted = not done.permitted
+        approvals.ask(ask)
         try:
             answer = await svc.order.CreateExchange(ask)
         except grpc.aio.AioRpcError as exc:
@@ -393,6 +410,7 @@ async def create_exchange(
             "charged": answer.charged.amount,
             "refunded": answer.refunded.amount,
         }
+        approvals.answered(answer.order.id, answer.sold_below_cost)
     return to_model(Exchange, answer)
 
 

@@ -63,11 +63,15 @@ class CodePrinter:
         return printed
 
     def exchange(self, request: order_pb2.CreateExchangeRequest) -> order_pb2.CreateExchangeRequest:
-        """The gift card codes of an exchange's tenders for the difference."""
-        if not any(t.gift_card_code for t in request.tenders):
+        """The gift card codes of an exchange's tenders for the difference, and without whether
+        the caller may sell below cost (as a sale's)."""
+        if not any(t.gift_card_code for t in request.tenders) and not (
+            request.below_cost_not_permitted
+        ):
             return request
         printed = order_pb2.CreateExchangeRequest()
         printed.CopyFrom(request)
+        printed.below_cost_not_permitted = False
         for t in printed.tenders:
             if t.gift_card_code:
                 t.gift_card_code = self._keyed(t.gift_card_code)

@@ -724,6 +724,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             tenders=[_exchange_tender(i, t) for i, t in enumerate(request.tenders)],
             location_id=request.location_id,
             refund_not_permitted=request.refund_not_permitted,
+            below_cost_permitted=not request.below_cost_not_permitted,
             fingerprint=request_fingerprint_of("CreateExchange", printed),
         )
         steps = exchanges.CreateExchange(
@@ -738,6 +739,7 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
                 original_order=order_to_proto(old),
                 charged=to_proto(Money(max(0, new.totals.total.amount - r.amount), r.currency)),
                 refunded=to_proto(Money(max(0, r.amount - new.totals.total.amount), r.currency)),
+                sold_below_cost=_below_cost(new),
             ),
         )
         await self._stores_taking_back(req.lines)

@@ -76,6 +76,8 @@ from pos_order.domain.model import (
     Tender,
     TenderRecord,
     TenderState,
+    below_cost,
+    below_cost_refused,
     build_fulfillments,
     tender_shape,
     validate_lines,
@@ -164,6 +166,9 @@ class ExchangeRequest:
     location_id: str = ""
     # The caller may not give money back: an exchange owing a refund is refused.
     refund_not_permitted: bool = False
+    # The caller may not sell a new line below its unit cost by hand (an entered price): such
+    # an exchange is refused, as a checkout is.
+    below_cost_permitted: bool = True
     # The request's fingerprint, kept with its start (ports.CheckoutStarts.start).
     fingerprint: bytes = b""
 
@@ -232,6 +237,8 @@ class Priced:
     fulfillments: list[FulfillmentRequest]
     # The new order's customer: the original's, or the survivor it was merged into since.
     customer_id: str
+    # The new lines a price given by hand sells below their unit cost (`below_cost`).
+    below: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -339,7 +346,8 @@ class CreateExchange(Generic[R]):
                     )
                 ]
             )
-        self.priced = Priced(cart, lines, fulfillments, who.id if who else order.customer_id)
+        below = below_cost(cart.lines, cart.items, cart.location.tax_inclusive)
+        self.priced = Priced(cart, lines, fulfillments, who.id if who else order.customer_id, below)
 
     async def read(self, uow: ReturnsUnitOfWork) -> Exchanged:
         req, priced = self.req, self.priced
@@ -359,6 +367,11 @@ class CreateExchange(Generic[R]):
         if made is not None:
             # Refused earlier (its new order cancelled, its return dropped): the same answer.
             raise _not_made(made)
+        if priced.below and not req.below_cost_permitted:
+            # As a checkout's line: refused before anything is written.
+            exc = below_cost_refused(priced.below)
+            exc.violations = _renamed(exc.violations, "lines", "new_lines")
+            raise exc
         source.refuse_while_unrecorded("nothing can be exchanged yet")
         await no_refund_since(uow, source.id, self.holds)
         earlier = await uow.returns.of_order(source.id)
@@ -444,6 +457,8 @@ class CreateExchange(Generic[R]):
         assert priced is not None
         cart = priced.cart
         register_id, staff_id = at_register()
+        for i in priced.below:
+            cart.lines[i].below_cost = True
         order = Order(
             id=order_id,
             location_id=cart.location.id,

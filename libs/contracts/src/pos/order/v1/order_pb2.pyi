@@ -2966,6 +2966,7 @@ class CreateExchangeRequest(_message.Message):
     TENDERS_FIELD_NUMBER: _builtins.int
     LOCATION_ID_FIELD_NUMBER: _builtins.int
     REFUND_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
+    BELOW_COST_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
     """The order units are returned from."""
@@ -2977,6 +2978,11 @@ class CreateExchangeRequest(_message.Message):
     """Set when the caller may not give money back (a register's member without the `refund`
     permission): an exchange that would refund part of the returned value is refused,
     PERMISSION_DENIED `permission_required`, before anything is written.
+    """
+    below_cost_not_permitted: _builtins.bool
+    """The caller may not sell a new line below its product's unit cost by hand (an open
+    product's entered price): such a line is PERMISSION_DENIED `permission_required`
+    (metadata permission `sell_below_cost`, each new line named), before anything is written.
     """
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReturnLineRequest]:
@@ -3002,10 +3008,11 @@ class CreateExchangeRequest(_message.Message):
         tenders: _abc.Iterable[Global___ExchangeTender] | None = ...,
         location_id: _builtins.str = ...,
         refund_not_permitted: _builtins.bool = ...,
+        below_cost_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "location_id", b"location_id", "new_lines", b"new_lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refund_not_permitted", b"refund_not_permitted", "request_id", b"request_id", "tenders", b"tenders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_cost_not_permitted", b"below_cost_not_permitted", "lines", b"lines", "location_id", b"location_id", "new_lines", b"new_lines", "order_id", b"order_id", "override_reason", b"override_reason", "reason", b"reason", "refund_not_permitted", b"refund_not_permitted", "request_id", b"request_id", "tenders", b"tenders"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -3020,6 +3027,9 @@ class CreateExchangeResponse(_message.Message):
     ORIGINAL_ORDER_FIELD_NUMBER: _builtins.int
     CHARGED_FIELD_NUMBER: _builtins.int
     REFUNDED_FIELD_NUMBER: _builtins.int
+    SOLD_BELOW_COST_FIELD_NUMBER: _builtins.int
+    sold_below_cost: _builtins.bool
+    """A new line was sold below its unit cost by hand (the caller was permitted to)."""
     @_builtins.property
     def order_return(self) -> Global___Return:
         """The return of the original order's units (exchange_order_id names the new order)."""
@@ -3049,10 +3059,11 @@ class CreateExchangeResponse(_message.Message):
         original_order: Global___Order | None = ...,
         charged: _money_pb2.Money | None = ...,
         refunded: _money_pb2.Money | None = ...,
+        sold_below_cost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charged", b"charged", "order", b"order", "order_return", b"order_return", "original_order", b"original_order", "refunded", b"refunded", "sold_below_cost", b"sold_below_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
