@@ -474,3 +474,40 @@ def test_an_exchange_selling_below_cost_by_hand_needs_sell_below_cost(platform: 
     assert _below_cost_entries(platform, register_id) == [
         (members["cashier"], members["manager"], new_order)
     ]
+
+
+def test_a_drafts_submit_selling_below_cost_by_hand_needs_sell_below_cost(
+    platform: Running,
+) -> None:
+    """A draft is priced again at its submit, and its prices given by hand are judged for the
+    member submitting it as at creation: a draft the merchant's key priced below cost is a 403
+    naming `sell_below_cost` when a cashier submits it, the order still a draft, until a
+    manager's override allows that submit, which the audit log then names."""
+    http = platform.http
+    here, members, register_id, credential = _paired_till(
+        platform, ("Jana", "4815"), ("Piet", "1623")
+    )
+    sku = _open_product_below_cost(platform, here)
+    line = {"sku": sku, "quantity": 1, "unit_price": {"amount": 3000, "currency": "USD"}}
+    draft = _post(http, "/v1/orders", {"location_id": here, "lines": [line], "status": "draft"})
+    assert draft.status_code == 201, draft.text
+    order_id = draft.json()["id"]
+    with _signed_in(platform, credential, members["cashier"], "4815") as till:
+        below = _post(till, f"/v1/orders/{order_id}/submit")
+        assert (below.status_code, below.json()["code"]) == (403, "permission_required")
+        assert below.json()["permission"] == "sell_below_cost"
+        assert {e["field"] for e in below.json()["errors"]} == {"lines[0]"}
+        kept = http.get(f"/v1/orders/{order_id}").json()
+        assert (kept["status"], kept["version"]) == ("draft", draft.json()["version"])
+        granted = _post(
+            till,
+            "/v1/overrides",
+            {"manager_id": members["manager"], "pin": "1623", "permission": "sell_below_cost"},
+        )
+        assert granted.status_code == 201, granted.text
+        allowed = _post(till, f"/v1/orders/{order_id}/submit")
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.json()["status"] == "pending_payment"
+    assert _below_cost_entries(platform, register_id) == [
+        (members["cashier"], members["manager"], order_id)
+    ]

@@ -85,9 +85,20 @@ class Shop:
             drafts.UpdateDraftOrder(change, self.ports, self.new_uow, self.policy, _same)
         )
 
-    def submit(self, order: Order, codes: tuple[str, ...] = ()) -> Order:
+    def submit(
+        self, order: Order, codes: tuple[str, ...] = (), below_cost_permitted: bool = True
+    ) -> Order:
         return self.run(
-            drafts.SubmitOrder("s", order.id, codes, self.ports, self.new_uow, self.policy, _same)
+            drafts.SubmitOrder(
+                "s",
+                order.id,
+                codes,
+                self.ports,
+                self.new_uow,
+                self.policy,
+                _same,
+                below_cost_permitted=below_cost_permitted,
+            )
         )
 
     def cancel(self, order: Order) -> Order:
@@ -396,3 +407,51 @@ def test_a_submit_beside_an_edit_submits_the_draft_as_edited() -> None:
     assert submitted.status is OrderStatus.PENDING_PAYMENT
     assert [(ln.sku, ln.quantity) for ln in submitted.lines] == [("TEE", 3)]
     assert shop.stock.available("TEE") == 2
+
+
+def test_a_submit_judges_selling_below_cost_as_the_catalog_stands_now() -> None:
+    """A draft's price entered by hand is judged against its product's unit cost again at the
+    submit, which prices the draft as the catalog stands: the cost raised since, a submit by
+    a caller who may not sell below cost is refused (`permission_required` naming
+    `sell_below_cost` and the line), the draft left as it was, nothing held or announced;
+    one who may submits it, its line marked sold below cost."""
+    shop = Shop()
+    fitting = replace(shop.catalog.items["TEE"], open_price=True, unit_cost=1000)
+    shop.catalog.items["TEE"] = fitting
+    entered = [LineRequest("TEE", 1, unit_price=Money(3000, "USD"))]
+    cmd = CreateOrderCommand(
+        "create-fitting", "web", "loc_1", "", entered, PICKUP, draft=True,
+        below_cost_permitted=False,
+    )  # fmt: skip
+    draft = shop.run(drafts.CreateOrder(cmd, shop.ports, shop.new_uow, shop.policy, _same))
+    assert draft.status is OrderStatus.DRAFT and not draft.lines[0].below_cost
+    told = shop.told()
+    shop.catalog.items["TEE"] = replace(fitting, unit_cost=4000)
+
+    with pytest.raises(DomainError) as refused:
+        shop.submit(draft, below_cost_permitted=False)
+    assert refused.value.code == "permission_required"
+    assert refused.value.metadata == {"permission": "sell_below_cost"}
+    assert [v.field for v in refused.value.violations] == ["lines[0]"]
+    kept = shop.order(draft.id)
+    assert kept.status is OrderStatus.DRAFT and kept.version == draft.version
+    assert shop.stock.requests == {} and shop.told() == told
+
+    order = shop.submit(draft)
+    assert order.status is OrderStatus.PENDING_PAYMENT
+    assert order.lines[0].unit_price.amount == 3000 and order.lines[0].below_cost
+
+
+def test_whether_a_submit_may_sell_below_cost_is_not_in_its_fingerprint() -> None:
+    """Who asks, not what is asked: a retry of a refused submit a manager's override allows is
+    the same submit."""
+    from pos.order.v1 import order_pb2
+    from pos_order.entrypoints.fingerprints import CodePrinter
+
+    printer = CodePrinter("a key of the service")
+    refused = order_pb2.SubmitOrderRequest(
+        request_id="s", order_id="o", below_cost_not_permitted=True
+    )
+    allowed = order_pb2.SubmitOrderRequest(request_id="s", order_id="o")
+    assert printer.submit(refused) == printer.submit(allowed) == allowed
+    assert refused.below_cost_not_permitted

@@ -873,6 +873,7 @@ class SubmitIn(Body):
 )
 async def submit_order(
     order_id: PathId,
+    request: Request,
     svc: Svc,
     body: Annotated[
         SubmitIn | None, BodyParam(openapi_examples={"coupons": {"value": SUBMIT_EXAMPLE}})
@@ -890,14 +891,21 @@ async def submit_order(
     refused once its coupons are reserved cancel it. Then add tenders and confirm it as any
     order. Submitting an order submitted already answers it as it is; any other order that is
     not a draft is a 409 `order_not_draft`. An edit that comes in while the submit prices the
-    draft is submitted with it (the draft is priced again as edited)."""
-    answer = await svc.order.SubmitOrder(
-        order_pb2.SubmitOrderRequest(
-            request_id=request_id(),
-            order_id=order_id,
-            coupon_codes=body.coupon_codes if body is not None else [],
-        )
+    draft is submitted with it (the draft is priced again as edited).
+    A line that the draft's manual discounts or entered prices leave below its product's unit
+    cost, as priced now, is judged for the signed-in member as at creation: without
+    `sell_below_cost` or a manager's override a 403 `permission_required` naming it, and the
+    order is still a draft, unchanged."""
+    ask = order_pb2.SubmitOrderRequest(
+        request_id=request_id(),
+        order_id=order_id,
+        coupon_codes=body.coupon_codes if body is not None else [],
     )
+    # The prices given by hand are the draft's, unknown here: the order service judges them.
+    async with below_cost_guards(request, True) as approvals:
+        approvals.ask(ask)
+        answer = await svc.order.SubmitOrder(ask)
+        approvals.answered(answer.order.id, answer.sold_below_cost)
     return to_model(Order, answer.order)
 
 

@@ -45,11 +45,13 @@ class CodePrinter:
         return printed
 
     def submit(self, request: order_pb2.SubmitOrderRequest) -> order_pb2.SubmitOrderRequest:
-        """A draft's submit: its coupon codes."""
-        if not request.coupon_codes:
+        """A draft's submit: its coupon codes, and without whether the caller may sell below
+        cost (as a sale's)."""
+        if not request.coupon_codes and not request.below_cost_not_permitted:
             return request
         printed = order_pb2.SubmitOrderRequest()
         printed.CopyFrom(request)
+        printed.below_cost_not_permitted = False
         printed.coupon_codes[:] = [self._keyed(c) for c in request.coupon_codes]
         return printed
 

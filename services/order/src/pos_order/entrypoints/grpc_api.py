@@ -444,7 +444,10 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             self.ports,
             self.bound_uow,
             self.policy,
-            lambda o: order_pb2.SubmitOrderResponse(order=order_to_proto(o)),
+            lambda o: order_pb2.SubmitOrderResponse(
+                order=order_to_proto(o), sold_below_cost=_below_cost(o)
+            ),
+            below_cost_permitted=not request.below_cost_not_permitted,
         )
 
     @across_calls(order_pb2.AddTenderResponse, fingerprint_of=lambda self, r: self.codes.tender(r))

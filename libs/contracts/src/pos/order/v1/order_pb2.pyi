@@ -1392,8 +1392,15 @@ class SubmitOrderRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     ORDER_ID_FIELD_NUMBER: _builtins.int
     COUPON_CODES_FIELD_NUMBER: _builtins.int
+    BELOW_COST_NOT_PERMITTED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     order_id: _builtins.str
+    below_cost_not_permitted: _builtins.bool
+    """The caller may not sell a line below its product's unit cost by hand (a manual discount or
+    an open product's entered price), as the draft is priced again now: such a line is
+    PERMISSION_DENIED `permission_required` (metadata permission `sell_below_cost`, each line
+    named), nothing done and the order still a draft.
+    """
     @_builtins.property
     def coupon_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The coupon codes to reserve for the order (a draft keeps none: codes are never stored, so
@@ -1406,10 +1413,11 @@ class SubmitOrderRequest(_message.Message):
         request_id: _builtins.str = ...,
         order_id: _builtins.str = ...,
         coupon_codes: _abc.Iterable[_builtins.str] | None = ...,
+        below_cost_not_permitted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_codes", b"coupon_codes", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_cost_not_permitted", b"below_cost_not_permitted", "coupon_codes", b"coupon_codes", "order_id", b"order_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1420,16 +1428,20 @@ class SubmitOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    SOLD_BELOW_COST_FIELD_NUMBER: _builtins.int
+    sold_below_cost: _builtins.bool
+    """A line was sold below its unit cost by hand (the caller was permitted to)."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        sold_below_cost: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "sold_below_cost", b"sold_below_cost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -492,10 +492,14 @@ class SubmitOrder(Generic[R]):
         new_uow: NewUow,
         policy: Policy,
         answer: Callable[[Order], R],
+        below_cost_permitted: bool = True,
     ) -> None:
         # Refused before a request id is claimed: nothing to undo.
         raise_if(validate_codes(coupon_codes))
         self.request_id = request_id
+        # False: a line priced below its unit cost by hand, as the draft is priced now, is
+        # refused (403 `permission_required` naming `sell_below_cost`), the draft left as it was.
+        self.below_cost_permitted = below_cost_permitted
         self.order_id = order_id
         # Kept in memory for this run only, as every code the order is given.
         self.coupon_codes = coupon_codes
@@ -533,7 +537,14 @@ class SubmitOrder(Generic[R]):
         if order.status is OrderStatus.DRAFT:
             assert order.saga.draft is not None
             ask = replace(order.saga.draft, coupon_codes=self.coupon_codes)
-            priced = await _price_draft(self.ports, self.new_uow, started, ask, order.customer_id)
+            priced = await _price_draft(
+                self.ports,
+                self.new_uow,
+                started,
+                ask,
+                order.customer_id,
+                self.below_cost_permitted,
+            )
             hold_seconds = started.settings.hold_seconds
             order = await _change_draft(
                 self.new_uow,
