@@ -29,6 +29,7 @@ from pos_order.service.handlers.drawer import CASH_NEEDS_SHIFT, drawer_open_for_
 from pos_order.service.handlers.new_order import (
     Started,
     check_gift_card_lines,
+    coupon_cart,
     discard,
     gift_card_codes,
     nothing_kept_if_refused,
@@ -41,7 +42,6 @@ from pos_order.service.handlers.new_order import (
 )
 from pos_order.service.ports import (
     PROCESSOR_UNREACHED,
-    CartContext,
     CheckoutCommand,
     CheckoutPorts,
     NewUow,
@@ -153,8 +153,7 @@ class Checkout(Generic[R]):
             order = await saga.record_taken(self.new_uow, self.ports, order, quietly=True)
             return Sale(order, await _last_payment(self.ports, order))
         if order.saga.coupons.step is CouponStep.SENT:
-            cart = CartContext(order.location_id, order.channel, order.customer_id,
-                               cmd.coupon_codes)  # fmt: skip
+            cart = await coupon_cart(self.new_uow, order, cmd.coupon_codes, cmd.order_manual)
             order = await reserve_or_drop(
                 self.new_uow, self.ports, order, cart, False, cmd.request_id
             )

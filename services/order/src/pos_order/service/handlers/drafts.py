@@ -38,6 +38,7 @@ from pos_order.service.handlers.new_order import (
     Started,
     announce_change,
     check_gift_card_lines,
+    coupon_cart,
     discard,
     nothing_kept_if_refused,
     points_named,
@@ -47,7 +48,6 @@ from pos_order.service.handlers.new_order import (
     start_request,
 )
 from pos_order.service.ports import (
-    CartContext,
     CheckoutPorts,
     CreateOrderCommand,
     DraftChange,
@@ -136,8 +136,7 @@ class CreateOrder(Generic[R]):
             order = await save_new(self.new_uow, priced, announce)
             await boundary(self.policy, "order_saved")
         if order.saga.coupons.step is CouponStep.SENT:
-            cart = CartContext(order.location_id, order.channel, order.customer_id,
-                               cmd.coupon_codes)  # fmt: skip
+            cart = await coupon_cart(self.new_uow, order, cmd.coupon_codes, cmd.order_manual)
             announce = not order.saga.announce_when_held
             order = await reserve_or_drop(
                 self.new_uow, self.ports, order, cart, announce, cmd.request_id
@@ -566,9 +565,9 @@ class SubmitOrder(Generic[R]):
         if order.asks_coupons_or_points:
             order, _ = await change(self.new_uow, order.id, lambda o: o.stock_held())
         if order.saga.coupons.step is CouponStep.SENT:
-            cart = CartContext(
-                order.location_id, order.channel, order.customer_id, self.coupon_codes
-            )
+            asked = order.saga.draft
+            manual = asked.order_manual if asked is not None else None
+            cart = await coupon_cart(self.new_uow, order, self.coupon_codes, manual)
             try:
                 order = await saga.reserve_coupons(self.new_uow, self.ports, order, cart)
             except DomainError as exc:

@@ -194,6 +194,30 @@ def refuse_rejected(quote: DiscountQuote) -> None:
         raise refused
 
 
+async def coupon_cart(
+    new_uow: NewUow, order: Order, coupon_codes: tuple[str, ...], order_manual: Manual | None
+) -> CartContext:
+    """What the order's coupons are reserved with: the cart as its pricing judged the offers
+    (`pricing.price_cart`), which the promotion service prices again before it reserves a use.
+    The customer's groups and the selling store's time zone (an offer's window or hours naming
+    no zone are its wall-clock time) as the read model keeps them, which is where pricing read
+    them from or wrote them to; the manual discount on the whole order as asked. Without them
+    an offer for some groups, or one whose window holds in the store's zone but not in UTC,
+    would be refused (`coupon_not_applicable`) for the cart it was just priced for."""
+    async with new_uow().reading() as uow:
+        who = await uow.customers.resolve(order.customer_id) if order.customer_id else None
+        store, _ = await uow.prices.snapshot(order.location_id, [])
+    return CartContext(
+        order.location_id,
+        order.channel,
+        order.customer_id,
+        coupon_codes,
+        store.time_zone if store is not None else "",
+        order_manual,
+        who.buyer.groups if who is not None else (),
+    )
+
+
 async def reserve_or_drop(
     new_uow: NewUow,
     ports: CheckoutPorts,
