@@ -1,7 +1,8 @@
 """Coupons reserved as the cart was priced, with the real services (PostgreSQL, NATS; inventory,
 payment, promotion and order in this process): an offer for some customer groups, or with a
 time window read in the store's time zone, applies at the register's checkout, a web order and
-a draft's submit exactly as the cart preview prices it."""
+a draft's submit exactly as the cart preview prices it; a refused submit leaves the draft as it
+was."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from pos.payment.v1 import payment_pb2
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
 from pos_devstack.testing import Infra
 from pos_kit.db import make_engine
+from pos_kit.grpc_client import read_error
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit
 from pos_order.entrypoints import consumers
@@ -50,6 +52,7 @@ def usd(amount: int) -> money_pb2.Money:
 class Shop:
     orders: order_pb2_grpc.OrderServiceStub
     promotions: promotion_pb2_grpc.PromotionServiceStub
+    catalog: inventory_pb2_grpc.InventoryServiceStub
     location_id: str
 
     async def coupon(self, conditions: promotion_pb2.Conditions | None = None,
@@ -139,6 +142,19 @@ class Shop:
         )
         return submitted.order
 
+    async def receive(self, sku: str, units: int) -> None:
+        await self.catalog.AdjustStock(
+            inventory_pb2.AdjustStockRequest(
+                request_id=str(uuid.uuid4()),
+                sku=sku,
+                location_id=self.location_id,
+                delta=units,
+                reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+            ),
+            metadata=MD,
+            timeout=5,
+        )
+
     async def get(self, order_id: str) -> order_pb2.Order:
         found = await self.orders.GetOrder(
             order_pb2.GetOrderRequest(id=order_id), metadata=MD, timeout=10
@@ -220,6 +236,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             yield Shop(
                 order_pb2_grpc.OrderServiceStub(order.channel),
                 promotion_pb2_grpc.PromotionServiceStub(promotion.channel),
+                inventory_pb2_grpc.InventoryServiceStub(inventory.channel),
                 await _store(inventory.channel),
             )
     finally:
@@ -272,3 +289,31 @@ async def test_a_coupon_the_preview_applies_is_reserved_for_the_sale(
         assert [c.status for c in order.coupons] == ["reserved"]
         assert order.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
     assert order.discount_total.amount == 250 and order.total.amount == 2250
+
+
+async def test_a_submit_refused_for_stock_leaves_the_draft_as_it_was(shop: Shop) -> None:
+    """Nothing of the refused submit's pricing stays: not the coupon it was given (the draft
+    keeps none), nor its discount."""
+    code = await shop.coupon()
+    draft = await shop.web_order("", draft=True, sku="MUG")  # none in stock
+    assert draft.discount_total.amount == 0 and draft.total.amount == 2500
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await shop.submit(draft.id, (code,))
+    assert read_error(refused.value).reason == "insufficient_stock", read_error(refused.value)
+
+    after = await shop.get(draft.id)
+    assert after.status == order_pb2.ORDER_STATUS_DRAFT and list(after.coupons) == []
+    assert (after.subtotal, after.discount_total, after.tax_total, after.total) == (
+        draft.subtotal, draft.discount_total, draft.tax_total, draft.total,
+    )  # fmt: skip
+    assert list(after.lines) == list(draft.lines)
+    assert list(after.fulfillments) == list(draft.fulfillments)
+    assert [(c.status, c.reason) for c in after.timeline][-1] == ("draft", "insufficient_stock")
+    # The coupon was not spent: submitted again once the mugs are in, the draft is priced
+    # with it then.
+    await shop.receive("MUG", 1)
+    submitted = await shop.submit(draft.id, (code,))
+    assert submitted.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert [c.status for c in submitted.coupons] == ["reserved"]
+    assert submitted.discount_total.amount == 250 and submitted.total.amount == 2250

@@ -886,8 +886,9 @@ async def submit_order(
     its points, and announces the change (`order.updated`, status `pending_payment`; the
     order was created once, as a draft, with its `order.created`). Short stock is the 409
     `insufficient_stock` naming what is short, as at creation: nothing stays held and the
-    order is still a draft (its timeline says why; `order.updated`, as the submit priced it
-    again); so is a coupon refused at its reservation (409 with the coupon's reason). Points
+    order is still a draft, priced as it was before the submit (not with the coupons it was
+    given), its timeline saying why (`order.updated`); so is a coupon refused at its
+    reservation (409 with the coupon's reason). Points
     refused once its coupons are reserved cancel it. Then add tenders and confirm it as any
     order. Submitting an order submitted already answers it as it is; any other order that is
     not a draft is a 409 `order_not_draft`. An edit that comes in while the submit prices the

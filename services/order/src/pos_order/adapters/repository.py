@@ -47,6 +47,7 @@ from pos_order.domain.model import (
     ENDED,
     Capture,
     DraftAsk,
+    DraftPricing,
     Fulfillment,
     FulfillmentRequest,
     FulfillmentStatus,
@@ -243,7 +244,41 @@ def _draft_json(ask: DraftAsk) -> dict[str, Any]:
         "coupons_given": ask.coupons_given,
         "order_manual": _manual_json(ask.order_manual),
         "redeem_points": ask.redeem_points,
+        **({"was": _draft_pricing_json(ask.was)} if ask.was is not None else {}),
     }
+
+
+def _draft_pricing_json(was: DraftPricing) -> dict[str, Any]:
+    t = was.totals
+    return {
+        "customer_id": was.customer_id,
+        "currency": t.total.currency,
+        "lines": _lines_json(was.lines),
+        "totals": [t.subtotal.amount, t.discount.amount, t.tax.amount, t.total.amount],
+        "discounts_applied": was.discounts_applied,
+        "fulfillments": fulfillments_to_json(was.fulfillments),
+        "points": was.points,
+        "points_discount": was.points_discount,
+        "tax_inclusive": was.tax_inclusive,
+        "tax_exempt": was.tax_exempt,
+    }
+
+
+def _draft_pricing(found: dict[str, Any] | None) -> DraftPricing | None:
+    if not found:
+        return None
+    cur = found["currency"]
+    return DraftPricing(
+        found["customer_id"],
+        _lines(found["lines"], cur),
+        Totals(*(Money(amount, cur) for amount in found["totals"])),
+        found["discounts_applied"],
+        _fulfillments(found["fulfillments"]),
+        found["points"],
+        found["points_discount"],
+        found["tax_inclusive"],
+        found["tax_exempt"],
+    )
 
 
 def _draft(found: dict[str, Any] | None) -> DraftAsk | None:
@@ -277,6 +312,7 @@ def _draft(found: dict[str, Any] | None) -> DraftAsk | None:
         _manual(found.get("order_manual")),
         found.get("redeem_points", 0),
         found.get("coupons_given", 0),
+        _draft_pricing(found.get("was")),
     )
 
 
@@ -352,6 +388,35 @@ def _saga(found: dict[str, Any]) -> Saga:
     )
 
 
+def _lines(found: list[dict[str, Any]], cur: str) -> list[OrderLine]:
+    return [
+        OrderLine(
+            ln["sku"],
+            ln["name"],
+            ln["quantity"],
+            Money(ln["unit_price"], cur),
+            ln.get("fulfillment_id", ""),
+            ln.get("tax_category", ""),
+            discount=ln.get("discount", 0),
+            tax=ln.get("tax", 0),
+            discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
+            taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
+            tax_rates=dict(ln.get("tax_rates") or {}),
+            tax_compound=dict(ln.get("tax_compound") or {}),
+            product_id=ln.get("product_id", ""),
+            category=ln.get("category", ""),
+            # Lines saved before they had ids: by their place, as they were priced.
+            id=ln.get("id") or f"L{i + 1}",
+            gift_card=ln.get("gift_card", False),
+            code_supplied=ln.get("code_supplied", False),
+            gift_card_id=ln.get("gift_card_id", ""),
+            gift_card_last4=ln.get("gift_card_last4", ""),
+            below_cost=ln.get("below_cost", False),
+        )
+        for i, ln in enumerate(found)
+    ]
+
+
 def _order(row: Row[Any]) -> Order:
     m = row._mapping
     cur = m["currency"]
@@ -373,32 +438,7 @@ def _order(row: Row[Any]) -> Order:
         id=m["id"],
         location_id=m["location_id"],
         customer_id=m["customer_id"],
-        lines=[
-            OrderLine(
-                ln["sku"],
-                ln["name"],
-                ln["quantity"],
-                Money(ln["unit_price"], cur),
-                ln.get("fulfillment_id", ""),
-                ln.get("tax_category", ""),
-                discount=ln.get("discount", 0),
-                tax=ln.get("tax", 0),
-                discounts=[LineDiscount(*d) for d in ln.get("discounts", [])],
-                taxes=[(name, amount) for name, amount in ln.get("taxes", [])],
-                tax_rates=dict(ln.get("tax_rates") or {}),
-                tax_compound=dict(ln.get("tax_compound") or {}),
-                product_id=ln.get("product_id", ""),
-                category=ln.get("category", ""),
-                # Lines saved before they had ids: by their place, as they were priced.
-                id=ln.get("id") or f"L{i + 1}",
-                gift_card=ln.get("gift_card", False),
-                code_supplied=ln.get("code_supplied", False),
-                gift_card_id=ln.get("gift_card_id", ""),
-                gift_card_last4=ln.get("gift_card_last4", ""),
-                below_cost=ln.get("below_cost", False),
-            )
-            for i, ln in enumerate(m["lines"])
-        ],
+        lines=_lines(m["lines"], cur),
         totals=Totals(
             Money(m["subtotal"], cur),
             Money(m["discount_total"], cur),
@@ -446,6 +486,42 @@ def _due_at(order: Order) -> datetime | None:
     return None
 
 
+def _lines_json(lines: list[OrderLine]) -> list[dict[str, Any]]:
+    return [
+        {
+            "sku": ln.sku,
+            "name": ln.name,
+            "quantity": ln.quantity,
+            "unit_price": ln.unit_price.amount,
+            "fulfillment_id": ln.fulfillment_id,
+            "tax_category": ln.tax_category,
+            "discount": ln.discount,
+            "tax": ln.tax,
+            "discounts": [
+                [d.promotion_id, d.amount, d.reason, d.requested_by] for d in ln.discounts
+            ],
+            "taxes": [[name, amount] for name, amount in ln.taxes],
+            "tax_rates": ln.tax_rates,
+            **({"tax_compound": ln.tax_compound} if ln.tax_compound else {}),
+            "product_id": ln.product_id,
+            "category": ln.category,
+            "id": ln.id,
+            **({"below_cost": True} if ln.below_cost else {}),
+            **(
+                {
+                    "gift_card": True,
+                    "code_supplied": ln.code_supplied,
+                    "gift_card_id": ln.gift_card_id,
+                    "gift_card_last4": ln.gift_card_last4,
+                }
+                if ln.gift_card
+                else {}
+            ),
+        }
+        for ln in lines
+    ]
+
+
 def _values(order: Order) -> dict[str, Any]:
     t = order.totals
     return {
@@ -453,39 +529,7 @@ def _values(order: Order) -> dict[str, Any]:
         "customer_id": order.customer_id,
         "status": order.status.value,
         "currency": t.total.currency,
-        "lines": [
-            {
-                "sku": ln.sku,
-                "name": ln.name,
-                "quantity": ln.quantity,
-                "unit_price": ln.unit_price.amount,
-                "fulfillment_id": ln.fulfillment_id,
-                "tax_category": ln.tax_category,
-                "discount": ln.discount,
-                "tax": ln.tax,
-                "discounts": [
-                    [d.promotion_id, d.amount, d.reason, d.requested_by] for d in ln.discounts
-                ],
-                "taxes": [[name, amount] for name, amount in ln.taxes],
-                "tax_rates": ln.tax_rates,
-                **({"tax_compound": ln.tax_compound} if ln.tax_compound else {}),
-                "product_id": ln.product_id,
-                "category": ln.category,
-                "id": ln.id,
-                **({"below_cost": True} if ln.below_cost else {}),
-                **(
-                    {
-                        "gift_card": True,
-                        "code_supplied": ln.code_supplied,
-                        "gift_card_id": ln.gift_card_id,
-                        "gift_card_last4": ln.gift_card_last4,
-                    }
-                    if ln.gift_card
-                    else {}
-                ),
-            }
-            for ln in order.lines
-        ],
+        "lines": _lines_json(order.lines),
         "subtotal": t.subtotal.amount,
         "discount_total": t.discount.amount,
         "tax_total": t.tax.amount,

@@ -7,6 +7,7 @@ Plain Python: no storage or transport here. States and names follow
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -392,6 +393,23 @@ class Capture:
 
 
 @dataclass(frozen=True)
+class DraftPricing:
+    """A draft as it was priced before a submit priced it again (with the coupons that submit
+    was given): what a refused submit puts back (`Order.back_to_draft`), so nothing of the
+    refused request stays on the draft, its coupons' discount least of all."""
+
+    customer_id: str
+    lines: list[OrderLine]
+    totals: Totals
+    discounts_applied: bool
+    fulfillments: list[Fulfillment]
+    points: int = 0
+    points_discount: int = 0
+    tax_inclusive: bool | None = None
+    tax_exempt: bool = False
+
+
+@dataclass(frozen=True)
 class DraftAsk:
     """What a draft asks for, as its caller gave it (the cart): priced again at each edit and
     at its submit, since the catalog, the promotions, the customer and the loyalty program may
@@ -406,6 +424,8 @@ class DraftAsk:
     # How many coupon codes its submit was given, to be reserved once its stock is held (the
     # codes themselves stay with the submit's request).
     coupons_given: int = 0
+    # While a submit is under way: the draft as it was priced before it (see DraftPricing).
+    was: DraftPricing | None = None
 
 
 @dataclass
@@ -1712,7 +1732,18 @@ class Order:
         a refusal can put it back (`back_to_draft`)."""
         ask = self.saga.draft
         assert ask is not None
-        self.repriced(priced, replace(ask, coupon_codes=(), coupons_given=coupons))
+        was = DraftPricing(
+            self.customer_id,
+            deepcopy(self.lines),
+            self.totals,
+            self.discounts_applied,
+            deepcopy(self.fulfillments),
+            self.saga.points,
+            self.saga.points_discount,
+            self.saga.tax_inclusive,
+            self.saga.tax_exempt,
+        )
+        self.repriced(priced, replace(ask, coupon_codes=(), coupons_given=coupons, was=was))
         self.status = OrderStatus.PENDING_PAYMENT
         self.expires_at = at + timedelta(seconds=hold_seconds)
         self.saga.state = SagaState.RUNNING
@@ -1769,8 +1800,11 @@ class Order:
 
     def back_to_draft(self, at: datetime, reason: str) -> None:
         """A submit refused (short stock, a coupon or the points refused) once what it took is
-        given back: a draft again, as it was asked (priced again at its next edit or submit)."""
-        if self.status is not OrderStatus.PENDING_PAYMENT or self.saga.draft is None:
+        given back: a draft again, priced as it was before the submit (not with the coupons
+        the submit was given, which the draft does not keep, nor the stores a sourcing picked),
+        priced again at its next edit or submit."""
+        ask = self.saga.draft
+        if self.status is not OrderStatus.PENDING_PAYMENT or ask is None:
             return
         self.status = OrderStatus.DRAFT
         self.expires_at = None
@@ -1778,11 +1812,17 @@ class Order:
         self.saga.cancel_reason = ""
         self.saga.coupons = Coupons()
         self.saga.points_state = None
+        was = ask.was
+        if was is not None:  # None: submitted before the draft's pricing was kept
+            self.customer_id, self.lines, self.totals = was.customer_id, was.lines, was.totals
+            self.discounts_applied, self.fulfillments = was.discounts_applied, was.fulfillments
+            self.saga.points, self.saga.points_discount = was.points, was.points_discount
+            self.saga.tax_inclusive, self.saga.tax_exempt = was.tax_inclusive, was.tax_exempt
+        self.saga.draft = replace(ask, coupons_given=0, was=None)
         for f in self.fulfillments:
             f.hold, f.reservation_id = None, ""
         self._moved(self.status.value, at, reason)
-        # The submit priced it again (today's prices may differ from what the draft showed),
-        # and no event told of that: this one does, with the reason in its timeline.
+        # Announced with the reason in its timeline: the order was pending payment meanwhile.
         self.events.append(OrderUpdated(self))
 
     def touched(self, at: datetime) -> None:

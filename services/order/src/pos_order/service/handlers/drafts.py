@@ -476,7 +476,8 @@ class SubmitOrder(Generic[R]):
     pickup and shipment lines held exactly as CreateOrder holds a new order's (all or none),
     its coupons reserved and its points held, in that order. Short stock is the 409
     `insufficient_stock` CreateOrder answers, every hold taken released, and the order is a
-    draft again (its timeline says why); so is a coupon refused at its reservation. Points
+    draft again, priced as it was before the submit (its timeline says why); so is a coupon
+    refused at its reservation. Points
     refused once its coupons are reserved cancel it (the promotion service would answer a
     later submit with the released reservation). An order submitted already and waiting for
     payment is answered as it is (a submit under way is driven on); any other is a 409
