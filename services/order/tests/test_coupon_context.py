@@ -2,21 +2,23 @@
 payment, promotion and order in this process): an offer for some customer groups, or with a
 time window read in the store's time zone, applies at the register's checkout, a web order and
 a draft's submit exactly as the cart preview prices it; a refused submit leaves the draft as it
-was."""
+was; submits of one draft at once all answer the submitted order."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
 import pytest_asyncio
-from order_shop import serve_all, serve_order
+from order_shop import serve_all, serve_order, serve_relay
 
 from pos.common.v1 import money_pb2
 from pos.customer.v1 import customer_pb2
@@ -48,12 +50,44 @@ def usd(amount: int) -> money_pb2.Money:
     return money_pb2.Money(amount=amount, currency="USD")
 
 
+class PromotionGate(grpc.GenericRpcHandler):
+    """Every call of the order service to the promotion service passed through as bytes; one
+    pricing (`CalculateDiscounts`) held on the way when a test asks (`hold_next_pricing`)."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+        self.gate: tuple[asyncio.Event, asyncio.Event] | None = None
+
+    def hold_next_pricing(self) -> tuple[asyncio.Event, asyncio.Event]:
+        """(set once the next pricing is held, set to let it through)."""
+        self.gate = (asyncio.Event(), asyncio.Event())
+        return self.gate
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:  # type: ignore[override]
+        method: str = details.method  # type: ignore[attr-defined]
+        forward = self.channel.unary_unary(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+            metadata = [
+                (k, v) for k, v in context.invocation_metadata() or () if k.startswith("x-")
+            ]
+            if method.endswith("/CalculateDiscounts") and self.gate is not None:
+                held, release = self.gate
+                self.gate = None
+                held.set()
+                await release.wait()
+            return await forward(request, metadata=metadata, timeout=10)
+
+        return grpc.unary_unary_rpc_method_handler(handle)  # type: ignore[arg-type]
+
+
 @dataclass
 class Shop:
     orders: order_pb2_grpc.OrderServiceStub
     promotions: promotion_pb2_grpc.PromotionServiceStub
     catalog: inventory_pb2_grpc.InventoryServiceStub
     location_id: str
+    gate: PromotionGate
 
     async def coupon(self, conditions: promotion_pb2.Conditions | None = None,
                      max_uses: int = 0) -> str:  # fmt: skip
@@ -223,10 +257,11 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
             inventory, payment, promotion = await serve_all(
                 stack, infra, server.url, "inventory", "payment", "promotion"
             )
+            gate = PromotionGate(promotion.channel)
             order = await stack.enter_async_context(
                 serve_order(
                     infra, server.url, inventory.port, payment.port,
-                    promotion_port=promotion.port,
+                    promotion_port=await serve_relay(stack, gate),
                     # Promotion answers a first call slowly on a busy machine; a sale naming
                     # a coupon needs its answer.
                     promotion_timeout_seconds=5.0,
@@ -238,6 +273,7 @@ async def shop(infra: Infra) -> AsyncIterator[Shop]:
                 promotion_pb2_grpc.PromotionServiceStub(promotion.channel),
                 inventory_pb2_grpc.InventoryServiceStub(inventory.channel),
                 await _store(inventory.channel),
+                gate,
             )
     finally:
         server.stop()
@@ -317,3 +353,43 @@ async def test_a_submit_refused_for_stock_leaves_the_draft_as_it_was(shop: Shop)
     assert submitted.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
     assert [c.status for c in submitted.coupons] == ["reserved"]
     assert submitted.discount_total.amount == 250 and submitted.total.amount == 2250
+
+
+@pytest.mark.parametrize("single_use_coupon", [False, True])
+async def test_submits_of_one_draft_at_once_all_answer_the_submitted_order(
+    shop: Shop, single_use_coupon: bool
+) -> None:
+    """One of them submits the draft; the others find it submitted (no longer a draft, its
+    coupon's one use taken by it) and answer it as it is, as a later submit does."""
+    codes = (await shop.coupon(max_uses=1),) if single_use_coupon else ()
+    draft = await shop.web_order("", draft=True)
+
+    answers = await asyncio.gather(*(shop.submit(draft.id, codes) for _ in range(4)))
+
+    assert {a.id for a in answers} == {draft.id}
+    assert {a.status for a in answers} == {order_pb2.ORDER_STATUS_PENDING_PAYMENT}
+    after = await shop.get(draft.id)
+    assert after.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert [c.status for c in after.coupons] == (["reserved"] if codes else [])
+    assert after.discount_total.amount == (250 if codes else 0)
+
+
+async def test_a_submit_priced_after_another_took_the_coupons_last_use_answers_that_order(
+    shop: Shop,
+) -> None:
+    """A submit that read the draft before another submitted it, and priced it once that one
+    had reserved the coupon's only use, finds the coupon exhausted: the draft moved on, and
+    the order as the other submit left it is its answer."""
+    code = await shop.coupon(max_uses=1)
+    draft = await shop.web_order("", draft=True)
+    held, release = shop.gate.hold_next_pricing()
+    late = asyncio.create_task(shop.submit(draft.id, (code,)))
+    await asyncio.wait_for(held.wait(), timeout=20)  # it read the draft and asks its price
+
+    first = await shop.submit(draft.id, (code,))
+    assert [c.status for c in first.coupons] == ["reserved"]
+    release.set()
+    answer = await late
+
+    assert answer.id == draft.id and answer.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert answer.version == first.version and list(answer.coupons) == list(first.coupons)

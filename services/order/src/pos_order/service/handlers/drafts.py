@@ -524,12 +524,24 @@ class SubmitOrder(Generic[R]):
                 break
             except Conflict as exc:
                 # A submit names no version: an edit that came in while it priced the draft is
-                # priced with it again.
-                if not _priced_again(exc, 0, attempt):
+                # priced with it again. So is the draft as another submit left it: that one
+                # saved it first (this one's save finds no draft), or reserved the coupon's
+                # last use first (this one's pricing finds it exhausted); read again, the
+                # order submitted is answered as it is.
+                if not (_priced_again(exc, 0, attempt) or await self._moved(started, attempt)):
                     raise
             async with self.new_uow().reading() as uow:
                 started = await self.read(uow)
         return await self._drive(order)
+
+    async def _moved(self, started: Started, attempt: int) -> bool:
+        """Whether the order changed since `started` read it (and another attempt is left)."""
+        assert started.existing is not None
+        if attempt >= DRAFT_ATTEMPTS - 1:
+            return False
+        async with self.new_uow().reading() as uow:
+            now_ = await uow.orders.get(self.order_id)
+        return now_ is not None and now_.version != started.existing.version
 
     async def _price_and_submit(self, started: Started) -> Order:
         order = started.existing
