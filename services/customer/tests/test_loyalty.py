@@ -1109,3 +1109,35 @@ async def test_a_customer_made_under_a_tier_everyone_holds_holds_it_from_the_sta
         assert got.customer.tier == "member"
     await _set_program(merchant, tiers=[gold])
     assert (await merchant.create(given_name="Later")).tier == ""
+
+
+async def test_a_duplicate_erased_after_its_merge_still_earns_and_gives_back_for_the_survivor(
+    merchant: Caller, service: Service
+) -> None:
+    """A duplicate merged away and then erased (its id named on its own) still leads to the
+    survivor: an order of the duplicate's confirmed after the erasure earns for the survivor,
+    and one it earned for before the merge gives its points back from the survivor when it is
+    cancelled. Before, the erased duplicate led nowhere: the survivor kept the points of a
+    refunded order and earned nothing for a sale."""
+    winner = await merchant.create(given_name="Survives")
+    loser = await merchant.create(given_name="Erased")
+    assert await _sale(service, merchant.merchant, "ord_er1", loser.id, 2500) == 25
+    await merchant(
+        "MergeCustomers",
+        customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=loser.id),
+    )
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=loser.id))
+    assert await _balance(service, merchant, winner.id) == (25, 25, 0)
+
+    async with service.runtime.uow().bind(merchant.merchant) as uow:
+        taken = await points.reverse_order(uow, "ord_er1", "cancelled")
+        await uow.commit()
+    assert [(e.customer_id, e.points) for e in taken] == [(winner.id, -25)]
+    assert await _balance(service, merchant, winner.id) == (0, 0, 0)
+
+    assert await _sale(service, merchant.merchant, "ord_er2", loser.id, 900) == 9
+    assert await _balance(service, merchant, winner.id) == (9, 9, 0)
+    orders = await merchant(
+        "ListCustomerOrders", customer_pb2.ListCustomerOrdersRequest(customer_id=winner.id)
+    )
+    assert "ord_er2" in [o.order_id for o in orders.orders]

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from pos_customer.domain import loyalty
-from pos_customer.domain.model import MERGED, Customer, CustomerUpdated
+from pos_customer.domain.model import ERASED, MERGED, Customer, CustomerUpdated
 from pos_customer.service.handlers import active_customer, get_customer
 from pos_customer.service.ports import CustomerUnitOfWork
 from pos_customer.service.tiers import moves_tiers, retier, tier_now
@@ -137,12 +137,16 @@ async def _announce(uow: CustomerUnitOfWork, customer_id: str) -> None:
 
 
 async def _customer_now(uow: CustomerUnitOfWork, customer_id: str) -> Customer | None:
-    """The active customer an id leads to, following merges; None if there is none."""
+    """The active customer an id leads to, following merges; None if there is none.
+
+    A duplicate merged away and erased since still leads to its survivor: its orders' points
+    are the survivor's (the merge moved them), so the survivor earns, and gives back, for
+    them. Erasing the survivor erases its duplicates too, so that chain ends at no one."""
     for _ in range(10):
         customer = await uow.customers.get(customer_id, for_update=True)
         if customer is None:
             return None
-        if customer.status == MERGED and customer.merged_into:
+        if customer.status in (MERGED, ERASED) and customer.merged_into:
             customer_id = customer.merged_into
             continue
         return customer if customer.status == "active" else None
@@ -480,7 +484,10 @@ async def expire(uow: CustomerUnitOfWork, now: datetime) -> tuple[int, int]:
         # The chain is read unlocked and only the winner locked, as a merge locks it.
         customer = await uow.customers.get(credited)
         for _ in range(10):
-            if customer is None or customer.status != MERGED or not customer.merged_into:
+            # Merged away and erased since: still the winner's (`_customer_now`).
+            if customer is None or customer.status not in (MERGED, ERASED):
+                break
+            if not customer.merged_into:
                 break
             customer = await uow.customers.get(customer.merged_into)
         if customer is None or customer.id in done:
