@@ -45,7 +45,8 @@ IDEMPOTENT_POSTS = "|".join(
      "shifts/[^/]+/(drawer-movements|close)")
 )  # fmt: skip
 # Gift card rules on the card the request names or on its body: an amount in the card's
-# currency, a non-zero adjustment, a pre-printed code of 8 to 64 characters (400 each).
+# currency, a non-zero adjustment, a pre-printed code with at least 8 letters or digits ('-' and
+# '_' don't count: a length after normalisation) (400 each).
 GIFT_CARD_RULES = "|".join(
     ("POST /v1/gift-cards", "POST /v1/gift-cards/redeem", "GET /v1/settlement-reports",
      "POST /v1/gift-cards/[^/]+/(loads|refunds|adjustments)")

@@ -239,6 +239,22 @@ async def test_a_pre_printed_code_already_taken_is_refused_before_anything_is_ch
     assert shop.kept() == before
 
 
+async def test_a_pre_printed_code_of_fewer_than_8_letters_or_digits_is_refused_on_its_line(
+    shop: Shop,
+) -> None:
+    """Dashes are no secret: a line's code with fewer than 8 letters or digits is a 400 naming
+    the line's code (never repeating it), before anything is charged or activated."""
+    before = shop.kept()
+    for code in ("-------K", "K_______"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await shop.checkout(TEE, gift(1000, code))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        problem = read_error(err.value)
+        assert [v.field for v in problem.violations] == ["lines[1].gift_card.code"]
+        assert code not in str(problem)
+    assert shop.kept() == before
+
+
 async def test_concurrent_sales_of_one_pre_printed_code_charge_only_the_one_that_sells_it(
     shop: Shop,
 ) -> None:

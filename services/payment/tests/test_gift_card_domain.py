@@ -93,7 +93,22 @@ def test_a_generated_code_is_long_printable_and_normalises_to_itself() -> None:
     assert len({generate_code() for _ in range(1000)}) == 1000
 
 
-@pytest.mark.parametrize("bad", ["short", "x" * 65, "has space!", "4242424242424242", "ÄÖÜ-1234"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "short",
+        "x" * 65,
+        "has space!",
+        "4242424242424242",
+        "ÄÖÜ-1234",
+        # Dashes and underscores make no code harder to guess: fewer than 8 letters or digits.
+        "-------Z",
+        "--------",
+        "________",
+        "AB-CD-EF-G",
+        "a_b_c_d_e_f_g",
+    ],
+)
 def test_a_pre_printed_code_that_is_weak_or_malformed_is_refused_without_being_repeated(
     bad: str,
 ) -> None:
@@ -101,3 +116,14 @@ def test_a_pre_printed_code_that_is_weak_or_malformed_is_refused_without_being_r
         validate_supplied_code(bad)
     assert bad not in str(refused.value)
     assert all(bad not in v.description for v in refused.value.violations)
+    assert [v.field for v in refused.value.violations][:1] == ["code"]
+
+
+@pytest.mark.parametrize(
+    ("good", "kept"),
+    [("ABCD-EFGH", "ABCDEFGH"), ("pre_printed-42", "PRE_PRINTED42"), ("x" * 64, "X" * 64)],
+)
+def test_a_pre_printed_code_with_8_letters_or_digits_is_accepted_normalised(
+    good: str, kept: str
+) -> None:
+    assert validate_supplied_code(good) == kept

@@ -24,6 +24,8 @@ from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
+from pos_payment.adapters.gift_cards import CodeHasher
+from pos_payment.bootstrap import DEVELOPMENT_CODE_KEY
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -1326,3 +1328,88 @@ async def test_a_refusal_for_the_balance_or_the_maximum_names_the_amount(
             ("amount.amount", description)
         ], request
     assert balance(running, m, card_id) == 1000
+
+
+async def test_a_code_of_fewer_than_8_letters_or_digits_is_no_cards_code(running: Running) -> None:
+    """Dashes and underscores are not a secret: a pre-printed code with fewer than 8 letters or
+    digits is refused (400 naming `code`) on its own card and on an order's line, and a card
+    that has one from before the rule is found by no code, answered as a code no card has."""
+    m = merchant()
+    for code in ("-------Z", "Z_______", "AB-CD-EF-G"):
+        assert await refused(issue(running, m, 500, code=code)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid_argument",
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await issue(running, m, 500, code=code)
+        assert [v.field for v in read_error(err.value).violations] == ["code"]
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await running.cards.ReserveGiftCardCode(
+                G.ReserveGiftCardCodeRequest(
+                    request_id=rid(), code=code, order_id="ord_short", order_line_id="L1"
+                ),
+                metadata=md(m),
+                timeout=30,
+            )
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in read_error(err.value).violations] == ["code"]
+    assert running.one("SELECT count(*) FROM gift_cards WHERE merchant_id = %s", m) == 0
+    assert (
+        running.one("SELECT count(*) FROM gift_card_code_reservations WHERE merchant_id = %s", m)
+        == 0
+    )
+
+    # A card issued with the one-letter code "Z" before the rule.
+    card = (await issue(running, m, 1000, code="OLDCARD-0001")).gift_card
+    running.sql(
+        "UPDATE gift_cards SET code_hash = %s, code_last4 = 'Z' "
+        "WHERE merchant_id = %s AND id = %s RETURNING id",
+        CodeHasher(DEVELOPMENT_CODE_KEY)(m, "Z"),
+        m,
+        card.id,
+    )
+    unknown = (grpc.StatusCode.NOT_FOUND, "resource_missing")
+    for code in ("z---", "Z"):
+        assert (
+            await refused(
+                running.cards.LookupGiftCard(
+                    G.LookupGiftCardRequest(code=code), metadata=md(m), timeout=30
+                )
+            )
+            == unknown
+        )
+        assert (
+            await refused(
+                running.cards.RedeemGiftCard(
+                    G.RedeemGiftCardRequest(request_id=rid(), code=code, amount=usd(100)),
+                    metadata=md(m),
+                    timeout=30,
+                )
+            )
+            == unknown
+        )
+
+    def pay(code: str) -> Any:
+        return running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_short",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(100),
+                gift_card_code=code,
+                capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+
+    # As a tender: the answer a code no card has gets.
+    answers = []
+    for code in ("NOCARD-9999-9999", "z---"):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await pay(code)
+        problem = read_error(err.value)
+        answers.append((err.value.code(), problem.reason, [v.field for v in problem.violations]))
+    assert answers[0] == answers[1]
+    assert answers[1][2] == ["gift_card_code"]
+    assert balance(running, m, card.id) == 1000

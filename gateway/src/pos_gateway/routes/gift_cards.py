@@ -45,6 +45,7 @@ from pos_gateway.routes.common import (
 )
 from pos_gateway.routes.settlement import in_its_currency, location_of, open_location_of
 from pos_gateway.schemas.gift_cards import (
+    SUPPLIED_CODE,
     GiftCard,
     GiftCardActivityList,
     GiftCardCode,
@@ -53,6 +54,7 @@ from pos_gateway.schemas.gift_cards import (
     GiftCardRedeemed,
     GiftCardSettings,
     NewGiftCard,
+    SuppliedGiftCardCode,
 )
 
 router = APIRouter(prefix="/v1", tags=["gift cards"])
@@ -159,10 +161,8 @@ class GiftCardIn(Body):
     )
 
     amount: PositiveMoneyIn = Field(description="The opening balance")
-    code: GiftCardCode | None = Field(
-        None,
-        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); absent: "
-        "one is generated",
+    code: SuppliedGiftCardCode | None = Field(
+        None, description=SUPPLIED_CODE + "; absent: one is generated"
     )
     customer_id: QueryId = Field("", description="Whose it is (store credit); yours, or a 404")
     order_id: QueryId = Field("", description="The order it goes with; yours, or a 404")

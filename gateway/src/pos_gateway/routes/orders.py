@@ -148,8 +148,9 @@ class GiftCardLineIn(Body):
     code: str = Field(
         "",
         max_length=64,
-        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_'); empty: "
-        "one is generated. One-call checkout only; shown once, never stored",
+        description="A pre-printed card's code (8 to 64 letters, digits, '-' or '_', at least "
+        "8 of them letters or digits: a 400 otherwise); empty: one is generated. One-call "
+        "checkout only; shown once, never stored",
     )
 
 

@@ -21,6 +21,15 @@ from pos_gateway.schemas.base import (
 
 # A code as printed (groups of four) or as a merchant's pre-printed card has it.
 GiftCardCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9_ -]{4,80}$", max_length=80)]
+# A merchant's pre-printed code as it is issued. Only its letters and digits make it hard to
+# guess: at least 8 of them (a length after normalisation, which JSON Schema can't state).
+SUPPLIED_CODE = (
+    "A pre-printed card's code: 8 to 64 letters, digits, '-' or '_', at least 8 of them letters "
+    "or digits ('-' and '_' alone are no secret: a 400 naming `code`)"
+)
+SuppliedGiftCardCode = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", min_length=8, max_length=64)
+]
 
 
 class GiftCard(Answer):

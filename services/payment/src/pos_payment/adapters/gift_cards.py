@@ -43,6 +43,7 @@ from pos_payment.domain.gift_cards import (
     GiftCardSettings,
     GiftCardStatus,
     IssueReason,
+    hard_to_guess,
     normalize_code,
 )
 from pos_payment.domain.processor import (
@@ -436,6 +437,8 @@ class GiftCardTender:
             code = normalize_code(source)
         except DomainError:
             raise UnknownSource() from None
+        if not hard_to_guess(code):
+            raise UnknownSource()
         async with self._new_uow().bind(merchant_of(key)) as uow:
             card = await uow.cards.by_code(code, lock=True)
             if card is None:

@@ -28,8 +28,14 @@ from pos_kit.text import holds_card_number
 _ALPHABET = "ABCDEFGHJKMNPQRSTWXYZ23456789"
 _CODE_LENGTH = 16
 # A merchant's pre-printed codes: long enough that guessing stays hopeless, and within what the
-# payment tender accepts (letters, digits, '-' and '_').
-_SUPPLIED = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# payment tender accepts (letters, digits, '-' and '_'). The length that counts is the code's
+# as it is matched (`normalize_code`: without dashes or spaces), and only its letters and digits
+# make it hard to guess: at least MIN_CODE_CHARS of them.
+_SUPPLIED = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MIN_CODE_CHARS = 8
+SUPPLIED_CODE_RULE = (
+    "must be at most 64 letters, digits, '-' or '_', at least 8 of them letters or digits"
+)
 MAX_REASON = 200
 MAX_REFERENCE = 128
 MAX_ID = 64
@@ -81,11 +87,17 @@ def normalize_code(code: str, field_name: str = "code") -> str:
     return cleaned
 
 
+def hard_to_guess(normalised: str) -> bool:
+    """Whether a normalised code has letters and digits enough to be a card's: one with fewer
+    (a pre-printed code accepted before the rule) is answered as a code no card has."""
+    return sum(c.isalnum() for c in normalised) >= MIN_CODE_CHARS
+
+
 def validate_supplied_code(code: str) -> str:
     violations = require(
-        _SUPPLIED.fullmatch(code) is not None,
+        _SUPPLIED.fullmatch(code) is not None and hard_to_guess(code),
         "code",
-        "must be 8 to 64 letters, digits, '-' or '_'",
+        SUPPLIED_CODE_RULE,
     )
     violations += require(not holds_card_number(code), "code", "must not be a card number")
     raise_if(violations)

@@ -36,6 +36,7 @@ from pos_payment.domain.gift_cards import (
     GiftCardStatus,
     IssueReason,
     generate_code,
+    hard_to_guess,
     normalize_code,
     validate_max_balance,
     validate_money,
@@ -389,7 +390,8 @@ async def _card(uow: GiftCardUnitOfWork, card_id: str, *, lock: bool = False) ->
 
 async def _by_code(uow: GiftCardUnitOfWork, code: str, *, lock: bool = False) -> GiftCard:
     raise_if(require(bool(code), "code", "is required"))
-    card = await uow.cards.by_code(normalize_code(code), lock=lock)
+    normalised = normalize_code(code)
+    card = await uow.cards.by_code(normalised, lock=lock) if hard_to_guess(normalised) else None
     if card is None:
         raise unknown_code()
     return card

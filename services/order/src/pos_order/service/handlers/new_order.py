@@ -340,6 +340,19 @@ async def _reserved(
         # By its code: the payment service's refusal arrives as a plain DomainError.
         if exc.code == "gift_card_code_taken":
             return False
+        if exc.kind is ErrorKind.INVALID and exc.violations:
+            # The payment service checks a pre-printed code's form; its `code` is this line's.
+            field = f"lines[{i}].gift_card.code"
+            raise DomainError(
+                exc.message,
+                exc.code,
+                [
+                    FieldViolation(field if v.field == "code" else v.field, v.description)
+                    for v in exc.violations
+                ],
+                exc.metadata,
+                exc.kind,
+            ) from None
         raise
     return True
 
