@@ -19,8 +19,8 @@ import pytest_asyncio
 from nats.js.errors import NotFoundError
 
 from pos.common.v1 import money_pb2
+from pos.payment.v1 import events_pb2, gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos.payment.v1 import gift_cards_pb2 as G
-from pos.payment.v1 import gift_cards_pb2_grpc, payment_pb2, payment_pb2_grpc
 from pos_devstack.testing import Infra, serve_in_process
 from pos_kit.grpc_client import read_error
 from pos_kit.ids import new_id
@@ -1413,3 +1413,61 @@ async def test_a_code_of_fewer_than_8_letters_or_digits_is_no_cards_code(running
     assert answers[0] == answers[1]
     assert answers[1][2] == ["gift_card_code"]
     assert balance(running, m, card.id) == 1000
+
+
+async def test_a_failed_refund_announces_the_payment_as_it_now_stands(running: Running) -> None:
+    """A refund the card declines (its spend given back by the card's own refund first) still
+    changes the payment (the amount it set aside is released: a new version): the outbox
+    carries that version, the payment as GetPayment shows it, as a successful refund does."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    sale = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_failed_refund",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(1299),
+                gift_card_code=issued.code,
+                capture=True,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    await running.cards.RefundToGiftCard(
+        G.RefundToGiftCardRequest(request_id=rid(), id=issued.gift_card.id, amount=usd(1299)),
+        metadata=md(m),
+        timeout=30,
+    )
+    answer = await running.payments.CreateRefund(
+        P.CreateRefundRequest(request_id=rid(), payment_id=sale.id, amount=usd(1299)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert [(r.status, r.failure_code) for r in answer.refunds] == [
+        (P.REFUND_STATUS_FAILED, "gift_card_refund_exceeds_spent")
+    ]
+    shown = (
+        await running.payments.GetPayment(
+            P.GetPaymentRequest(id=sale.id), metadata=md(m), timeout=30
+        )
+    ).payment
+    assert shown.version > sale.version
+
+    carrying = {
+        "pos.payment.v1.payment_authorized": events_pb2.PaymentAuthorized,
+        "pos.payment.v1.payment_captured": events_pb2.PaymentCaptured,
+        "pos.payment.v1.payment_updated": events_pb2.PaymentUpdated,
+        "pos.payment.v1.refund_succeeded": events_pb2.RefundSucceeded,
+    }
+    rows = running.sql(
+        "SELECT subject, payload FROM outbox WHERE subject = ANY(%s) ORDER BY seq",
+        list(carrying),
+    )
+    snapshots = [
+        p
+        for p in (carrying[s].FromString(payload).payment for s, payload in rows)
+        if p.id == sale.id
+    ]
+    assert snapshots and snapshots[-1] == shown

@@ -341,7 +341,9 @@ class Refund:
             payment.credited += self.amount
         self.status = OperationStatus.FAILED
         self.failure_code = outcome.decline_code or "refund_failed"
-        return [RefundFailed(self)]
+        # The payment changed too (what it set aside is released, or back on the exchange's
+        # credit): announced as it now stands, as a refund that succeeds announces it.
+        return [RefundFailed(self), PaymentUpdated(payment)]
 
 
 class TerminalStatus(Enum):
@@ -462,7 +464,8 @@ class PaymentFailed:
 @dataclass(frozen=True)
 class PaymentUpdated:
     """A change no other event of the payment announces: its `credited` (an exchange's credit
-    set aside or given back) or its `paid_out_of_band`."""
+    set aside or given back), its `paid_out_of_band`, or a failed refund's release of what it
+    had set aside."""
 
     payment: Payment
 
