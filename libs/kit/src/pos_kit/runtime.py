@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 U = TypeVar("U", bound=UnitOfWork)
 # A service's consumers commit at most this often under load (`CommitGroup`); idle, at once.
 CONSUMER_COMMIT_INTERVAL = 0.05
+# How long a stopping process's relay and consumers get to end their turn before they are
+# cancelled (`ServiceRuntime.messaging`).
+STOP_MOMENT = 1.0
 
 
 class ConsumerSpec:
@@ -159,9 +162,21 @@ class ServiceRuntime(Generic[U]):
         tasks = [asyncio.create_task(self.relay.run(stop))]
         tasks += [asyncio.create_task(c.run(stop)) for c in self.consumers]
         self.ready.set()
+        running: asyncio.Future[list[None]] = asyncio.gather(*tasks)
+        stopping: asyncio.Future[object] = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.gather(*tasks)
+            watched: set[asyncio.Future[Any]] = {running, stopping}
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                # Stopping: each loop ends at its next turn. One waiting on a server that went
+                # away (a JetStream request times out after 5 s) is cancelled after a moment:
+                # nothing is lost (a message is acked after its commit, an outbox row marked
+                # after its publish, so either is simply sent again, deduplicated).
+                await asyncio.wait({running}, timeout=STOP_MOMENT)
+            if running.done():
+                running.result()
         finally:
+            stopping.cancel()
             for task in tasks:
                 task.cancel()
             # Close, not drain: every message is acked explicitly after its commit, so anything
