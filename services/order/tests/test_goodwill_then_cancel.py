@@ -117,6 +117,20 @@ async def _adjust(shop: Shop, payment_id: str, sku: str, amount: int) -> None:
     )
 
 
+async def _goodwill(shop: Shop, payment_id: str, amount: int) -> None:
+    """Goodwill: `amount` back on the payment, naming no units."""
+    await shop.payments.CreateRefund(
+        payment_pb2.CreateRefundRequest(
+            request_id=str(uuid.uuid4()),
+            payment_id=payment_id,
+            amount=usd(amount),
+            reason="goodwill",
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+
+
 async def test_a_pickup_cancelled_after_goodwill_gives_back_its_price_and_keeps_the_goodwill(
     captured_shop: Shop,
 ) -> None:
@@ -164,13 +178,7 @@ async def test_a_pickup_cancelled_after_goodwill_on_one_card_gives_back_its_pric
     shop = captured_shop
     order = await _two_pickups(shop, [5000])
     (card,) = order.payment_ids
-    await shop.payments.CreateRefund(
-        payment_pb2.CreateRefundRequest(
-            request_id=str(uuid.uuid4()), payment_id=card, amount=usd(1000), reason="goodwill"
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    await _goodwill(shop, card, 1000)
     assert await _cancel(shop, order.id, order.fulfillments[1].id) == {card: 2500}
     assert await _refunded(shop, order.id) == {card: 3500}
 
@@ -249,13 +257,7 @@ async def test_a_pickup_cancelled_after_an_adjustment_and_goodwill_takes_only_th
     order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
     first_card, second_card = order.payment_ids
     await _adjust(shop, second_card, "MUG", 1000)
-    await shop.payments.CreateRefund(
-        payment_pb2.CreateRefundRequest(
-            request_id=str(uuid.uuid4()), payment_id=second_card, amount=usd(500), reason="goodwill"
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    await _goodwill(shop, second_card, 500)
 
     refunds = await _cancel(shop, order.id, order.fulfillments[1].id)
 
@@ -424,13 +426,7 @@ async def test_goodwill_beyond_what_the_shipment_captures_leaves_it_nothing_to_c
     order = await _pickup_and_shipment(shop)
     (card,) = order.payment_ids
     tee, mug = order.fulfillments
-    await shop.payments.CreateRefund(
-        payment_pb2.CreateRefundRequest(
-            request_id=str(uuid.uuid4()), payment_id=card, amount=usd(2400), reason="goodwill"
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
+    await _goodwill(shop, card, 2400)
     assert await _cancel(shop, order.id, tee.id) == {card: 100}
     # Cancelled again (another request): answered unchanged, nothing more planned.
     assert await _cancel(shop, order.id, tee.id) == {card: 100}
