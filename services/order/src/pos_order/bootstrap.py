@@ -48,8 +48,13 @@ class Settings(GrpcServiceSettings):
     # Asked only about a customer id the customer events have not brought yet.
     customer_addr: str
     customer_timeout_seconds: float = 1.0
-    # Promotion is optional on the hot path: past this, the sale goes on at list price.
-    promotion_timeout_seconds: float = 0.3
+    # Promotion is optional on the hot path: past its deadline the sale goes on at list price.
+    # The normal deadline is long enough for a loaded promotion service; after a call given it
+    # fails, sales wait only the short one for the cool-off, so a hung service does not cost
+    # every sale the normal deadline (adapters/remote.py DiscountDeadline).
+    promotion_timeout_seconds: float = Field(2.0, gt=0)
+    promotion_short_timeout_seconds: float = Field(0.3, gt=0)
+    promotion_cool_off_seconds: float = Field(10.0, ge=0)
     # Every call to the payment service is bounded by this; it must stay well under
     # SAGA_ABANDON_SECONDS, so the resumer never takes over a saga whose call is still running.
     payment_timeout_seconds: float = Field(10.0, gt=0)
@@ -82,6 +87,14 @@ class Settings(GrpcServiceSettings):
         unknown = set(self.pause_points) - set(BOUNDARIES)
         if unknown:
             raise ValueError(f"SAGA_PAUSE_AT names no boundary: {sorted(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _short_promotion_deadline_is_the_shorter(self) -> Settings:
+        if self.promotion_short_timeout_seconds > self.promotion_timeout_seconds:
+            raise ValueError(
+                "PROMOTION_SHORT_TIMEOUT_SECONDS must not exceed PROMOTION_TIMEOUT_SECONDS"
+            )
         return self
 
     @property
@@ -156,7 +169,12 @@ def build(settings: Settings) -> tuple[ServiceRuntime[OrderUow], GrpcService]:
     )
     ports = CheckoutPorts(
         catalog=InventoryCatalog(channel(settings.inventory_addr, tls=tls)),
-        discounts=PromotionDiscounts(promotion, settings.promotion_timeout_seconds),
+        discounts=PromotionDiscounts(
+            promotion,
+            settings.promotion_timeout_seconds,
+            settings.promotion_short_timeout_seconds,
+            settings.promotion_cool_off_seconds,
+        ),
         payments=PaymentService(
             channel(settings.payment_addr, tls=tls), settings.payment_timeout_seconds
         ),

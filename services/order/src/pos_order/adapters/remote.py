@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import TypeVar
@@ -311,31 +313,83 @@ def cart_request(
 _LEVELS = {promotion_pb2.OFFER_LEVEL_ITEM: "item", promotion_pb2.OFFER_LEVEL_ORDER: "order"}
 
 
-class PromotionDiscounts:
-    """Discounts are worth a short wait, not a lost sale: on failure we sell at list price,
-    unless the customer named a coupon (then the sale waits: a 503, never full price)."""
+class DiscountDeadline:
+    """How long a pricing waits for the promotion service.
 
-    def __init__(self, channel: grpc.aio.Channel, timeout: float = 0.3) -> None:
+    A loaded promotion service answers a pricing in more than the short deadline while it is
+    up (a sale's p50 is ~600 ms at 32 connections): a short deadline alone sold those sales at
+    list price while nothing was down. So a pricing waits the normal deadline, long enough for
+    a loaded service. But a hung service (or one whose calls hang on the network) would then
+    cost every sale the normal deadline: after a call given the normal deadline fails, the
+    sales of the next `cool_off` seconds wait only the short one, and once it is over one call
+    is given the normal deadline again (its failure begins another cool-off). A failure within
+    the cool-off does not prolong it, or a service that is up again but slower than the short
+    deadline would never be given the normal one while sales go on. Any answer ends the
+    cool-off at once. A cart whose discounts cannot be dropped (a coupon or a manual discount:
+    a 503 on failure) always waits the normal deadline: a short one would only turn a slow
+    answer into a refused sale."""
+
+    def __init__(
+        self,
+        normal: float,
+        short: float,
+        cool_off: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.normal, self.short, self._cool_off, self._clock = normal, short, cool_off, clock
+        self._cooling_until = -math.inf
+
+    def timeout(self, must_answer: bool) -> float:
+        if must_answer or self._clock() >= self._cooling_until:
+            return self.normal
+        return self.short
+
+    def failed(self, timeout: float) -> None:
+        if timeout == self.normal:
+            self._cooling_until = self._clock() + self._cool_off
+
+    def answered(self) -> None:
+        self._cooling_until = -math.inf
+
+
+class PromotionDiscounts:
+    """Discounts are worth a wait, not a lost sale: on failure we sell at list price, unless the
+    customer named a coupon or a manual discount was given (then the sale waits: a 503, never
+    full price). How long a pricing waits: DiscountDeadline."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        timeout: float = 2.0,
+        short_timeout: float = 0.3,
+        cool_off: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stub = promotion_pb2_grpc.PromotionServiceStub(channel)
-        self._timeout = timeout
+        self.deadline = DiscountDeadline(timeout, short_timeout, cool_off, clock)
 
     async def quote(
         self, lines: list[OrderLine], currency: str, cart: CartContext | None = None
     ) -> DiscountQuote:
         request = cart_request(lines, currency, cart)
+        must_answer = (cart is not None and cart.must_ask) or any(ln.manual for ln in lines)
+        timeout = self.deadline.timeout(must_answer)
         try:
-            answer = await self._stub.CalculateDiscounts(request, timeout=self._timeout)
+            answer = await self._stub.CalculateDiscounts(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _TRANSIENT:
-                if (cart is not None and cart.must_ask) or any(ln.manual for ln in lines):
-                    raise Unavailable(
-                        "the promotion service is unavailable: a coupon or a manual discount "
-                        "cannot be applied now",
-                        "promotion_unavailable",
-                    ) from None
-                log.warning("promotion unavailable; selling at list price")
-                return DiscountQuote(Money.zero(currency), applied=False)
-            raise read_error(exc).to_domain() from None
+            if exc.code() not in _TRANSIENT:
+                self.deadline.answered()
+                raise read_error(exc).to_domain() from None
+            self.deadline.failed(timeout)
+            if must_answer:
+                raise Unavailable(
+                    "the promotion service is unavailable: a coupon or a manual discount "
+                    "cannot be applied now",
+                    "promotion_unavailable",
+                ) from None
+            log.warning("promotion unavailable; selling at list price")
+            return DiscountQuote(Money.zero(currency), applied=False)
+        self.deadline.answered()
         total = answer.total_discount
         codes = [c.strip().upper() for c in request.coupon_codes]
         rejected = tuple(
