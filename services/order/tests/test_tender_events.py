@@ -36,11 +36,14 @@ CARD = payment_pb2.TENDER_TYPE_CARD
 
 class LosingRelay(grpc.GenericRpcHandler):
     """Every payment call passed through; one call of a method named in `lose` reaches the
-    payment service, which does it, and its answer is lost (UNAVAILABLE to the caller)."""
+    payment service, which does it, and its answer is lost (UNAVAILABLE to the caller). So is
+    one of a method for one order (`lose_for`: (method, order id) to how many of its calls
+    naming that order pass first), whatever the resumer asks for other orders meanwhile."""
 
     def __init__(self, target: grpc.aio.Channel) -> None:
         self.target = target
         self.lose: set[str] = set()
+        self.lose_for: dict[tuple[str, str], int] = {}
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         method: str = details.method  # type: ignore[attr-defined]
@@ -59,6 +62,13 @@ class LosingRelay(grpc.GenericRpcHandler):
             if name in self.lose:
                 self.lose.discard(name)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
+            for (lost, order_id), passing in list(self.lose_for.items()):
+                if lost == name and order_id.encode() in request:
+                    if passing:
+                        self.lose_for[lost, order_id] = passing - 1
+                        continue
+                    del self.lose_for[lost, order_id]
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "connection reset")
             return answer
 
         return grpc.unary_unary_rpc_method_handler(forward)  # type: ignore[arg-type]
@@ -78,19 +88,16 @@ class Shop:
         )
         return got.order
 
-    async def create(self) -> order_pb2.Order:
-        """A web order of one T-shirt (25.00, no tax) for pickup, its stock held."""
+    async def create(self, kind: Any = order_pb2.FULFILLMENT_TYPE_PICKUP) -> order_pb2.Order:
+        """A web order of one T-shirt (25.00, no tax) for pickup (or as `kind` says), its
+        stock held."""
         created = await self.orders.CreateOrder(
             order_pb2.CreateOrderRequest(
                 request_id=str(uuid.uuid4()),
                 channel="web",
                 location_id=self.location,
                 lines=[order_pb2.OrderLineRequest(sku="TEE", quantity=1)],
-                fulfillments=[
-                    order_pb2.FulfillmentRequest(
-                        type=order_pb2.FULFILLMENT_TYPE_PICKUP, location_id=self.location
-                    )
-                ],
+                fulfillments=[order_pb2.FulfillmentRequest(type=kind, location_id=self.location)],
             ),
             metadata=MERCHANT,
             timeout=10,
@@ -106,23 +113,39 @@ class Shop:
             timeout=10,
         )
 
-    def announced(self, order_id: str) -> order_pb2.Order | None:
-        """The order as its last event written (the outbox, any but `order_returned`) carries
-        it, or None while it has none."""
+    async def confirm(self, order_id: str) -> order_pb2.Order:
+        confirmed = await self.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+        return confirmed.order
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.order_db) as conn:
-            rows = conn.execute(
-                "SELECT event_type, payload FROM outbox WHERE position(%s::bytea in payload) > 0 "
-                "ORDER BY seq",
-                (order_id.encode(),),
-            ).fetchall()
-        last = None
+            return list(conn.execute(query, args).fetchall())  # type: ignore[arg-type]
+
+    def events(self, order_id: str) -> list[tuple[Any, order_pb2.Order]]:
+        """The order's events written so far (the outbox, any but `order_returned`), in
+        order: each one's kind (its message class) and the order it carries."""
+        rows = self.sql(
+            "SELECT event_type, payload FROM outbox WHERE position(%s::bytea in payload) > 0 "
+            "ORDER BY seq",
+            order_id.encode(),
+        )
+        found: list[tuple[Any, order_pb2.Order]] = []
         for event_type, payload in rows:
             kind = ORDER_EVENTS.get(event_type)
             if kind is not None and kind is not events_pb2.OrderReturned:
                 message: Any = kind.FromString(bytes(payload))
                 if message.order.id == order_id:
-                    last = message.order
-        return last
+                    found.append((kind, message.order))
+        return found
+
+    def announced(self, order_id: str) -> order_pb2.Order | None:
+        """The order as its last event written carries it, or None while it has none."""
+        events = self.events(order_id)
+        return events[-1][1] if events else None
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -240,6 +263,127 @@ async def test_a_pending_tender_settled_is_announced_when_the_order_learns_it(
     assert learnt.paid.amount == learnt.total.amount, learnt
     assert learnt.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
     _announced_as_get_answers(shop, learnt)
+
+
+async def test_a_void_the_resumer_learns_of_an_order_being_confirmed_is_announced(
+    shop: Shop,
+) -> None:
+    """A web order paid by card is confirmed (`ConfirmOrder`: the confirmation asked, a new
+    version) and the answer of the payment service's read of the card's window is lost: the
+    confirmation stops there (503), for the resumer to take further. Meanwhile the card is
+    voided through the payments API, which the order hears of by no event here. The resumer
+    learns the void (`paid` 0, the total due again) and writes it: that version is announced,
+    once, and then the order is cancelled unpaid (`abandoned`). Before, what the resumer
+    learnt of the tenders of an order whose confirmation was asked was written with no event,
+    its end left to tell it."""
+    order = await shop.create()
+    taken = await shop.tender(order.id, card_token="tok_visa")
+    # The confirmation reads the payments before its claim, then the card's window.
+    shop.relay.lose_for["GetOrderPayments", order.id] = 1
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.confirm(order.id)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    await shop.payments.VoidPayment(
+        payment_pb2.VoidPaymentRequest(request_id=str(uuid.uuid4()), payment_id=taken.payment.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+
+    ended = await polled(
+        lambda: shop.order(order.id),
+        lambda o: o.status == order_pb2.ORDER_STATUS_CANCELLED,
+        limit=30,
+    )
+
+    assert (ended.status, ended.cancel_reason) == (order_pb2.ORDER_STATUS_CANCELLED, "abandoned")
+    since = [(kind, o) for kind, o in shop.events(order.id) if o.version > taken.order.version]
+    learnt = [o for _, o in since if o.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT]
+    assert [(o.paid.amount, list(o.payment_ids)) for o in learnt] == [(0, [taken.payment.id])]
+    assert since[0][0] is events_pb2.OrderUpdated
+    assert since[-1][0] is events_pb2.OrderCancelled
+    told = [(kind, o.version) for kind, o in since]
+    assert len(set(told)) == len(told)  # nothing told twice
+
+
+async def test_an_exchanges_card_settled_is_announced_when_the_resumer_learns_it(
+    shop: Shop,
+) -> None:
+    """A T-shirt bought on the web (handed over in store) is exchanged for two; the
+    difference is on a card whose answer is lost (`tok_timeout`: 503 `payment_pending`, the
+    new order announced with the card `pending`). The payment service's reconciler captures
+    it, and the resumer, the till gone, learns it (`paid` the new total: the credit and the
+    card) and finishes the exchange. The version that wrote what it learnt is announced once,
+    before the new order's confirmation. Before, the new order's confirmation having been
+    asked, that version had no event."""
+    original = await shop.create(order_pb2.FULFILLMENT_TYPE_IN_STORE)
+    await shop.tender(original.id, card_token="tok_visa")
+    await shop.confirm(original.id)
+    request = order_pb2.CreateExchangeRequest(
+        request_id=str(uuid.uuid4()),
+        order_id=original.id,
+        lines=[order_pb2.ReturnLineRequest(line_id="L1", quantity=1, restock=True)],
+        new_lines=[order_pb2.ExchangeLine(sku="TEE", quantity=2)],
+        reason="wrong_size",
+        tenders=[order_pb2.ExchangeTender(tender_type=CARD, card_token="tok_timeout")],
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.CreateExchange(request, metadata=MERCHANT, timeout=20)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    ((new_id,),) = shop.sql("SELECT id FROM orders WHERE saga->>'exchange_of' = %s", original.id)
+    pending = await shop.order(new_id)
+    assert pending.paid.amount == 2500 and len(pending.payment_ids) == 1  # the credit only
+    _announced_as_get_answers(shop, pending)
+
+    sold = await polled(
+        lambda: shop.order(new_id),
+        lambda o: o.status == order_pb2.ORDER_STATUS_COMPLETED,
+        limit=30,
+    )
+
+    assert sold.status == order_pb2.ORDER_STATUS_COMPLETED, sold
+    since = [(kind, o) for kind, o in shop.events(new_id) if o.version > pending.version]
+    learnt = [o for _, o in since if o.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT]
+    assert [(o.paid.amount, list(o.payment_ids)) for o in learnt] == [
+        (5000, list(pending.payment_ids))
+    ]
+    assert since[0][0] is events_pb2.OrderUpdated
+    assert events_pb2.OrderConfirmed in [kind for kind, _ in since]
+    told = [(kind, o.version) for kind, o in since]
+    assert len(set(told)) == len(told)  # nothing told twice
+
+
+async def test_a_register_sales_card_settled_is_not_announced_before_the_sale(
+    shop: Shop,
+) -> None:
+    """A register sale (`Checkout`) is announced at its end only: partners hear of it
+    confirmed (or cancelled). Its card's answer lost (`tok_timeout`: 503 `payment_pending`),
+    the resumer learns it captured and confirms the sale: what it learnt is written (a new
+    version) but not announced, the sale's first event being its confirmation."""
+    request = order_pb2.CheckoutRequest(
+        request_id=str(uuid.uuid4()),
+        location_id=shop.location,
+        lines=[order_pb2.CheckoutLine(sku="TEE", quantity=1)],
+        tender_type=CARD,
+        card_token="tok_timeout",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.Checkout(request, metadata=MERCHANT, timeout=20)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    ((sale_id,),) = shop.sql(
+        "SELECT id FROM orders WHERE saga->'tenders'->0->>'asked_by' = %s", request.request_id
+    )
+    assert shop.events(sale_id) == []
+
+    sold = await polled(
+        lambda: shop.order(sale_id),
+        lambda o: o.status == order_pb2.ORDER_STATUS_COMPLETED,
+        limit=30,
+    )
+
+    assert sold.status == order_pb2.ORDER_STATUS_COMPLETED, sold
+    kinds = [kind for kind, _ in shop.events(sale_id)]
+    assert kinds[0] is events_pb2.OrderConfirmed, kinds
+    assert events_pb2.OrderUpdated not in kinds
 
 
 def _announced_as_get_answers(shop: Shop, order: order_pb2.Order) -> None:

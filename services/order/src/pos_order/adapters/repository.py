@@ -172,6 +172,7 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
             else {}
         ),
         **({"announce_when_held": True} if saga.announce_when_held else {}),
+        **({"one_call_sale": True} if saga.one_call_sale else {}),
         **({"cancelling": saga.cancelling} if saga.cancelling else {}),
         **({"stepping": saga.stepping} if saga.stepping else {}),
         **({"expiring": saga.expiring} if saga.expiring else {}),
@@ -368,6 +369,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         credit=found.get("credit", 0),
         credit_returned=found.get("credit_returned", 0),
         announce_when_held=found.get("announce_when_held", False),
+        one_call_sale=found.get("one_call_sale", False),
         cancelling=list(found.get("cancelling", [])),
         stepping=list(found.get("stepping", [])),
         expiring=list(found.get("expiring", [])),

@@ -458,6 +458,10 @@ class Saga:
     # records its last hold, so what partners hear of names its stores, and an order refused
     # for want of stock is one nobody heard of.
     announce_when_held: bool = False
+    # A register's one-call sale (`Checkout`): announced at its end only (confirmed, or
+    # cancelled), so partners never hear of a sale that was not made; nothing of it is
+    # announced while its payment is awaited.
+    one_call_sale: bool = False
     # Fulfilments of a confirmed order being cancelled one by one (CancelFulfillment), and
     # those whose capturing step (picked up, shipped) is under way: each marked under the order
     # row's lock before anything is asked, so a step and a cancel of the same fulfilment never
@@ -1855,16 +1859,17 @@ class Order:
         self.events.append(OrderUpdated(self))
 
     def tenders_learnt(self) -> None:
-        """The resumer learnt what became of tenders whose answer was awaited (a `pending` one
-        settled or failed, one whose answer was lost found among the payments, one that never
-        reached the payment service given up) and wrote it (`saga.sync_tenders`): `paid` and
-        `payment_ids` may have moved, a new version, announced (`updated`) as no other event
-        of the order tells it. Not for an order whose confirmation was asked (a register sale,
-        an exchange's new order, a web order being confirmed): its end, confirmed or
-        cancelled, is announced, and a register sale is not announced before it. (An
-        exchange's new order is, once its stock is held: what its exchange's request writes of
-        its tenders is announced then, `exchange_tenders_written`.)"""
-        if not self.saga.confirm_requested:
+        """The resumer learnt what became of the tenders (a `pending` one settled or failed,
+        one whose answer was lost found among the payments, one that never reached the
+        payment service given up, a void or refund made through the payments API) and wrote
+        it (`saga.sync_tenders`): `paid` and `payment_ids` may have moved, a new version,
+        announced (`updated`) as no other event of the order tells it. So for an order whose
+        confirmation was asked (a web order being confirmed, an exchange's new order) too: its
+        end (confirmed, cancelled) comes at a later version, and what this version says (a
+        card voided meanwhile, `paid` down) may be why. Not for an order partners have not
+        heard of yet: a register's one-call sale (announced at its end only), an order
+        waiting for its stock to be held (`announce_when_held`)."""
+        if not self.saga.one_call_sale and not self.saga.announce_when_held:
             self.events.append(OrderUpdated(self))
 
     def exchange_tenders_written(self) -> None:

@@ -133,6 +133,7 @@ class Checkout(Generic[R]):
                     await drawer_open_for_cash(ports, cmd.tender)
                 await check_gift_card_lines(ports, cmd.lines, order, started.settings.hold_seconds)
             order.saga.confirm_requested = True
+            order.saga.one_call_sale = True  # announced at its end only
             if order.totals.total.amount > 0:
                 order.saga.tenders.append(
                     tender_record(order, cmd.tender, order.totals.total.amount, cmd.request_id)
