@@ -265,6 +265,34 @@ async def test_a_pending_tender_settled_is_announced_when_the_order_learns_it(
     _announced_as_get_answers(shop, learnt)
 
 
+async def test_a_tenders_record_and_its_answer_are_each_announced_once(shop: Shop) -> None:
+    """`AddTender` writes its tender on the order (a new version, before the payment service
+    is asked, so a crash leaves it for the resumer), then the answer (another). Each version
+    is announced: the order's events carry every version from its announcement (its
+    `order.created`, once its stock was held) to the last, each once. A retry of the request
+    is answered as it was, and writes nothing: no new version, no event. Before, the version
+    that recorded the tender had no event (nor what its read learnt of the order's payments,
+    until the answer came)."""
+    order = await shop.create()
+    request = order_pb2.AddTenderRequest(
+        request_id=str(uuid.uuid4()), order_id=order.id, tender_type=CARD, card_token="tok_visa"
+    )
+    taken = await shop.orders.AddTender(request, metadata=MERCHANT, timeout=10)
+    assert taken.order.version == order.version + 2  # the tender recorded, then its answer
+
+    events = shop.events(order.id)
+    assert [o.version for _, o in events] == list(range(order.version, taken.order.version + 1))
+    recorded = events[-2][1]
+    assert recorded.status == order_pb2.ORDER_STATUS_PENDING_PAYMENT
+    assert (recorded.paid.amount, list(recorded.payment_ids)) == (0, [])  # not answered yet
+    _announced_as_get_answers(shop, taken.order)
+
+    again = await shop.orders.AddTender(request, metadata=MERCHANT, timeout=10)
+    assert again.order == taken.order and again.payment.id == taken.payment.id
+    assert (await shop.order(order.id)).version == taken.order.version
+    assert shop.events(order.id) == events
+
+
 async def test_a_void_the_resumer_learns_of_an_order_being_confirmed_is_announced(
     shop: Shop,
 ) -> None:

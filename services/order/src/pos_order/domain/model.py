@@ -1850,6 +1850,15 @@ class Order:
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
+    def tender_asked(self, at: datetime) -> None:
+        """A tender taken in steps (`AddTender`) recorded on the order before the payment
+        service is asked for it (so the resumer finds it should its driver die), with what
+        the tender's read learnt of the order's other payments (a void, a refund, a `pending`
+        one settled: `paid` may have moved): a new version, announced (`updated`). Its answer
+        (or refusal) is another, announced too (`tender_heard`, `tender_refused`)."""
+        self.touched(at)
+        self.events.append(OrderUpdated(self))
+
     def tender_heard(self, at: datetime) -> None:
         """A tender taken in steps (`AddTender`: a pending order's, or a confirmed order's for
         what is due, `amount_due`) has its answer: `paid` and its payments (a declined one
@@ -1963,9 +1972,10 @@ class OrderUpdated:
     return, or a void of one, heard of; its coupons redeemed (or released) after the
     confirmation (or the cancellation); an exchange's credit given back to its tenders by a
     return of the exchange's new order; a tender taken in steps (a pending order's, or one
-    for what a confirmed order has due) answered, or refused before anything was taken; cash
-    taken while the payment service was away recorded there after the sale (or its record
-    refused for good); an exchange's new order's tenders recorded or answered."""
+    for what a confirmed order has due) recorded before it is asked, answered, or refused
+    before anything was taken; cash taken while the payment service was away recorded there
+    after the sale (or its record refused for good); an exchange's new order's tenders
+    recorded or answered."""
 
     order: Order
 

@@ -136,7 +136,7 @@ class AddTender(Generic[R]):
         order = await uow.orders.get(cmd.order_id, lock=True)
         if order is None:
             raise NotFound("order", cmd.order_id)
-        # Written with the new tender, whose answer or refusal announces them (`updated`).
+        # Written (and announced) with the new tender; a retry writes nothing.
         learn_payments(order, self.payments_now)
         record = order.tender_for(cmd.request_id)
         if record is not None and record.fingerprint not in ("", cmd.fingerprint.hex()):
@@ -154,8 +154,9 @@ class AddTender(Generic[R]):
             record = order.add_tender(cmd.tender, amount, cmd.request_id)
             record.fingerprint = cmd.fingerprint.hex()
             record.register_id, record.staff_id = at_register()
-            order.touched(now())
+            order.tender_asked(now())
             await uow.orders.save(order)
+            announce_change(uow, order)
         return order, record.n
 
     async def call(self, claim: Claim, read: tuple[Order, int]) -> PaymentResult:
