@@ -30,10 +30,11 @@ import pytest_asyncio
 from order_shop import CRASH_SETTINGS, crash_stack, serve_order_on, tee_shop
 from order_shop import CrashStack as Stack
 
-from pos.order.v1 import order_pb2, order_pb2_grpc
+from pos.order.v1 import events_pb2, order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra, until
 from pos_kit.grpc_client import read_error
+from pos_order.adapters.events import ORDER_EVENTS
 from pos_order.service import saga
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -483,6 +484,126 @@ async def test_a_process_killed_while_a_pickup_expires_is_finished_after_restart
     # The T-shirt carried out sold (from the confirmation's event), the pickup's two back once.
     await until(lambda: on_hand() == 10 - 1, limit=30)
     assert healed(stack, merchant) == []
+
+
+async def test_a_rest_voided_by_the_resumer_after_a_crash_is_announced(
+    infra: Infra, stack: Stack
+) -> None:
+    """Two pickups, captured at hand-over; the second cancelled (its share stays authorised:
+    the first's is still to capture from the same card), then the first handed over, its
+    process killed once its capture was asked. The new process's resumer records the capture
+    and voids what the second's share left authorised (`void_the_rest`): `paid` goes down to
+    what was captured, and that version is announced, once. Before, the resumer wrote it with
+    no event, and the order's events kept it paid in full. (The order service runs on a NATS
+    server of its own: it hears nothing of the payment service's events, `payment.voided`
+    among them, which may come before or after the resumer's write.)"""
+    merchant = f"mer_frest_{uuid.uuid4().hex[:6]}"
+    location = await _shop(stack, merchant)
+    meta = (("x-merchant-id", merchant),)
+    saga.PAUSED.clear()
+    quiet = infra.new_nats()
+    try:
+        await _rest_voided_after_a_crash(stack, quiet.url, merchant, location, meta)
+    finally:
+        quiet.stop()
+
+
+async def _rest_voided_after_a_crash(
+    stack: Stack, nats_url: str, merchant: str, location: str, meta: tuple[tuple[str, str], ...]
+) -> None:
+    ports = (nats_url, stack.inventory_port, stack.payment_port)
+    async with serve_order_on(
+        stack.order_db, *ports, pickup_expiry_seconds=3600, **FAST
+    ) as service:
+        stub = order_pb2_grpc.OrderServiceStub(service.channel)
+        confirmed = await _paid_at_order(
+            stub, meta, location,
+            [("TEE", 2, 0), ("TEE", 1, 1)],
+            [order_pb2.FULFILLMENT_TYPE_PICKUP, order_pb2.FULFILLMENT_TYPE_PICKUP],
+            capture_at_order=False,
+        )  # fmt: skip
+        order_id = confirmed.order.id
+        first, second = confirmed.order.fulfillments
+        cancelled = await stub.CancelFulfillment(
+            order_pb2.CancelFulfillmentRequest(
+                request_id=str(uuid.uuid4()), order_id=order_id, fulfillment_id=second.id
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+        assert cancelled.order.paid.amount == 7500  # the second's share still authorised
+        await stub.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                fulfillment_id=first.id,
+                status=order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+            ),
+            metadata=meta,
+            timeout=30,
+        )
+    pause = "after_capture"
+    async with serve_order_on(
+        stack.order_db, *ports, saga_pause_at=pause, pickup_expiry_seconds=3600, **FAST
+    ) as doomed:
+        stub = order_pb2_grpc.OrderServiceStub(doomed.channel)
+        handed_over = order_pb2.UpdateFulfillmentRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order_id,
+            fulfillment_id=first.id,
+            status=order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+        )
+        running = asyncio.ensure_future(
+            stub.UpdateFulfillment(handed_over, metadata=meta, timeout=30)
+        )
+        await until(lambda: pause in saga.PAUSED or running.done(), limit=30)
+        assert pause in saga.PAUSED, running.exception() if running.done() else "?"
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    def payment() -> tuple[str, int, int, int]:
+        ((status, authorized, captured, voided),) = _rows(
+            stack.payment_db,
+            "SELECT status, authorized, captured, voided FROM payments WHERE merchant_id = %s",
+            merchant,
+        )
+        return status, authorized, captured, voided
+
+    def saga_state() -> str:
+        ((state,),) = _rows(
+            stack.order_db, "SELECT saga_state FROM orders WHERE merchant_id = %s", merchant
+        )
+        return str(state)
+
+    assert payment() == ("captured", 7500, 5000, 0)  # captured, the rest still authorised
+    async with serve_order_on(stack.order_db, *ports, pickup_expiry_seconds=3600, **FAST):
+        await until(lambda: saga_state() == "done", limit=30)
+    assert payment() == ("captured", 7500, 5000, 2500)
+    assert healed(stack, merchant) == []
+
+    since = [(k, o) for k, o in _events(stack, order_id) if o.version > cancelled.order.version]
+    voided = [(k, o.status, o.paid.amount) for k, o in since if o.paid.amount < 7500]
+    assert voided[:1] == [(events_pb2.OrderUpdated, order_pb2.ORDER_STATUS_CONFIRMED, 5000)]
+    told = [(kind, o.version) for kind, o in since]
+    assert len(set(told)) == len(told)  # nothing told twice
+
+
+def _events(stack: Stack, order_id: str) -> list[tuple[Any, order_pb2.Order]]:
+    """The order's events written so far (the outbox, any but `order_returned`), in order:
+    each one's kind (its message class) and the order it carries."""
+    found: list[tuple[Any, order_pb2.Order]] = []
+    for event_type, payload in stack.rows(
+        stack.order_db,
+        "SELECT event_type, payload FROM outbox WHERE position(%s::bytea in payload) > 0 "
+        "ORDER BY seq",
+        order_id.encode(),
+    ):
+        kind = ORDER_EVENTS.get(event_type)
+        if kind is not None and kind is not events_pb2.OrderReturned:
+            message: Any = kind.FromString(bytes(payload))
+            if message.order.id == order_id:
+                found.append((kind, message.order))
+    return found
 
 
 async def _paid_at_order(

@@ -1867,6 +1867,13 @@ class Order:
         self.touched(at)
         self.events.append(OrderUpdated(self))
 
+    def rest_voided(self) -> None:
+        """What the order's authorisations held beyond what its live fulfilments capture (a
+        cancelled or expired fulfilment's share) was voided and written (`saga.void_the_rest`):
+        `paid` went down, a new version, announced (`updated`) as no other event of the order
+        tells it (the payment's own `payment.voided`, heard later, finds it counted)."""
+        self.events.append(OrderUpdated(self))
+
     def tenders_learnt(self) -> None:
         """The resumer learnt what became of the tenders (a `pending` one settled or failed,
         one whose answer was lost found among the payments, one that never reached the
@@ -1975,7 +1982,8 @@ class OrderUpdated:
     for what a confirmed order has due) recorded before it is asked, answered, or refused
     before anything was taken; cash taken while the payment service was away recorded there
     after the sale (or its record refused for good); an exchange's new order's tenders
-    recorded or answered."""
+    recorded or answered; what the resumer learnt of its tenders; what its authorisations
+    held beyond its live fulfilments' shares voided."""
 
     order: Order
 

@@ -1445,14 +1445,34 @@ async def void_the_rest(new_uow: NewUow, ports: CheckoutPorts, order: Order) -> 
     is voided (`<order>/void/<payment>`: a void releases everything not captured, the same
     effect as the whole-order cancel's, under the same id), so no money is held for goods the
     customer will not get. Before then a void would take the others' shares with it: the
-    payment service voids a payment's whole rest or nothing."""
+    payment service voids a payment's whole rest or nothing.
+
+    What the void released (`paid` down) is a new version, announced (`updated`), whoever
+    drives it (a fulfilment's step, a cancel, the resumer after a crash). Nothing new to the
+    order (the void not made, the payment service away; or counted already, by the void's
+    own `payment_voided` event heard first), nothing is written: no version, no event."""
     due = rest_to_void(order)
     if not due:
         return order
     await _void(ports, order, due)
     after = await ports.payments.of_order(order.id)
-    order, _ = await change(new_uow, order.id, lambda o: sync_tenders(o, after, give_up_sent=False))
+    try:
+        order, _ = await change(new_uow, order.id, lambda o: _rest_voided(o, after))
+    except _NothingNew:
+        return await load(new_uow, order.id)
     return order
+
+
+class _NothingNew(Exception):
+    """A change found nothing to write: its transaction ends with nothing written."""
+
+
+def _rest_voided(o: Order, payments: list[PaymentResult]) -> None:
+    # Compared under the row's lock: a version read before may be behind the row.
+    if tenders_in_line(o, payments, give_up_sent=False):
+        raise _NothingNew
+    sync_tenders(o, payments, give_up_sent=False)
+    o.rest_voided()
 
 
 def rest_to_void(order: Order) -> list[TenderRecord]:
