@@ -511,3 +511,36 @@ def test_a_drafts_submit_selling_below_cost_by_hand_needs_sell_below_cost(
     assert _below_cost_entries(platform, register_id) == [
         (members["cashier"], members["manager"], order_id)
     ]
+
+
+def test_a_drafts_edit_selling_below_cost_by_hand_needs_sell_below_cost(
+    platform: Running,
+) -> None:
+    """An edit that prices the draft again judges its prices given by hand for the member
+    making it, as one naming lines does and as its submit does: a draft the merchant's key
+    priced below cost, edited by a cashier without naming its lines (its points), is a 403
+    naming `sell_below_cost` and the line, the draft unchanged; its notes alone, which price
+    nothing, need no one."""
+    http = platform.http
+    here, members, _, credential = _paired_till(platform, ("Kira", "5926"), ("Lars", "6295"))
+    sku = _open_product_below_cost(platform, here)
+    line = {"sku": sku, "quantity": 1, "unit_price": {"amount": 3000, "currency": "USD"}}
+    draft = _post(http, "/v1/orders", {"location_id": here, "lines": [line], "status": "draft"})
+    assert draft.status_code == 201, draft.text
+    order_id, version = draft.json()["id"], draft.json()["version"]
+    with _signed_in(platform, credential, members["cashier"], "5926") as till:
+
+        def patch(body: dict[str, Any]) -> httpx.Response:
+            return till.patch(
+                f"/v1/orders/{order_id}", json=body,
+                headers={"Idempotency-Key": str(uuid.uuid4()), "If-Match": f'"{version}"'},
+            )  # fmt: skip
+
+        for body in ({"redeem_points": 0}, {"lines": [line]}):
+            below = patch(body)
+            assert (below.status_code, below.json()["code"]) == (403, "permission_required")
+            assert below.json()["permission"] == "sell_below_cost"
+            assert {e["field"] for e in below.json()["errors"]} == {"lines[0]"}
+        assert http.get(f"/v1/orders/{order_id}").json()["version"] == version
+        noted = patch({"notes": "fitting room 2"})
+        assert noted.status_code == 200, noted.text

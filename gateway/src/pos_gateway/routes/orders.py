@@ -293,7 +293,10 @@ class _Guards:
 
 @asynccontextmanager
 async def _manual_guards(
-    request: Request, lines: Sequence[CheckoutLineIn | OrderLineIn], order: OrderManualIn | None
+    request: Request,
+    lines: Sequence[CheckoutLineIn | OrderLineIn],
+    order: OrderManualIn | None,
+    priced_by_hand: bool = False,
 ) -> AsyncIterator[_Guards]:
     """A price override needs `price_override`; a discount above the member's limit needs
     `discount_above_limit` (or a manager's override for that one sale). The limit is a
@@ -301,13 +304,15 @@ async def _manual_guards(
     discount and the order's together are what its units are sold below their price: 10 % on
     the line and 10 % on the order is 19 % off that line. A line a manual discount or an
     entered price leaves below its product's unit cost needs `sell_below_cost`: the order
-    service judges it, told whether the member may."""
+    service judges it, told whether the member may. `priced_by_hand`: prices given by hand
+    that the request does not carry may be priced again (a draft's, at its edit), so the
+    below-cost one is asked for whatever the request gives."""
     asked = [ln.manual for ln in lines if ln.manual is not None]
     if order is not None:
         asked.append(order)
     guards = _Guards()
     entered = any(ln.unit_price is not None for ln in lines)
-    if not asked and not entered:
+    if not asked and not entered and not priced_by_hand:
         yield guards
         return
     principal = principal_of(request)
@@ -743,6 +748,11 @@ async def create_order(body: OrderIn, request: Request, svc: Svc) -> Order:
     return to_model(Order, answer.order)
 
 
+# What a PATCH changes without pricing the order again, in any status (the order service's
+# rule: `drafts.ANNOTATIONS`).
+_ANNOTATIONS = frozenset({"notes", "metadata"})
+
+
 class OrderPatch(Patch):
     model_config = example(
         {"lines": [{"sku": "TEE-BLK-M", "quantity": 3}], "notes": "Gift wrap, please"}
@@ -810,6 +820,10 @@ async def update_draft_order(
     and those given, a line's and the order's together), as one request giving them all is: 10 %
     kept on a line and 10 % given on the order is 19 % off it, a 403 `permission_required`
     (`discount_above_limit`) without the permission or a manager's override, nothing changed.
+    A line that the draft's manual discounts or entered prices leave below its product's unit
+    cost, as priced by the edit (whatever fields it sends, as at its submit), is judged for the
+    signed-in member: without `sell_below_cost` or a manager's override a 403
+    `permission_required` naming it and the line, nothing changed.
 
     `notes` and `metadata` alone change on any order, whatever its status (a packing note,
     your own ids kept on a placed, paid or completed order): nothing is priced again, held or
@@ -831,7 +845,11 @@ async def update_draft_order(
         metadata=body.metadata or {},
     )
     ask.update_mask.paths.extend(sorted(sent))
-    async with _manual_guards(request, body.lines or [], body.order_manual) as approvals:
+    # Any other field prices the draft again, with the prices given by hand it keeps (its
+    # lines' and its order's, not in this request): judged below cost as its submit judges
+    # them, else it would show a price the submit then refuses.
+    reprices = not sent.keys() <= _ANNOTATIONS
+    async with _manual_guards(request, body.lines or [], body.order_manual, reprices) as approvals:
         approvals.ask(ask)
         limit = await _limit_over_draft(request, body)
         if limit is not None:
