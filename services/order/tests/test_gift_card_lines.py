@@ -378,3 +378,76 @@ async def test_a_gift_card_line_with_a_discount_or_an_entered_price_is_refused(
     fields = [v.field for v in read_error(err.value).violations]
     assert fields == ["lines[1].manual", "lines[2].unit_price"]
     assert shop.kept() == before
+
+
+async def test_a_cancelled_orders_line_card_is_found_when_the_line_has_another_card(
+    shop: Shop,
+) -> None:
+    """The order's line had a card already, issued for another amount under another request
+    (the payment service keeps one card a line: its issue is refused `gift_card_line_issued`,
+    and so is the recovery's ask). The confirmation fails and the order is cancelled and
+    refunded; its recovery finds the line's card by its order line and deactivates it, as it
+    does when the payment service answers `idempotency_key_reused`. Before, only that answer
+    was looked up: the card stayed live beside a refunded sale."""
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location_id,
+            lines=[
+                order_pb2.OrderLineRequest(
+                    quantity=1, gift_card=order_pb2.GiftCardLineRequest(amount=usd(4000))
+                )
+            ],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    (line,) = order.lines
+    other = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(
+            request_id=str(uuid.uuid4()),
+            amount=usd(1000),
+            order_id=order.id,
+            order_line_id=line.id,
+            reason="sale",
+            location_id=shop.location_id,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    assert other.gift_card.status == G.GIFT_CARD_STATUS_ACTIVE
+    tendered = await shop.orders.AddTender(
+        order_pb2.AddTenderRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            tender_type=payment_pb2.TENDER_TYPE_CARD,
+            card_token="tok_visa",
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    assert tendered.order.paid.amount == 4000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await shop.orders.ConfirmOrder(
+            order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+            metadata=MERCHANT,
+            timeout=20,
+        )
+    assert read_error(err.value).reason == "gift_card_line_issued"
+    got = await shop.orders.GetOrder(
+        order_pb2.GetOrderRequest(id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert got.order.status == order_pb2.ORDER_STATUS_CANCELLED
+    paid = await shop.payments.GetOrderPayments(
+        payment_pb2.GetOrderPaymentsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+    )
+    assert [p.refunded.amount for p in paid.payments] == [4000]
+    (card,) = (
+        await shop.cards.ListGiftCards(
+            G.ListGiftCardsRequest(order_id=order.id), metadata=MERCHANT, timeout=5
+        )
+    ).gift_cards
+    assert card.id == other.gift_card.id and card.order_line_id == line.id
+    assert card.status != G.GIFT_CARD_STATUS_ACTIVE and card.balance.amount == 0

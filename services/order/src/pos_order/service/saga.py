@@ -848,6 +848,10 @@ async def release_gift_card_codes(ports: CheckoutPorts, order: Order) -> None:
     await _quietly(ports.gift_cards.release_codes(f"{order.id}/gift_card_release", order.id))
 
 
+# The payment service's refusals of a line's issue that say the line has a card.
+LINE_HAS_A_CARD = frozenset({"idempotency_key_reused", "gift_card_line_issued"})
+
+
 async def deactivate_gift_cards(ports: CheckoutPorts, order: Order) -> None:
     """A cancelled order's gift cards end (`<order>/gift_card_deactivate/<line>`), and the
     pre-printed codes it reserved and did not activate are released. A card whose issue was
@@ -876,11 +880,13 @@ async def deactivate_gift_cards(ports: CheckoutPorts, order: Order) -> None:
                     raise
                 # A pre-printed card's request cannot be repeated without its code: asked
                 # with it first, this one is another body to the payment service, which says
-                # so (a card was made, its answer lost); refused otherwise, none was made.
-                # Found by its order line, it is deactivated: it must not stay live holding
-                # what the cancel refunds.
+                # so (a card was made, its answer lost). A line has one card there: one it
+                # has already, issued for another amount or reason (under another request
+                # id), refuses the ask `gift_card_line_issued`. Refused otherwise, none was
+                # made. Found by its order line, it is deactivated: it must not stay live
+                # holding what the cancel refunds.
                 found = None
-                if exc.code == "idempotency_key_reused":
+                if exc.code in LINE_HAS_A_CARD:
                     found = await ports.gift_cards.card_of_line(order.id, ln.id)
                 if found is None:
                     log.info("gift card line %s: nothing to deactivate (%s)", ln.id, exc.code)
