@@ -437,3 +437,137 @@ async def test_goodwill_beyond_what_the_shipment_captures_leaves_it_nothing_to_c
     (payment,) = await shop.payments_of(order.id)
     assert (payment.captured.amount, payment.refunded.amount) == (2600, 2500)
     assert await shop.money_held(order.id) == 100
+
+
+async def _hand_over(shop: Shop, order_id: str, fulfillment_id: str) -> order_pb2.Order:
+    for status in (
+        order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+        order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+    ):
+        answer = await shop.orders.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                fulfillment_id=fulfillment_id,
+                status=status,
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    return answer.order
+
+
+async def test_an_uncaptured_shipment_cancelled_after_a_price_adjustment_takes_it_back(
+    captured_shop: Shop,
+) -> None:
+    """The T-shirt's pickup captured at confirmation (25.00), the mug's shipment only
+    authorised (25.00), one card. 10.00 goes back for the mug (a price adjustment naming it),
+    from what the card captured for the T-shirt. The mug's shipment is then cancelled: nothing
+    was captured for it, yet the customer holds 10.00 given back for it. The cancel captures
+    those 10.00 from the mug's authorisation before the rest is voided, so the T-shirt, kept,
+    is paid 25.00 net (35.00 captured, 10.00 refunded). Before, the cancel captured nothing
+    and the adjustment stayed given: the T-shirt was sold for 15.00."""
+    shop = captured_shop
+    order = await _pickup_and_shipment(shop)
+    (card,) = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, card, "MUG", 1000)
+
+    assert await _cancel(shop, order.id, mug.id) == {}
+
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (3500, 1000)
+    # Nothing is held any more beyond the T-shirt's price: the rest was voided.
+    assert await shop.money_held(order.id) == 2500
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
+    cancelled = after.fulfillments[1]
+    assert cancelled.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert cancelled.captured.amount == 1000
+    # Cancelled again (another request): answered unchanged, nothing more captured.
+    assert await _cancel(shop, order.id, mug.id) == {}
+
+    handed = await _hand_over(shop, order.id, tee.id)
+
+    assert handed.status == order_pb2.ORDER_STATUS_COMPLETED
+    (payment,) = await shop.payments_of(order.id)
+    assert payment.captured.amount - payment.refunded.amount == 2500
+    assert await shop.money_held(order.id) == 2500
+
+
+async def test_an_uncaptured_shipment_cut_for_the_adjustment_is_not_taken_twice(
+    captured_shop: Shop,
+) -> None:
+    """10.00 back for the mug (shipment, only authorised) from what the card captured for
+    the T-shirt (pickup). The T-shirt's pickup is cancelled first: the card has 15.00 left,
+    which go back, and the 10.00 it lacks are taken off the mug's capture. The mug's cancel,
+    the last, captures nothing (the cut stood for the adjustment already) and takes the order
+    with it: all that was captured given back, nothing held."""
+    shop = captured_shop
+    order = await _pickup_and_shipment(shop)
+    (card,) = order.payment_ids
+    tee, mug = order.fulfillments
+    await _adjust(shop, card, "MUG", 1000)
+    assert await _cancel(shop, order.id, tee.id) == {card: 1500}
+
+    assert await _cancel(shop, order.id, mug.id) == {}
+
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (2500, 2500)
+    assert await shop.money_held(order.id) == 0
+    assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
+
+
+@pytest_asyncio.fixture(loop_scope="session", scope="module")
+async def authorised_shop(infra: Infra) -> AsyncIterator[Shop]:
+    """Pickups captured when they are handed over: only authorised until then."""
+    async with relayed_shop(infra) as found:
+        await _mugs(found)
+        yield found
+
+
+async def test_an_authorised_pickup_cancelled_after_a_price_adjustment_takes_it_back(
+    authorised_shop: Shop,
+) -> None:
+    """A T-shirt's pickup and a mug's, one card (50.00), captured when handed over. The
+    T-shirt is picked up (25.00 captured); 10.00 goes back for the mug (a price adjustment
+    naming it), from that capture. The mug's pickup is cancelled, the last live one, with the
+    T-shirt handed over: the order completes, and the cancel captured the 10.00 from the mug's
+    authorisation before voiding the rest. The T-shirt is paid 25.00 net. Before, 15.00."""
+    shop = authorised_shop
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
+            ],
+            fulfillments=[pickup, pickup],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert [f.captured.amount for f in confirmed.order.fulfillments] == [0, 0]
+    (card,) = confirmed.order.payment_ids
+    tee, mug = confirmed.order.fulfillments
+    await _hand_over(shop, order.id, tee.id)
+    await _adjust(shop, card, "MUG", 1000)
+
+    assert await _cancel(shop, order.id, mug.id) == {}
+
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_COMPLETED
+    assert after.fulfillments[1].status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (3500, 1000)
+    assert await shop.money_held(order.id) == 2500

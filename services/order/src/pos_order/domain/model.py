@@ -1562,6 +1562,57 @@ class Order:
                 short -= take
         if cut:
             self.saga.capture_cut[fulfillment_id] = cut
+        self._take_back_adjusted(fulfillment_id, given_back)
+
+    def _take_back_adjusted(self, fulfillment_id: str, given_back: int) -> None:
+        """What refunds naming the cancelled fulfilment's units gave back beyond what was
+        captured for it (its share only authorised: that money came from what the order
+        captured for other goods) is captured from the authorisations, its share's, before the
+        rest is voided (`<order>/adjusted/<fulfilment>/<n>`, planned with its refunds): the
+        goods kept are then paid in full, captured less refunded what they are sold for. Less
+        what a cut on its capture stood for already (an earlier cancel's refund its payments
+        could not give back: the adjustment, taken from their captured money); nothing when it
+        takes the order with it (all that is captured goes back then). Before, the adjustment
+        stayed given: the goods kept were sold for that much less."""
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
+        captured = sum(c.amount for c in self.saga.captures if c.fulfillment_id == f.id and c.done)
+        owed = min(
+            given_back - captured - self.capture_cut(f),
+            f.amount - f.captured - self._planned_for(f) - self.capture_cut(f),
+        )
+        if owed <= 0 or self._takes_the_order(f.id):
+            return
+        for t in self.saga.tenders:
+            if owed <= 0:
+                break
+            if t.state is not TenderState.AUTHORIZED or not t.payment_id:
+                continue
+            left = t.amount - t.voided - t.captured - _planned(self.saga.captures, t.payment_id)
+            take = min(owed, left)
+            if take > 0:
+                self.saga.captures.append(
+                    Capture(f"{self.id}/adjusted/{f.id}/{t.n}", t.payment_id, take, f.id)
+                )
+                owed -= take
+
+    def _takes_the_order(self, fulfillment_id: str) -> bool:
+        """Whether the fulfilment (being cancelled) is the order's last live one and nothing
+        of the order left the store: its cancel takes the order with it."""
+        return not any(
+            x.status not in ENDED and x.id not in self.saga.cancelling and x.id != fulfillment_id
+            for x in self.fulfillments
+        ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
+
+    def adjusted_taken_back(self, request_ids: list[str], refused: list[str]) -> None:
+        """A cancel's captures of what a price adjustment gave back (`_take_back_adjusted`)
+        made (`request_ids`), or refused for good (`refused`: its authorisation voided or past
+        its window since; nothing holds that money any more, and the adjustment stays given)
+        and dropped, so the cancel goes on."""
+        for c in self.saga.captures:
+            if c.request_id in request_ids and not c.done:
+                self.captured(c)
+        self.saga.captures = [c for c in self.saga.captures if c.request_id not in refused]
 
     def refunds_for(
         self, fulfillment_id: str, refundable: dict[str, int], given_back: int = 0

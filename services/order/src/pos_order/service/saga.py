@@ -714,7 +714,9 @@ async def run_captures(
                 o.captured(c)
 
     for c in order.saga.captures:
-        if c.done:
+        # A fulfilment being cancelled captures only what its cancel takes back of a price
+        # adjustment, which the cancel asks itself (a refusal drops it there).
+        if c.done or c.fulfillment_id in order.saga.cancelling:
             continue
         try:
             await ports.payments.capture(
@@ -1339,12 +1341,15 @@ async def cancel_fulfillment(
             return await compensate(new_uow, ports, order, policy, refunded=compensated)
         return order
     if (
-        f.captured > 0
+        # A share only authorised is planned too: a price adjustment of its units may have
+        # given back money captured for other goods, which its cancel takes back.
+        (f.captured > 0 or order.payment_ids)
         and fulfillment_id not in order.saga.cancel_adjusted
         and fulfillment_id not in order.saga.capture_cut
         and not any(r.fulfillment_id == f.id for r in order.saga.refunds)
     ):
         order = await _plan_cancel_refunds(new_uow, ports, order, fulfillment_id)
+    order = await _take_back_adjusted(new_uow, ports, order, f.id)
     refunded: list[str] = []
     for request_id in [r.request_id for r in order.saga.refunds if r.fulfillment_id == f.id]:
         order, asked = await _refund_planned(new_uow, ports, order, f.id, request_id)
@@ -1392,7 +1397,8 @@ async def _plan_cancel_refunds(
     captures in the same write (`saga.capture_cut`), so it is taken once."""
     payments = await ports.payments.of_order(order.id)
     left = {p.payment_id: p.captured_amount - p.refunded_amount for p in payments}
-    refunds = [r for r in await ports.payments.refunds_of(order.id) if r.lines]
+    refunded = any(p.refunded_amount for p in payments)
+    refunds = [r for r in await ports.payments.refunds_of(order.id) if r.lines] if refunded else []
     async with new_uow() as uow:
         await uow.orders.get(order.id, lock=True)
         earlier = await uow.returns.of_order(order.id)
@@ -1406,6 +1412,36 @@ async def _plan_cancel_refunds(
 
         order, _ = await change_in(uow, order.id, plan)
         await uow.commit()
+    return order
+
+
+async def _take_back_adjusted(
+    new_uow: NewUow, ports: CheckoutPorts, order: Order, fulfillment_id: str
+) -> Order:
+    """Ask a fulfilment cancel's planned captures of what a price adjustment of its units gave
+    back beyond what was captured for it (`Order._take_back_adjusted`), before its share's
+    rest is voided. One the payment service refuses for good (the authorisation voided or past
+    its window since) is dropped: nothing holds that money any more, and the cancel goes on."""
+    made: list[str] = []
+    refused: list[str] = []
+    for c in order.saga.captures:
+        if c.fulfillment_id != fulfillment_id or c.done:
+            continue
+        try:
+            await ports.payments.capture(
+                c.request_id, c.payment_id, Money(c.amount, order.currency)
+            )
+        except DomainError as exc:
+            if exc.kind is not ErrorKind.CONFLICT:
+                raise
+            log.info("adjustment not taken back on a cancel: %s", exc.code)
+            refused.append(c.request_id)
+            continue
+        made.append(c.request_id)
+    if not made and not refused:
+        return order
+    taken = functools.partial(Order.adjusted_taken_back, request_ids=made, refused=refused)
+    order, _ = await change(new_uow, order.id, taken)
     return order
 
 
