@@ -5,18 +5,21 @@ confirmation)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 import pytest_asyncio
-from test_cancel_races import CARD, KINDS, MERCHANT, Shop, relayed_shop
+from test_cancel_races import CARD, CASH, KINDS, MERCHANT, Shop, relayed_shop
 
 from pos.common.v1 import money_pb2
 from pos.inventory.v1 import inventory_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_devstack.testing import Infra
+from pos_kit.grpc_client import read_error
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -571,3 +574,70 @@ async def test_an_authorised_pickup_cancelled_after_a_price_adjustment_takes_it_
     (payment,) = await shop.payments_of(order.id)
     assert (payment.captured.amount, payment.refunded.amount) == (3500, 1000)
     assert await shop.money_held(order.id) == 2500
+
+
+async def _cash_then_card(shop: Shop) -> order_pb2.Order:
+    """A T-shirt's pickup paid in cash (25.00, taken first: the T-shirt's) and a mug's paid by
+    card (25.00, captured at confirmation), confirmed."""
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
+            ],
+            fulfillments=[pickup, pickup],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    order = created.order
+    await shop.tender(order.id, tender_type=CASH, amount=usd(2500), cash_tendered=usd(2500))
+    await shop.tender(order.id, tender_type=CARD, card_token="tok_visa", amount=usd(2500))
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert [f.captured.amount for f in confirmed.order.fulfillments] == [2500, 2500]
+    return confirmed.order
+
+
+async def _heard(shop: Shop, order_id: str, paid: int) -> None:
+    """Until the order has heard of a refund made through the payments API (its event): what
+    it counts as paid comes to `paid`."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await shop.order(order_id)).paid.amount != paid:
+        assert asyncio.get_running_loop().time() < deadline, "the refund never reached the order"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_cancel_paid_back_by_card_after_a_price_adjustment_needs_no_drawer(
+    captured_shop: Shop,
+) -> None:
+    """The T-shirt paid in cash, the mug by card; 10.00 back on the card for the mug (a price
+    adjustment naming it). The mug's cancel gives back 15.00, all from the card: no cash, so
+    the back office may make it. Its drawer check planned the cancel without the adjustment
+    (25.00 owed, the 10.00 the card no longer has from the cash) and refused it, 409
+    `cash_refund_needs_open_shift`, for cash it would never pay out. The same cancel after
+    10.00 of goodwill on the card (naming no units) does reach the cash, and is refused."""
+    shop = captured_shop
+    order = await _cash_then_card(shop)
+    cash, card = order.payment_ids
+    await _adjust(shop, card, "MUG", 1000)
+    await _heard(shop, order.id, 4000)
+
+    assert await _cancel(shop, order.id, order.fulfillments[1].id) == {card: 1500}
+    assert await _refunded(shop, order.id) == {cash: 0, card: 2500}
+
+    goodwill = await _cash_then_card(shop)
+    cash, card = goodwill.payment_ids
+    await _goodwill(shop, card, 1000)
+    await _heard(shop, goodwill.id, 4000)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _cancel(shop, goodwill.id, goodwill.fulfillments[1].id)
+    assert read_error(err.value).reason == "cash_refund_needs_open_shift"
+    assert await _refunded(shop, goodwill.id) == {cash: 0, card: 1000}

@@ -651,13 +651,17 @@ class Order:
             )
 
     def cash_a_cancel_gives_back(
-        self, fulfillment_id: str = "", payments_held: dict[str, int] | None = None
+        self,
+        fulfillment_id: str = "",
+        payments_held: dict[str, int] | None = None,
+        given_back: int = 0,
     ) -> list[str]:
         """The cash payments a cancel marked now would refund (in the order taken): for the
         whole order (`fulfillment_id` empty) what any cash tender holds captured and not
         refunded, by this order's count or the payment service's (`payments_held`); for one
-        fulfilment marked `cancelling`, the cash its share was captured from, and, its last
-        live one of an order of which nothing left the store, what the order holds too."""
+        fulfilment marked `cancelling`, the cash its refunds reach (`refunds_for`, less what
+        price adjustments of its units gave back already, `given_back`), and, its last live
+        one of an order of which nothing left the store, what the order holds too."""
         held = payments_held or {}
         whole = [
             t.payment_id
@@ -678,7 +682,7 @@ class Order:
             for t in self.saga.tenders
             if t.payment_id
         }
-        share = [p for p in self.refunds_for(f.id, left) if p in cash]
+        share = [p for p in self.refunds_for(f.id, left, given_back) if p in cash]
         last = not any(
             x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
         ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)

@@ -8,8 +8,8 @@ from typing import Generic, TypeVar
 
 from pos_kit.errors import Conflict, FieldViolation, NotFound, Unavailable, raise_if
 from pos_kit.idempotency import Claim
-from pos_order.domain.model import CAPTURES_AT, FulfillmentStatus, Order, SagaState
-from pos_order.domain.returns import UnitsRefund, price_given_back
+from pos_order.domain.model import CAPTURES_AT, FulfillmentStatus, Order, SagaState, Tender
+from pos_order.domain.returns import UnitsRefund, adjusted_in_fulfillment, price_given_back
 from pos_order.service import saga
 from pos_order.service.handlers.drawer import cancelled_at_drawer, shift_for_cash
 from pos_order.service.handlers.new_order import announce_change
@@ -207,14 +207,29 @@ class CancelFulfillment(Generic[R]):
         self.refund_not_permitted = refund_not_permitted
         self.refunded: dict[str, int] = {}
         self.shift_id = ""  # see `prepare`
+        self.units_refunds: list[UnitsRefund] = []
 
     async def prepare(self) -> None:
-        """Before the claim, with no connection held: the shift open at the asking register,
-        for an order that took cash (see `cancelled_at_drawer`)."""
+        """Before the claim, with no connection held, for an order that took cash (see
+        `cancelled_at_drawer`): the shift open at the asking register, and the order's refunds
+        naming units (price adjustments), which the cancel does not give back again, so the
+        drawer is asked for only if what it does give back reaches the cash."""
         async with self.new_uow().reading() as uow:
             seen = await uow.orders.get(self.order_id)
-        if seen is not None:
-            self.shift_id = await shift_for_cash(self.ports, seen)
+        if seen is None:
+            return
+        self.shift_id = await shift_for_cash(self.ports, seen)
+        if seen.payment_ids and any(t.tender is Tender.CASH for t in seen.saga.tenders):
+            try:
+                payments = await self.ports.payments.of_order(seen.id)
+                if any(p.refunded_amount for p in payments):
+                    refunds = await self.ports.payments.refunds_of(seen.id)
+                    self.units_refunds = [r for r in refunds if r.lines]
+            except Unavailable:
+                # Unknown: planned as if nothing had been adjusted, which asks for the drawer
+                # whenever the cancel might reach the cash (the cancel itself then waits for
+                # the payment service).
+                self.units_refunds = []
 
     async def read(self, uow: OrderUnitOfWork) -> Order:
         order = await uow.orders.get(self.order_id, lock=True)
@@ -225,7 +240,18 @@ class CancelFulfillment(Generic[R]):
                 # Refused before the mark is saved: the transaction ends with nothing written.
                 order.fulfillment_refund_needs_permission(self.fulfillment_id)
             fid = self.fulfillment_id
-            cancelled_at_drawer(order, fid, order.cash_a_cancel_gives_back(fid), self.shift_id)
+            given_back = 0
+            if self.units_refunds:
+                # As the cancel plans its refunds (`saga._plan_cancel_refunds`): what price
+                # adjustments of its units gave back is not given back again, so the drawer
+                # check plans the refunds the cancel makes. Planned without it, the cancel
+                # seemed to owe that part from the order's other payments, cash among them,
+                # and was refused from the back office for cash it never paid out.
+                earlier = await uow.returns.of_order(order.id)
+                adjusted = adjusted_in_fulfillment(order, fid, self.units_refunds, earlier)
+                given_back = sum(amount for _, amount in adjusted.values())
+            to_cash = order.cash_a_cancel_gives_back(fid, given_back=given_back)
+            cancelled_at_drawer(order, fid, to_cash, self.shift_id)
             order.touched(now())
             await uow.orders.save(order)
         return order
