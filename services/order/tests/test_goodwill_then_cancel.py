@@ -194,8 +194,10 @@ async def test_a_pickup_cancelled_after_a_price_adjustment_of_its_units_gives_ba
     mug's pickup is then cancelled: it gives back what the mug was paid less the adjustment,
     15.00 from card B, and nothing from card A: the customer has 25.00 back for the mug in
     all. It gave back 25.00, the 10.00 its card no longer had taken from card A as if it
-    had been goodwill: 35.00 for a 25.00 mug. The T-shirt's pickup, the last, takes the
-    order with it: its 25.00 back from card A, all that was captured given back."""
+    had been goodwill: 35.00 for a 25.00 mug. The mug's pickup reads 25.00 refunded (the
+    adjustment and the cancel's 15.00: it keeps nothing); it read 15.00, keeping 10.00 the
+    customer had back. The T-shirt's pickup, the last, takes the order with it: its 25.00
+    back from card A, all that was captured given back."""
     shop = captured_shop
     order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
     first_card, second_card = order.payment_ids
@@ -209,7 +211,7 @@ async def test_a_pickup_cancelled_after_a_price_adjustment_of_its_units_gives_ba
     assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
     cancelled = after.fulfillments[1]
     assert cancelled.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
-    assert (cancelled.captured.amount, cancelled.refunded.amount) == (2500, 1500)
+    assert (cancelled.captured.amount, cancelled.refunded.amount) == (2500, 2500)
     assert await _cancel(shop, order.id, tee.id) == {first_card: 2500}
     assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
     assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
@@ -229,6 +231,8 @@ async def test_a_pickup_cancelled_after_a_price_adjustment_on_one_card_gives_bac
 
     assert await _cancel(shop, order.id, mug.id) == {card: 1500}
     assert await _refunded(shop, order.id) == {card: 2500}
+    cancelled = (await shop.order(order.id)).fulfillments[1]
+    assert (cancelled.captured.amount, cancelled.refunded.amount) == (2500, 2500)
     assert await _cancel(shop, order.id, tee.id) == {card: 2500}
     assert await _refunded(shop, order.id) == {card: 5000}
     assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
@@ -486,7 +490,8 @@ async def test_an_uncaptured_shipment_cancelled_after_a_price_adjustment_takes_i
     assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
     cancelled = after.fulfillments[1]
     assert cancelled.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
-    assert cancelled.captured.amount == 1000
+    # What it captured went back as the adjustment: it keeps nothing.
+    assert (cancelled.captured.amount, cancelled.refunded.amount) == (1000, 1000)
     # Cancelled again (another request): answered unchanged, nothing more captured.
     assert await _cancel(shop, order.id, mug.id) == {}
 

@@ -128,8 +128,9 @@ class Fulfillment(Answer):
     refunded: Money | None = Field(
         None,
         description="What of `captured` went back to the customer when the fulfilment was "
-        "cancelled (the order's cancellation) or expired (a pickup not collected): `captured` "
-        "less this is what it keeps. A return's refunds are the return's (`GET "
+        "cancelled (the order's cancellation) or expired (a pickup not collected), with what "
+        "price adjustments of its units (refunds naming `lines`) had given back before: "
+        "`captured` less this is what it keeps. A return's refunds are the return's (`GET "
         "/v1/orders/{id}/returns`), not counted here. Null in an event published before the "
         "field existed",
     )

@@ -1701,11 +1701,15 @@ class Order:
                 for t in self.saga.tenders:
                     if t.payment_id == r.payment_id:
                         t.refunded += r.amount
-        # What of its capture went back, so `captured - refunded` reads as what it keeps.
-        f.refunded = max(
-            f.refunded,
-            sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done),
-        )
+        # What of its capture went back, so `captured - refunded` reads as what it keeps: its
+        # cancel's refunds, and what price adjustments of its units gave back before, which
+        # the cancel took off its refunds (`saga.cancel_adjusted`). Without them a pickup of
+        # 25.00 adjusted by 10.00 and cancelled read 15.00 refunded, keeping 10.00 the
+        # customer had back. Never more than was captured for it: an adjustment an earlier
+        # cancel's cut stood for (`_take_back_adjusted`) was not captured here.
+        refunds = sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done)
+        adjusted = sum(amount for _, amount in self.saga.cancel_adjusted.get(f.id, {}).values())
+        f.refunded = max(f.refunded, refunds + min(adjusted, max(0, f.captured - refunds)))
         if f.hold is HoldState.HELD or f.hold is HoldState.SENT:
             f.hold = HoldState.RELEASED
         elif f.hold is HoldState.COMMITTED:

@@ -179,8 +179,9 @@ class Fulfillment(_message.Message):
     @_builtins.property
     def refunded(self) -> _money_pb2.Money:
         """What of `captured` went back to the customer when the fulfilment was cancelled (the
-        order's cancellation) or expired (a pickup not collected); captured less refunded is what
-        it keeps. A return's refunds are the return's, not counted here. Unset in an event
+        order's cancellation) or expired (a pickup not collected), with what price adjustments of
+        its units (refunds naming them) had given back before; captured less refunded is what it
+        keeps. A return's refunds are the return's, not counted here. Unset in an event
         published before the field existed.
         """
 
