@@ -612,3 +612,32 @@ def test_a_void_racing_an_orders_confirmation_is_never_counted_as_paid(
         assert after["status"] == "voided", after
         at = [t["at"] for t in order["timeline"] if t["status"] == "confirmed"]
         assert at and after["updated_at"] > at[0], (order, after)
+
+
+def test_a_capture_of_a_payment_captured_in_full_is_payment_captured(platform: Running) -> None:
+    """A payment of no order captured in full (a reader's sale, captured at once) has nothing
+    left to capture: a capture is the 409 `payment_captured` (refund it instead), as a void of
+    it is, not `amount_exceeds_authorization`, which asks for less; nothing changes."""
+    http = platform.http
+    location = http.get("/v1/locations").json()["data"][0]["id"]
+    body = {"location_id": location, "device_id": "sandbox_reader_approve",
+            "amount": {"amount": 700, "currency": "USD"},
+            "reference": "register 1 sale 9"}  # fmt: skip
+    checkout = ok(_post(http, "/v1/terminal-checkouts", body), 201)
+
+    def answered() -> dict[str, Any] | None:
+        got: dict[str, Any] = http.get(f"/v1/terminal-checkouts/{checkout['id']}").json()
+        return None if got["status"] == "pending" else got
+
+    done = _eventually(answered)
+    assert done["status"] == "completed"
+    payment = ok(http.get(f"/v1/payments/{done['payment_id']}"))
+    assert (payment["status"], payment["captured"]["amount"]) == ("captured", 700)
+    for capture in ({}, {"amount": {"amount": 1, "currency": "USD"}}):
+        refused = _post(http, f"/v1/payments/{payment['id']}/capture", capture)
+        assert (refused.status_code, refused.json()["code"]) == (409, "payment_captured"), (
+            refused.text
+        )
+    void = _post(http, f"/v1/payments/{payment['id']}/void", {})
+    assert (void.status_code, void.json()["code"]) == (409, "payment_captured")
+    assert ok(http.get(f"/v1/payments/{payment['id']}")) == payment

@@ -193,12 +193,11 @@ def test_a_capture_beyond_what_is_left_names_the_amount() -> None:
         ("amount", "must be at most 1000, what is left of the authorisation")
     ]
     payment.settle_capture(payment.reserve_capture(None, NOW), APPROVED)
-    with pytest.raises(Conflict) as err:
-        payment.reserve_capture(None, NOW)  # all that is left: nothing
-    assert (err.value.code, [v.field for v in err.value.violations]) == (
-        "amount_exceeds_authorization",
-        ["amount"],
-    )
+    # Captured in full: nothing is left, whatever the amount (refund it instead).
+    for amount in (None, 1):
+        with pytest.raises(Conflict) as err:
+            payment.reserve_capture(amount, NOW)
+        assert (err.value.code, err.value.violations) == ("payment_captured", [])
 
 
 def test_a_capture_past_the_window_is_refused() -> None:

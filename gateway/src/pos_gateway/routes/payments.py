@@ -175,7 +175,9 @@ async def capture_payment(
     follow one another (each fulfilment capturing its share) up to the authorised total. More
     than is left is a 409 `amount_exceeds_authorization` (with `capturable`, its `errors[]`
     naming `amount`), an authorisation
-    past its window a 409 `authorization_expired`, a voided or failed payment a 409. A payment
+    past its window a 409 `authorization_expired`, a voided or failed payment a 409, and one
+    captured in full (nothing left to capture, whatever the amount) a 409 `payment_captured`:
+    refund it instead. A payment
     of an order is captured by the order itself (its confirmation, or a fulfilment's `shipped`
     or `picked_up` step, each its share): here it is a 409 `payment_managed_by_order`, so the
     order never captures it a second time nor waits on money already taken."""

@@ -202,6 +202,11 @@ class Payment:
     def reserve_capture(self, amount: int | None, now: datetime) -> int:
         """Set `amount` (None: all that is left) aside for a capture in flight."""
         self._capture_allowed(now)
+        if self.captured and self.captured >= self.authorized:
+            # Nothing of it is left to capture whatever the amount: the payment's state refuses
+            # it, as its void is refused (`amount_exceeds_authorization` asks for less, which
+            # no amount would satisfy here).
+            raise Conflict("the payment is captured in full: refund it instead", "payment_captured")
         left = self.capturable
         wanted = left if amount is None else amount
         if wanted <= 0 or wanted > left:
