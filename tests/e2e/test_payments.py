@@ -614,6 +614,28 @@ def test_a_void_racing_an_orders_confirmation_is_never_counted_as_paid(
         assert at and after["updated_at"] > at[0], (order, after)
 
 
+def test_a_refund_in_another_currency_than_the_payments_is_a_currency_mismatch(
+    platform: Running,
+) -> None:
+    """A refund whose amount is in another currency than its payment's is the 400
+    `currency_mismatch` naming the amount's currency, the catalogue's code for an amount in
+    the wrong currency (refunds, gift cards, settlement reports alike); nothing is refunded."""
+    http = platform.http
+    sale = _sale(http)
+    payment, order = sale["payment"]["id"], sale["order"]["id"]
+    euros = {"amount": 1, "currency": "EUR"}
+    for path, body, field in (
+        (f"/v1/payments/{payment}/refunds", {"amount": euros}, "amount.currency"),
+        (f"/v1/orders/{order}/refunds", {"amount": euros}, "amount.currency"),
+    ):
+        refused = _post(http, path, body)
+        assert (refused.status_code, refused.json()["code"]) == (400, "currency_mismatch"), (
+            refused.text
+        )
+        assert [e["field"] for e in refused.json()["errors"]] == [field]
+    assert ok(http.get(f"/v1/payments/{payment}"))["refunded"]["amount"] == 0
+
+
 def test_a_capture_of_a_payment_captured_in_full_is_payment_captured(platform: Running) -> None:
     """A payment of no order captured in full (a reader's sale, captured at once) has nothing
     left to capture: a capture is the 409 `payment_captured` (refund it instead), as a void of

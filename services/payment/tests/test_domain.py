@@ -21,6 +21,7 @@ from pos_payment.domain.model import (
     Refund,
     TenderType,
     plan_refund,
+    validate_amount,
     validate_charge,
 )
 
@@ -276,3 +277,25 @@ def test_a_settled_refund_releases_its_reservation_either_way() -> None:
         "processor_unavailable",
     )
     assert ok.settle(payment, APPROVED) == []  # settled once, never again
+
+
+def test_an_amount_in_another_currency_alone_is_the_code_asked_for() -> None:
+    """A refund's amount in another currency than the payment's is `currency_mismatch`
+    naming its currency; wrong in other ways too it is a plain invalid request naming every
+    field, and a capture's (which asks for no code) stays one."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_amount("amount", 10, "EUR", USD, mismatch=True)
+    assert (err.value.code, [v.field for v in err.value.violations]) == (
+        "currency_mismatch",
+        ["amount.currency"],
+    )
+    with pytest.raises(InvalidArgument) as err:
+        validate_amount("amount", 0, "EUR", USD, mismatch=True)
+    assert (err.value.code, [v.field for v in err.value.violations]) == (
+        "invalid_argument",
+        ["amount.amount", "amount.currency"],
+    )
+    with pytest.raises(InvalidArgument) as err:
+        validate_amount("amount", 10, "EUR", USD)
+    assert err.value.code == "invalid_argument"
+    assert validate_amount("amount", 10, USD, USD, mismatch=True) == 10

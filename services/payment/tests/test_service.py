@@ -955,7 +955,7 @@ async def test_bad_input_is_refused_and_writes_nothing(running: Running) -> None
     assert codes == [
         (grpc.StatusCode.NOT_FOUND, "resource_missing"),
         (grpc.StatusCode.NOT_FOUND, "resource_missing"),
-        (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),
+        (grpc.StatusCode.INVALID_ARGUMENT, "currency_mismatch"),
         (grpc.StatusCode.NOT_FOUND, "resource_missing"),
         (grpc.StatusCode.INVALID_ARGUMENT, "card_number_not_allowed"),
         (grpc.StatusCode.INVALID_ARGUMENT, "invalid_argument"),

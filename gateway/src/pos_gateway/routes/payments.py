@@ -440,6 +440,8 @@ async def refund_payment(
     back to the gift card, cash out of the drawer. Never more than was captured net of earlier
     refunds, also when refunds race: beyond it is a 409 `amount_exceeds_refundable` (with
     `refundable`); nothing captured (voided, failed, only authorised) is a 409 `not_captured`.
+    An `amount` in another currency than the payment's is a 400 `currency_mismatch` naming
+    `amount.currency`.
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).
@@ -500,7 +502,8 @@ async def refund_order(
     `restock: false` for goods the customer keeps). Never more than the tenders
     captured net of earlier refunds, also when refunds race: beyond it is a 409
     `amount_exceeds_refundable` (with `refundable`); nothing captured (also an order with no
-    payment yet) is a 409 `not_captured`.
+    payment yet) is a 409 `not_captured`. An `amount` in another currency than the order's
+    payments' is a 400 `currency_mismatch` naming `amount.currency`.
     A refund the processor refuses is answered with `status: failed` and a `failure_code`.
     One with `lines` holds its order while it is made: a return or exchange of the order, or
     another refund with `lines`, at that moment is a 409 `refund_in_progress` (retry it).

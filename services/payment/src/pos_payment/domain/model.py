@@ -759,13 +759,29 @@ def validate_terminal_checkout(
     raise_if(violations)
 
 
-def validate_amount(field: str, amount: int, currency: str, expected: str) -> int:
-    """An amount a capture or refund names: positive, in the payment's currency."""
+# An amount in another currency than the one it must be in (docs/problems.md).
+CURRENCY_MISMATCH = "currency_mismatch"
+
+
+def validate_amount(
+    field: str, amount: int, currency: str, expected: str, *, mismatch: bool = False
+) -> int:
+    """An amount a capture or refund names: positive, in the payment's currency.
+
+    `mismatch`: the currency alone at fault is `currency_mismatch` (a refund's: the
+    catalogue's code for an amount in another currency than the one it must be in); wrong in
+    other ways too, or without it, a plain invalid request naming every field."""
     violations = require(amount > 0, f"{field}.amount", "must be greater than zero")
-    violations += require(
+    other_currency = require(
         currency == expected, f"{field}.currency", f"must be the payment's currency ({expected})"
     )
-    raise_if(violations)
+    if mismatch and other_currency and not violations:
+        raise InvalidArgument(
+            f"the amount is in {currency}; the payment is in {expected}",
+            other_currency,
+            CURRENCY_MISMATCH,
+        )
+    raise_if(violations + other_currency)
     return amount
 
 

@@ -599,10 +599,12 @@ class RefundPayments:
         currency = payments[0].currency
         named: dict[str, int] = {}
         for i, (payment_id, amount) in enumerate(self.ask.named):
-            named[payment_id] = validate_amount(f"amounts[{i}].amount", *amount, currency)
+            named[payment_id] = validate_amount(
+                f"amounts[{i}].amount", *amount, currency, mismatch=True
+            )
         wanted = None
         if self.ask.amount is not None:
-            wanted = validate_amount("amount", *self.ask.amount, currency)
+            wanted = validate_amount("amount", *self.ask.amount, currency, mismatch=True)
         credit = None
         if self.ask.exchange_order_id:
             credit = await uow.credits.get(self.ask.exchange_order_id, lock=True)
