@@ -507,3 +507,29 @@ def test_a_card_issued_here_names_no_order_line(platform: Running) -> None:
         assert confirmed.status_code == 200, confirmed.text
         (card,) = ok(http.get("/v1/gift-cards", params={"location_id": store}))["data"]
         assert (card["order_id"], card["order_line_id"]) == (order["id"], line["id"])
+
+
+def test_a_gift_card_tender_with_a_code_no_card_has_is_a_404_naming_it(
+    platform: Running,
+) -> None:
+    """A code no card has (a typo, another merchant's card) as a tender is the 404
+    `resource_missing` of a gift card, naming `gift_card_code`, as the catalogue says of
+    every code that matches no card; nothing is taken and the order takes another tender."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "GCNO")
+    order = ok(_post(http, "/v1/orders", {"location_id": store,
+               "lines": [{"sku": sku, "quantity": 1}]}), 201)  # fmt: skip
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    for code in ("NOSUCH-CARD-0000-0000", "short-1"):
+        missing = _post(http, tenders, {"tender_type": "gift_card", "gift_card_code": code})
+        assert (missing.status_code, missing.json()["code"]) == (404, "resource_missing"), (
+            missing.text
+        )
+        assert missing.json()["resource"] == "gift card"
+        assert missing.json()["errors"] == [
+            {"field": "gift_card_code", "reason": "no such gift card"}
+        ]
+        assert code not in missing.text
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["status"] == "pending_payment"
+    paid = ok(_post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    assert paid["payment"]["status"] == "authorized"

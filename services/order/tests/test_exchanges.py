@@ -635,6 +635,17 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert [v.field for v in read_error(refused).violations] == ["tenders[0].card_token"]
     await unchanged()
 
+    # A code no card has is a gift card's 404, naming the exchange's own field.
+    for code, status, reason, field in (
+        ("NOSUCH-CARD-0000", grpc.StatusCode.NOT_FOUND, "resource_missing", "gift_card_code"),
+    ):
+        gift = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+        gift.tenders.add(tender_type=payment_pb2.TENDER_TYPE_GIFT_CARD, gift_card_code=code)
+        refused = await shop.refused(gift)
+        assert (refused.code(), read_error(refused).reason) == (status, reason)
+        assert [v.field for v in read_error(refused).violations] == [f"tenders[0].{field}"]
+        await unchanged()
+
     # A tender's amount in another currency: a 400 naming that currency.
     euros = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
     euros.tenders.add(

@@ -249,9 +249,10 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
     assert (short.status, short.decline_code) == (P.PAYMENT_STATUS_FAILED, "insufficient_funds")
     assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 6500
 
-    # An unknown code is refused with no hint, and no payment is kept.
+    # An unknown code is the 404 of a code no card has, naming the field, with no hint, and
+    # no payment is kept.
     before = running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m)
-    code, _ = await refused(
+    code, reason = await refused(
         running.payments.CreatePayment(
             P.CreatePaymentRequest(
                 request_id=rid(),
@@ -265,7 +266,7 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
             timeout=30,
         )
     )
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (code, reason) == (grpc.StatusCode.NOT_FOUND, "resource_missing")
     assert running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m) == before
 
 

@@ -975,7 +975,8 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     a tender while the awaited ones would cover the balance (`payment_pending`) and one when the
     tenders already cover it (`balance_covered`). A tender the payment service refuses (a 400: a
     missing or unknown card token, say, or a gift card in another currency than the order's,
-    `currency_mismatch` naming `gift_card_code`) takes nothing and holds up no other tender; so
+    `currency_mismatch` naming `gift_card_code`; a gift card code no card has, a 404
+    `resource_missing` naming `gift_card_code`) takes nothing and holds up no other tender; so
     does one the card processor could not be reached for (a 503 `processor_unavailable`: no
     payment is made, and a retry under the same key is taken as a new tender, asking the
     processor again). A `cash` tender at a register with no shift open is a 409

@@ -30,6 +30,7 @@ from pos_kit.errors import (
     InvalidArgument,
     NotFound,
     Unavailable,
+    named_by,
     raise_if,
     require,
 )
@@ -83,6 +84,7 @@ from pos_payment.domain.processor import (
     UnknownSource,
 )
 from pos_payment.domain.shifts import Movement, MovementKind
+from pos_payment.service.gift_cards import unknown_code
 from pos_payment.service.ports import NewUow, PaymentUnitOfWork, Processors, TerminalReader
 
 # What a reader answers when the checkout was cancelled (at the reader or from the register).
@@ -242,10 +244,14 @@ class TakePayment:
             )
         except UnknownSource:
             await self._forget(payment)
-            field = "card_token" if payment.tender_type is TenderType.CARD else "gift_card_code"
+            if payment.tender_type is TenderType.GIFT_CARD:
+                # A code no card has is the one answer a code look-up gets, the same for a
+                # typo and another merchant's card (docs/problems.md, `resource_missing`),
+                # naming the field that gave it; never the code itself.
+                raise named_by(unknown_code(), ["gift_card_code"]) from None
             raise InvalidArgument(
-                f"the {field.replace('_', ' ')} is not valid",
-                [FieldViolation(field, "is not one the processor issued")],
+                "the card token is not valid",
+                [FieldViolation("card_token", "is not one the processor issued")],
             ) from None
         except SourceCurrencyMismatch as exc:
             # A gift card in another currency: nothing was taken, and the same request id may

@@ -178,10 +178,13 @@ class AddTender(Generic[R]):
             # more, it holds up no other tender. A retry under the same request id is a new
             # tender, asking the processor again for what is still unclaimed then.
             # Cash whose shift closed after `drawer_open_for_cash` read it open is refused
-            # the same way (409 `cash_needs_open_shift`), nothing taken.
+            # the same way (409 `cash_needs_open_shift`), nothing taken; so is a gift card
+            # code no card has (404).
             refused = (
-                exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused"
-            ) or exc.code == CASH_NEEDS_SHIFT
+                (exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused")
+                or exc.kind is ErrorKind.NOT_FOUND
+                or exc.code == CASH_NEEDS_SHIFT
+            )
             if refused or exc.code == PROCESSOR_UNREACHED:
                 await change(self.new_uow, order.id, lambda o: o.tender_refused(n))
             raise
