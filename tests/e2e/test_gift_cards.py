@@ -509,6 +509,56 @@ def test_a_card_issued_here_names_no_order_line(platform: Running) -> None:
         assert (card["order_id"], card["order_line_id"]) == (order["id"], line["id"])
 
 
+def test_a_gift_card_tender_the_card_cannot_pay_is_a_409_naming_the_field(
+    platform: Running,
+) -> None:
+    """A gift card tender whose card holds less than the tender is a 409 `insufficient_funds`
+    naming `amount.amount` with the most it can be, and one whose card is deactivated a 409
+    `gift_card_inactive` naming `gift_card_code`, as a redemption's are: the platform's own
+    ledger refuses them, no processor declined a card. Nothing is taken off either card, and
+    the order still waits for payment with as much due, taking another tender. A card the
+    processor declines for insufficient funds is still a 402 `payment_declined`."""
+    http = platform.http
+    sku, (store, _) = stocked(http, "GCNF")
+    order = ok(_post(http, "/v1/orders", {"location_id": store,
+               "lines": [{"sku": sku, "quantity": 1}]}), 201)  # fmt: skip
+    tenders = f"/v1/orders/{order['id']}/tenders"
+    due = ok(http.get(f"/v1/orders/{order['id']}/payments"))["balance_due"]
+    short = ok(_post(http, "/v1/gift-cards", {"amount": _usd(300)}), 201)
+    spent = ok(_post(http, "/v1/gift-cards", {"amount": _usd(5000)}), 201)
+    ok(_post(http, f"/v1/gift-cards/{spent['gift_card']['id']}/deactivate", {}))
+
+    refused = _post(http, tenders, {"tender_type": "gift_card", "gift_card_code": short["code"]})
+    assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_funds"), (
+        refused.text
+    )
+    assert refused.json()["errors"] == [
+        {"field": "amount.amount", "reason": "must be at most 300, what the gift card holds"}
+    ]
+    assert short["code"] not in refused.text
+    inactive = _post(http, tenders, {"tender_type": "gift_card", "gift_card_code": spent["code"]})
+    assert (inactive.status_code, inactive.json()["code"]) == (409, "gift_card_inactive"), (
+        inactive.text
+    )
+    assert [e["field"] for e in inactive.json()["errors"]] == ["gift_card_code"]
+    assert spent["code"] not in inactive.text
+    declined = _post(http, tenders, {"tender_type": "card", "card_token": "tok_insufficient_funds"})
+    assert (declined.status_code, declined.json()["code"]) == (402, "payment_declined")
+
+    assert ok(http.get(f"/v1/gift-cards/{short['gift_card']['id']}"))["balance"] == _usd(300)
+    after = ok(http.get(f"/v1/orders/{order['id']}/payments"))
+    assert after["balance_due"] == due
+    assert [p["tender_type"] for p in after["payments"] if p["status"] != "failed"] == []
+    assert ok(http.get(f"/v1/orders/{order['id']}"))["status"] == "pending_payment"
+    # What the card holds, then a card for the rest: the sale goes through.
+    part = {"tender_type": "gift_card", "gift_card_code": short["code"], "amount": _usd(300)}
+    assert ok(_post(http, tenders, part), 201)["payment"]["status"] == "authorized"
+    ok(_post(http, tenders, {"tender_type": "card", "card_token": "tok_visa"}), 201)
+    confirmed = ok(_post(http, f"/v1/orders/{order['id']}/confirm", {}))
+    assert confirmed["status"] in ("confirmed", "completed")
+    assert ok(http.get(f"/v1/gift-cards/{short['gift_card']['id']}"))["balance"] == _usd(0)
+
+
 def test_a_gift_card_tender_with_a_code_no_card_has_is_a_404_naming_it(
     platform: Running,
 ) -> None:

@@ -635,8 +635,26 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
     assert [v.field for v in read_error(refused).violations] == ["tenders[0].card_token"]
     await unchanged()
 
-    # A code no card has is a gift card's 404, naming the exchange's own field.
+    # Gift cards that cannot pay the difference are refused as their redemptions are (409),
+    # and a code no card has is a gift card's 404, each naming the exchange's own field.
+    low = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(100)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    lost = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=str(uuid.uuid4()), id=lost.gift_card.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
     for code, status, reason, field in (
+        (low.code, grpc.StatusCode.FAILED_PRECONDITION, "insufficient_funds", "amount.amount"),
+        (lost.code, grpc.StatusCode.FAILED_PRECONDITION, "gift_card_inactive", "gift_card_code"),
         ("NOSUCH-CARD-0000", grpc.StatusCode.NOT_FOUND, "resource_missing", "gift_card_code"),
     ):
         gift = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)

@@ -244,10 +244,26 @@ async def test_a_gift_card_is_a_payment_tender_through_the_same_ledger(running: 
     )
     assert balance(running, m, card_id) == 6500
 
-    # More than the balance is a decline (a failed payment), never a negative balance.
-    short = (await pay(6501, True, rid())).payment
-    assert (short.status, short.decline_code) == (P.PAYMENT_STATUS_FAILED, "insufficient_funds")
+    # More than the balance is refused as a redemption of it is, naming the amount with what
+    # the card holds: never a negative balance, no payment kept (not a declined one either),
+    # and the same request id pays once the amount is what the card can pay.
+    before = running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m)
+    again = rid()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay(6501, True, again)
+    short = read_error(err.value)
+    assert (err.value.code(), short.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "insufficient_funds",
+    )
+    assert [(v.field, v.description) for v in short.violations] == [
+        ("amount.amount", "must be at most 6500, what the gift card holds")
+    ]
+    assert issued.code not in str(err.value.details())
     assert ledger_sum(running, m, card_id) == balance(running, m, card_id) == 6500
+    assert running.one("SELECT count(*) FROM payments WHERE merchant_id = %s", m) == before
+    assert (await pay(6500, True, again)).payment.status == P.PAYMENT_STATUS_CAPTURED
+    assert balance(running, m, card_id) == 0
 
     # An unknown code is the 404 of a code no card has, naming the field, with no hint, and
     # no payment is kept.
@@ -1265,8 +1281,15 @@ async def test_a_payments_refund_to_a_card_deactivated_since_is_on_its_ledger(
         ),
     ):
         assert (await refused(call))[1] == reason
-    spent = await pay("ord_lost_2", 100)
-    assert (spent.status, spent.decline_code) == (P.PAYMENT_STATUS_FAILED, "gift_card_inactive")
+    # A tender too, refused as a redemption is (nothing taken, no payment kept).
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pay("ord_lost_2", 100)
+    spent = read_error(err.value)
+    assert (err.value.code(), spent.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "gift_card_inactive",
+    )
+    assert [v.field for v in spent.violations] == ["gift_card_code"]
 
     rest = await refund(2000)
     assert rest.status == P.REFUND_STATUS_SUCCEEDED

@@ -263,6 +263,31 @@ async def test_a_decline_is_a_failed_payment_with_its_code(running: Running) -> 
     assert payment.decline_reason
 
 
+async def test_the_sandbox_empty_gift_card_is_refused_as_a_real_one_is(running: Running) -> None:
+    """`gc_empty` holds nothing: refused `insufficient_funds` naming the amount with what it
+    holds, as a real card holding too little is, not declined; no payment is kept."""
+    before = running.sql("SELECT count(*) FROM payments")[0][0]
+    request = P.CreatePaymentRequest(
+        request_id=rid(),
+        order_id="ord_empty_card",
+        tender_type=P.TENDER_TYPE_GIFT_CARD,
+        amount=usd(500),
+        gift_card_code="gc_empty",
+        capture=True,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.stub.CreatePayment(request, metadata=md(), timeout=10)
+    refused = read_error(err.value)
+    assert (err.value.code(), refused.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "insufficient_funds",
+    )
+    assert [(v.field, v.description) for v in refused.violations] == [
+        ("amount.amount", "must be at most 0, what the gift card holds")
+    ]
+    assert running.sql("SELECT count(*) FROM payments")[0][0] == before
+
+
 async def test_the_in_store_rpc_the_order_service_calls_still_answers(running: Running) -> None:
     request = P.AuthorizeAndCaptureRequest(
         request_id=rid(),

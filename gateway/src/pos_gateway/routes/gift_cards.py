@@ -384,8 +384,9 @@ async def redeem_gift_card(
     (`status: inactive`) a 409 `location_inactive` naming `location_id`. To take a card as a
     payment tender, pay with `tender_type: gift_card` and its code instead (a card in another
     currency than the order's is the same 400 `currency_mismatch` there, naming
-    `gift_card_code`, and a code no card has the same 404 as here). At a register it counts
-    in the shift open there (`gift_cards_redeemed`)."""
+    `gift_card_code`, and a deactivated card, a balance short of the tender and a code no card
+    has the same 409s and 404 as here). At a register it counts in the shift open there
+    (`gift_cards_redeemed`)."""
     where = _where(request, body.location_id)
     await _known(svc, where, currency=body.amount.currency, sells=True)
     answer = await svc.gift_cards.RedeemGiftCard(

@@ -976,7 +976,10 @@ async def add_tender(order_id: PathId, body: TenderIn, svc: Svc, request: Reques
     tenders already cover it (`balance_covered`). A tender the payment service refuses (a 400: a
     missing or unknown card token, say, or a gift card in another currency than the order's,
     `currency_mismatch` naming `gift_card_code`; a gift card code no card has, a 404
-    `resource_missing` naming `gift_card_code`) takes nothing and holds up no other tender; so
+    `resource_missing` naming `gift_card_code`; a deactivated gift card, a 409
+    `gift_card_inactive` naming `gift_card_code`; a gift card holding less than the tender, a
+    409 `insufficient_funds` naming `amount.amount` with what it holds: tender at most that,
+    and another tender for the rest) takes nothing and holds up no other tender; so
     does one the card processor could not be reached for (a 503 `processor_unavailable`: no
     payment is made, and a retry under the same key is taken as a new tender, asking the
     processor again). A `cash` tender at a register with no shift open is a 409

@@ -327,8 +327,9 @@ async def create_exchange(
     `insufficient_stock` and the new order is withdrawn (neither kept nor announced, as a
     refused `POST /v1/orders`), a declined tender a 402 `payment_declined` whose problem carries the
     new `order` (`cancelled`) and the declined `payment`, and then nothing is charged,
-    refunded or restocked; so with a gift card code no card has (a 404 `resource_missing`
-    naming `tenders[i].gift_card_code`).
+    refunded or restocked; so with a gift card that cannot pay (a 409 `gift_card_inactive`
+    naming `tenders[i].gift_card_code`, `insufficient_funds` naming `tenders[i].amount.amount`)
+    or a code no card has (a 404 `resource_missing` naming `tenders[i].gift_card_code`).
     Once the new order is sold the refund and the restock follow; a failure after that is
     finished by a retry with the same `Idempotency-Key`, or by the service itself. The
     return rules are a return's (400 naming the field; past the window a 409

@@ -47,8 +47,11 @@ from pos_payment.domain.gift_cards import (
     normalize_code,
 )
 from pos_payment.domain.processor import (
+    GIFT_CARD_INACTIVE,
+    INSUFFICIENT_FUNDS,
     ProcessorAnswer,
     SourceCurrencyMismatch,
+    SourceRefused,
     TenderProcessor,
     UnknownSource,
 )
@@ -452,18 +455,16 @@ class GiftCardTender:
                 # The wrong card for this sale, as a redemption in another currency is: a
                 # field error of the request (nothing taken or remembered), not a decline.
                 raise SourceCurrencyMismatch(card.currency)
-            decline = ""
+            # A card that cannot pay is refused as a redemption of it is (nothing taken or
+            # remembered), not declined: the request may be sent again for what it holds.
             if card.status is not GiftCardStatus.ACTIVE:
-                decline = "gift_card_inactive"
-            elif card.balance < amount.amount:
-                decline = "insufficient_funds"
+                raise SourceRefused(GIFT_CARD_INACTIVE)
+            if card.balance < amount.amount:
+                raise SourceRefused(INSUFFICIENT_FUNDS, card.balance)
             reference = new_id("gca")
-            if not decline:
-                activity = card.redeem(
-                    reference, amount.amount, amount.currency, False, payment_id, ""
-                )
-                await _apply(uow, card, activity)
-            answer = ProcessorAnswer(not decline, reference, "gift_card", card.code_last4, decline)
+            activity = card.redeem(reference, amount.amount, amount.currency, False, payment_id, "")
+            await _apply(uow, card, activity)
+            answer = ProcessorAnswer(True, reference, "gift_card", card.code_last4)
             await _remember(uow, key, "authorize", card.id, amount.amount, answer)
             await uow.commit()
             return answer

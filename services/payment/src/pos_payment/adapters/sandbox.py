@@ -25,9 +25,11 @@ from pos_kit.direct import Prepared, bound
 from pos_kit.money import Money
 from pos_payment.adapters.tables import sandbox_calls
 from pos_payment.domain.processor import (
+    INSUFFICIENT_FUNDS,
     ProcessorAnswer,
     ProcessorTimeout,
     ProcessorUnavailable,
+    SourceRefused,
     UnknownSource,
 )
 
@@ -42,6 +44,9 @@ class Script:
     decline_code: str = ""
     unreachable: bool = False  # the call never reaches the processor
     answer_lost: bool = False  # the processor acts, the answer never arrives
+    # Refused as the source's own ledger refuses it (`decline_code`): a gift card that cannot
+    # pay, answered as a real card that cannot is (`SourceRefused`), not declined.
+    refused: bool = False
 
 
 # The brands and last four digits match the test cards the tokens stand for.
@@ -65,7 +70,7 @@ def card_script(token: str) -> Script | None:
 def gift_card_script(code: str) -> Script | None:
     """Sandbox gift cards: any code starting `gc_` has funds, `gc_empty` has none."""
     if code == "gc_empty":
-        return Script(False, "gift_card", code[-4:], "insufficient_funds")
+        return Script(False, "gift_card", code[-4:], INSUFFICIENT_FUNDS, refused=True)
     if code.startswith("gc_"):
         return Script(True, "gift_card", code[-4:])
     return None
@@ -95,6 +100,8 @@ class SandboxProcessor:
             raise UnknownSource()
         if script.unreachable:
             raise ProcessorUnavailable()
+        if script.refused:
+            raise SourceRefused(script.decline_code)  # holds nothing: a balance of 0
         answer = ProcessorAnswer(
             script.approved, _reference(key), script.brand, script.last4, script.decline_code
         )

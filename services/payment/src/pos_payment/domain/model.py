@@ -34,6 +34,7 @@ from pos_kit.errors import (
 )
 from pos_kit.money import Money, MoneyError
 from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, holds_card_number
+from pos_payment.domain.processor import INSUFFICIENT_FUNDS
 
 # Tokens are short opaque ASCII words; refusing anything else keeps stray personal data (names,
 # track data, CVCs typed into the wrong box) out of the processor call.
@@ -894,6 +895,22 @@ def source_currency_mismatch(source_currency: str, currency: str) -> InvalidArgu
         "currency_mismatch",
     )
     refused.metadata = {"gift_card_currency": source_currency, "currency": currency}
+    return refused
+
+
+def source_refused(code: str, balance: int) -> Conflict:
+    """A gift card that cannot pay the tender (`processor.SourceRefused`): refused as its
+    redemption is, naming the field at fault, before anything is taken. A decline (402)
+    would say a processor refused a card; here the card's own ledger says why, and what to
+    send instead: another tender (deactivated), or at most what it holds."""
+    if code == INSUFFICIENT_FUNDS:
+        refused = Conflict("the gift card's balance does not cover the amount", code)
+        refused.violations = [
+            FieldViolation("amount.amount", f"must be at most {balance}, what the gift card holds")
+        ]
+        return refused
+    refused = Conflict("the gift card is deactivated: take another tender", code)
+    refused.violations = [FieldViolation("gift_card_code", "is a deactivated gift card")]
     return refused
 
 

@@ -1,7 +1,9 @@
 """The tender processor port: what the payment domain needs from whoever moves the money.
 
 Adapters implement it: the deterministic sandbox card processor and sandbox gift cards today,
-a real acquirer and the gift card service later. A decline is an answer, not an exception.
+a real acquirer and the gift card service later. A decline is an answer, not an exception;
+a refusal of the request itself (a source never issued, one in another currency, a gift card
+that cannot pay) is one, and takes nothing.
 Every call carries an idempotency key, stable across retries of the same request, so a call
 whose answer was lost is asked again (or looked up) and never charges twice.
 """
@@ -37,6 +39,24 @@ class SourceCurrencyMismatch(Exception):
     def __init__(self, currency: str) -> None:
         super().__init__(currency)
         self.currency = currency
+
+
+# The codes of a gift card's refusals (docs/problems.md), the same as its redemption's.
+GIFT_CARD_INACTIVE = "gift_card_inactive"
+INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+class SourceRefused(Exception):
+    """The source's own ledger refuses the amount before anything is taken: a gift card that
+    is deactivated (`code` `gift_card_inactive`) or holds less than the amount
+    (`insufficient_funds`, `balance` what it holds). Refused as a redemption of the card is
+    (409, naming the field at fault), not declined: no processor refused a card, and the
+    same request may be sent again for what the card can pay. Carries no copy of the source."""
+
+    def __init__(self, code: str, balance: int = 0) -> None:
+        super().__init__(code)
+        self.code = code
+        self.balance = balance
 
 
 class ProcessorUnavailable(Exception):

@@ -69,6 +69,7 @@ from pos_payment.domain.model import (
     set_aside,
     shift_currency_mismatch,
     source_currency_mismatch,
+    source_refused,
     validate_amount,
     validate_credit_request,
     validate_out_of_band,
@@ -81,6 +82,7 @@ from pos_payment.domain.processor import (
     ProcessorTimeout,
     ProcessorUnavailable,
     SourceCurrencyMismatch,
+    SourceRefused,
     UnknownSource,
 )
 from pos_payment.domain.shifts import Movement, MovementKind
@@ -253,6 +255,11 @@ class TakePayment:
                 "the card token is not valid",
                 [FieldViolation("card_token", "is not one the processor issued")],
             ) from None
+        except SourceRefused as exc:
+            # A gift card deactivated or holding less than the amount: nothing was taken, and
+            # the same request id may be sent again for what the card can pay.
+            await self._forget(payment)
+            raise source_refused(exc.code, exc.balance) from None
         except SourceCurrencyMismatch as exc:
             # A gift card in another currency: nothing was taken, and the same request id may
             # be sent again with a card in the payment's currency.

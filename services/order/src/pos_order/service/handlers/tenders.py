@@ -34,6 +34,10 @@ from pos_order.service.saga import Policy, boundary, change, now
 
 R = TypeVar("R")
 
+# The payment service's refusals of a gift card that cannot pay (docs/problems.md): nothing
+# taken, as for a redemption of it.
+GIFT_CARD_REFUSED = ("gift_card_inactive", "insufficient_funds")
+
 
 class GivenTender(Protocol):
     """What a caller gave with a tender, kept in memory only (a token, a code)."""
@@ -179,11 +183,12 @@ class AddTender(Generic[R]):
             # tender, asking the processor again for what is still unclaimed then.
             # Cash whose shift closed after `drawer_open_for_cash` read it open is refused
             # the same way (409 `cash_needs_open_shift`), nothing taken; so is a gift card
-            # code no card has (404).
+            # code no card has (404) or a card that cannot pay (409 `gift_card_inactive`,
+            # `insufficient_funds`).
             refused = (
                 (exc.kind is ErrorKind.INVALID and exc.code != "idempotency_key_reused")
                 or exc.kind is ErrorKind.NOT_FOUND
-                or exc.code == CASH_NEEDS_SHIFT
+                or exc.code in (CASH_NEEDS_SHIFT, *GIFT_CARD_REFUSED)
             )
             if refused or exc.code == PROCESSOR_UNREACHED:
                 await change(self.new_uow, order.id, lambda o: o.tender_refused(n))
