@@ -617,6 +617,74 @@ async def test_a_key_the_platform_issues_is_in_the_merchants_audit_log(gateway: 
     assert key["key"] not in log.text
 
 
+async def test_the_platforms_idempotency_keys_are_not_the_merchants(gateway: Gateway) -> None:
+    """The platform's Idempotency-Keys are its own (its answers are kept under the tenant
+    `platform`), and so are the request ids of what its requests make: a merchant using the
+    key the platform used to issue it a key (or to create it) makes its own key, rolls its
+    own, and has its own audit entry, and the platform using a key the merchant used issues
+    its key. Until 2026-12-05 both sides' request ids were one space: the second was a 422
+    `idempotency_key_reused`, or, with the same name, scopes and mode, answered the first's
+    key with `key` null and made nothing, its audit entry dropped."""
+    created = str(uuid.uuid4())
+    made = await gateway.http.post(
+        "/v1/admin/merchants", json={"name": "Two Key Spaces"},
+        headers={**_bearer(ADMIN), "Idempotency-Key": created},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    merchant, first = made.json()["id"], _bearer(made.json()["api_key"])
+    (first_key,) = (await gateway.http.get("/v1/api-keys", headers=first)).json()["data"]
+    path = f"/v1/admin/merchants/{merchant}/api-keys"
+    every = {"name": "same", "scopes": list(ALL_SCOPES), "mode": "test"}
+
+    async def own(key: str, body: dict[str, Any], where: str = "/v1/api-keys") -> Any:
+        made = await gateway.http.post(where, json=body, headers={**first, "Idempotency-Key": key})
+        assert made.status_code == 201, made.text
+        assert made.json()["key"] is not None and made.json()["secret_redacted"] is False
+        return made.json()
+
+    async def platform(key: str, body: dict[str, Any]) -> Any:
+        made = await gateway.http.post(
+            path, json=body, headers={**_bearer(ADMIN), "Idempotency-Key": key}
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["key"] is not None and made.json()["secret_redacted"] is False
+        return made.json()
+
+    # The platform first, then the merchant with the same key: the same body, another body,
+    # and a roll.
+    same, other, roll = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    issued = {k: await platform(k, {"name": "same", "mode": "test"}) for k in (same, other, roll)}
+    mine = await own(same, every)
+    assert mine["id"] != issued[same]["id"]
+    till = await own(other, {"name": "till", "scopes": ["catalog:read"]})
+    rolled = await own(roll, {"expires_in_seconds": 0}, f"/v1/api-keys/{mine['id']}/roll")
+    assert rolled["rolled_from"]["id"] == mine["id"]
+    # The merchant first, then the platform with the same key and a body that matches.
+    before = str(uuid.uuid4())
+    theirs = await own(before, every)
+    given = await platform(before, {"name": "same", "mode": "test"})
+    assert given["id"] != theirs["id"]
+    # The key the platform created the merchant with is the merchant's to use too.
+    again = await own(created, every)
+
+    # Each key made has its `api_key.created` entry: by the platform (no credential) or by
+    # the merchant's first key; a roll is `api_key.rolled` on the old key.
+    log = await gateway.http.get(
+        "/v1/audit-log", params={"action": "api_key.created", "limit": 100}, headers=first
+    )
+    entries = sorted((e["resource_id"], e["credential_id"] or "") for e in log.json()["data"])
+    by_platform = [first_key, *issued.values(), given]
+    by_merchant = [mine, till, theirs, again]
+    assert entries == sorted([(k["id"], "") for k in by_platform]
+                             + [(k["id"], first_key["id"]) for k in by_merchant])  # fmt: skip
+    listed = await gateway.http.get("/v1/api-keys", params={"limit": 100}, headers=first)
+    assert len(listed.json()["data"]) == len(by_platform) + len(by_merchant) + 1
+    rolls = await gateway.http.get(
+        "/v1/audit-log", params={"action": "api_key.rolled"}, headers=first
+    )
+    assert [e["resource_id"] for e in rolls.json()["data"]] == [mine["id"]]
+
+
 async def _first_key_entries(gateway: Gateway, key: str) -> list[tuple[Any, ...]]:
     """The `api_key.created` entries of the merchant of `key` (its first), read with it."""
     first = _bearer(key)

@@ -18,6 +18,19 @@ from pos_kit.db import reads
 from pos_kit.ids import new_id
 
 FIRST_KEY_NAME = "default"
+# What the platform's requests make for a merchant (a key it issues, the audit entry of a key
+# it gives) is kept under request ids of their own: the platform's Idempotency-Keys are its
+# own, as its stored answers are (the tenant `platform`), and `api_keys.request_id` and the
+# audit log's entries are one per merchant and request id. Without the prefix a merchant
+# sending the key the platform used to issue it a key was refused as reusing it, or answered
+# the platform's key and made none. No merchant's request id begins so: a key holding a '/'
+# reaches the gateway as `key:<key>` (edge.service_request_id).
+PLATFORM_REQUEST = "platform/"
+
+
+def platform_request_id(request_id: str) -> str:
+    """The request id under which a platform request's effects on a merchant are kept."""
+    return PLATFORM_REQUEST + request_id
 
 
 class RequestReused(Exception):
@@ -80,9 +93,10 @@ async def create_merchant_once(
         )  # fmt: skip
         details = {"name": FIRST_KEY_NAME, "scopes": list(keys.ALL_SCOPES), "mode": "test",
                    "issued_by": "platform"}  # fmt: skip
+        entry = None if request_id is None else platform_request_id(request_id)
         await audit.record(
             conn, merchant_id, "api_key.created", audit.Actor(), ("api_key", key_id), details,
-            request_id,
+            entry,
         )  # fmt: skip
     return merchant_id, key
 
@@ -159,7 +173,8 @@ async def issue_key_once(
 ) -> tuple[str, str | None]:
     """(id, key) of the key this request made. The key is None when an earlier attempt of the
     same request made it: only its hash was kept, so a retry never makes a second key and
-    never sees the first one's secret again."""
+    never sees the first one's secret again. The platform's requests pass
+    platform_request_id's id, never a merchant's."""
     key = keys.generate(mode)
     key_id = new_id("key")
     values: dict[str, Any] = {

@@ -60,6 +60,8 @@ api_keys = Table(
     Column("rolled_to", Text),
     # The Idempotency-Key of the request that made it: a retry that finds it gets the same key
     # back (without its secret, which is gone) instead of a second one. None for the CLI's.
+    # A key the platform issues has the platform's, `platform/<key>` (admin.platform_request_id,
+    # migration 0021): never one of the merchant's own.
     Column("request_id", Text),
     Index("api_keys_hash", "key_hash", unique=True),
     Index("api_keys_request", "merchant_id", "request_id", unique=True),

@@ -122,10 +122,12 @@ async def issue_merchant_key(
     state = request.app.state
     if not await admin.merchant_exists(state.engine, merchant_id):
         raise Problem(404, "resource_missing", f"merchant {merchant_id!r} was not found")
+    # The platform's request id, apart from the merchant's own (admin.platform_request_id).
+    made_by = admin.platform_request_id(request_id())
     try:
         key_id, key = await admin.issue_key_once(
             state.engine, state.secret, merchant_id, body.name, keys.ALL_SCOPES, body.mode,
-            request_id(),
+            made_by,
         )  # fmt: skip
     except admin.RequestReused:
         raise Problem(
@@ -139,7 +141,7 @@ async def issue_merchant_key(
     async with state.engine.begin() as conn:
         await audit.record(
             conn, merchant_id, "api_key.created", audit.Actor(), ("api_key", key_id), details,
-            request_id(),
+            made_by,
         )  # fmt: skip
     info = await admin.get_key(state.engine, merchant_id, key_id)
     assert info is not None  # this request made it, or an earlier attempt of it
