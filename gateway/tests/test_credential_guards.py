@@ -685,6 +685,23 @@ async def test_the_platforms_idempotency_keys_are_not_the_merchants(gateway: Gat
     assert [e["resource_id"] for e in rolls.json()["data"]] == [mine["id"]]
 
 
+async def test_a_missing_credential_or_merchant_is_named_by_its_kind(gateway: Gateway) -> None:
+    """A 404 `resource_missing` of the credential and platform routes says the kind of what
+    is missing in `resource`, as every other 404 does (docs/problems.md; until 2026-12-05
+    these had none)."""
+    admin = {**_bearer(ADMIN), "Idempotency-Key": str(uuid.uuid4())}
+    for method, path, body, headers, kind in (
+        ("DELETE", "/v1/api-keys/key_nosuch", None, {}, "api key"),
+        ("POST", "/v1/api-keys/key_nosuch/roll", {}, {"Idempotency-Key": "roll-none"}, "api key"),
+        ("DELETE", "/v1/oauth-clients/cli_nosuch", None, {}, "oauth client"),
+        ("POST", "/v1/admin/merchants/mer_nosuch/api-keys", {"name": "live"}, admin, "merchant"),
+    ):
+        missing = await gateway.http.request(method, path, json=body, headers=headers)
+        assert missing.status_code == 404, missing.text
+        assert missing.json()["code"] == "resource_missing"
+        assert missing.json()["resource"] == kind, missing.text
+
+
 async def _first_key_entries(gateway: Gateway, key: str) -> list[tuple[Any, ...]]:
     """The `api_key.created` entries of the merchant of `key` (its first), read with it."""
     first = _bearer(key)

@@ -93,5 +93,6 @@ def test_a_dead_letter_is_listed_and_redriven_over_http(platform: Running) -> No
         gone = admin.post(f"/v1/admin/dead-letters/{letter['sequence']}/redrive")
         assert gone.status_code == 404
         assert gone.json()["code"] == "resource_missing"
+        assert gone.json()["resource"] == "dead letter"
         bad = admin.get("/v1/admin/dead-letters", params={"cursor": "abc"})
         assert bad.status_code == 400

@@ -93,6 +93,13 @@ def _reused() -> Problem:
     )
 
 
+def _missing(kind: str, ident: str) -> Problem:
+    # `resource` names the kind, as every 404 `resource_missing` does (docs/problems.md).
+    return Problem(
+        404, "resource_missing", f"{kind} {ident!r} was not found", extra={"resource": kind}
+    )
+
+
 def _principal(request: Request) -> Principal:
     principal: Principal = request.state.principal
     return principal
@@ -301,13 +308,13 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
     engine, merchant = request.app.state.engine, _principal(request).merchant_id
     found = await admin.get_key(engine, merchant, key_id)
     if found is None:
-        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+        raise _missing("api key", key_id)
     # A key's scopes never change once made: what was read is what is revoked.
     await within_scopes(request, "api_key", key_id, found.name, found.scopes, found.mode)
     async with guarded(request, "api_key.revoked") as done:
         revoked, now = await admin.revoke_key(engine, merchant, key_id)
         if revoked is None:
-            raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+            raise _missing("api key", key_id)
         done.resource = ("api_key", key_id)
         done.changed = now  # revoked already: one entry, from the revocation that did it
     request.app.state.keys.forget(key_id)
@@ -341,7 +348,7 @@ async def roll_key(key_id: PathId, body: RollIn, request: Request) -> RolledApiK
     state, merchant = request.app.state, _principal(request).merchant_id
     found = await admin.get_key(state.engine, merchant, key_id)
     if found is None:
-        raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+        raise _missing("api key", key_id)
     # A key's scopes and mode never change once made: what was read is what is rolled.
     await within_scopes(
         request, "api_key", key_id, found.name, found.scopes, found.mode, action="roll"
@@ -353,7 +360,7 @@ async def roll_key(key_id: PathId, body: RollIn, request: Request) -> RolledApiK
                 request_id(),
             )  # fmt: skip
             if rolled is None:
-                raise Problem(404, "resource_missing", f"api key {key_id!r} was not found")
+                raise _missing("api key", key_id)
             new_id, key = rolled
             done.resource = ("api_key", key_id)
             done.details = {"name": found.name, "new_key_id": new_id,
@@ -445,13 +452,13 @@ async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
     engine, merchant = request.app.state.engine, _principal(request).merchant_id
     found = await admin.get_client(engine, merchant, client_id)
     if found is None:
-        raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+        raise _missing("oauth client", client_id)
     # A client's scopes never change once made: what was read is what is revoked.
     await within_scopes(request, "oauth_client", client_id, found.name, found.scopes)
     async with guarded(request, "oauth_client.revoked") as done:
         revoked, now = await admin.revoke_client(engine, merchant, client_id)
         if revoked is None:
-            raise Problem(404, "resource_missing", f"oauth client {client_id!r} was not found")
+            raise _missing("oauth client", client_id)
         done.resource = ("oauth_client", client_id)
         done.changed = now
     request.app.state.keys.forget(client_id)

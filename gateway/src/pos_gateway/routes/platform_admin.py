@@ -121,7 +121,10 @@ async def issue_merchant_key(
 ) -> NewApiKey:
     state = request.app.state
     if not await admin.merchant_exists(state.engine, merchant_id):
-        raise Problem(404, "resource_missing", f"merchant {merchant_id!r} was not found")
+        raise Problem(
+            404, "resource_missing", f"merchant {merchant_id!r} was not found",
+            extra={"resource": "merchant"},
+        )  # fmt: skip
     # The platform's request id, apart from the merchant's own (admin.platform_request_id).
     made_by = admin.platform_request_id(request_id())
     try:
@@ -220,7 +223,10 @@ async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
     try:
         letter = await dead_letters.redrive(js, sequence)
     except NotFoundError:
-        raise Problem(404, "resource_missing", f"dead letter {sequence} was not found") from None
+        raise Problem(
+            404, "resource_missing", f"dead letter {sequence} was not found",
+            extra={"resource": "dead letter"},
+        ) from None  # fmt: skip
     except dead_letters.Unroutable:
         # Not one a consumer set aside (put on the stream by hand): it stays (was a 500).
         raise Problem(
