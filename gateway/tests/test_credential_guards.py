@@ -967,6 +967,37 @@ async def test_every_refusal_of_the_token_exchange_names_its_rfc_6749_error(
     assert granted.json()["scope"] == "catalog:read"
 
 
+async def test_the_token_exchange_names_the_parameter_at_fault(gateway: Gateway) -> None:
+    """A scope the client was not given is an `invalid_scope` naming `scope` in `errors[]`,
+    as a malformed one is; a parameter sent twice (RFC 6749 section 3.2: parameters must not
+    be included more than once) is an `invalid_request` naming it, whatever its values (it
+    was read as the last one). Until 2026-12-05 neither named its field, and the second
+    was no refusal at all."""
+    client = await gateway.client(["catalog:read"])
+    creds = f"client_id={client['client_id']}&client_secret={client['client_secret']}"
+    form = {"content-type": "application/x-www-form-urlencoded", "Authorization": ""}
+    for body, error, field in (
+        (f"{creds}&grant_type=client_credentials&scope=catalog:read%20payments:write",
+         "invalid_scope", "scope"),
+        (f"{creds}&grant_type=client_credentials&grant_type=password", "invalid_request",
+         "grant_type"),
+        (f"{creds}&grant_type=password&grant_type=client_credentials", "invalid_request",
+         "grant_type"),
+        (f"{creds}&grant_type=client_credentials&scope=catalog:read&scope=catalog:read",
+         "invalid_request", "scope"),
+        (f"{creds}&client_id=other&grant_type=client_credentials", "invalid_request",
+         "client_id"),
+    ):  # fmt: skip
+        answer = await gateway.http.post("/v1/oauth/token", content=body, headers=form)
+        assert answer.status_code == 400, (body, answer.text)
+        problem = answer.json()
+        assert problem["error"] == error, (body, problem)
+        assert [e["field"] for e in problem["errors"]] == [field], (body, problem)
+    once = f"{creds}&grant_type=client_credentials&scope=catalog:read"
+    granted = await gateway.http.post("/v1/oauth/token", content=once, headers=form)
+    assert granted.status_code == 200, granted.text
+
+
 async def test_failed_client_authentications_are_throttled_per_client(gateway: Gateway) -> None:
     from pos_gateway.routes.credentials import CLIENT_AUTH_BURST
 

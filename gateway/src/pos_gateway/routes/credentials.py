@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Form, Request
 from pydantic import Field
+from starlette.datastructures import FormData
 
 from pos_gateway import admin, audit, keys, tokens
 from pos_gateway import examples as ex
@@ -591,7 +592,9 @@ async def _give_back(request: Request, spent: list[str]) -> None:
     "token is a JWT (RFC 9068) that lasts 15 minutes; treat it as opaque. Errors carry RFC "
     "6749's `error` beside the problem's `code` (`invalid_request`, `invalid_client`, "
     "`unsupported_grant_type`, `invalid_scope`, and `temporarily_unavailable` on the 429 "
-    "below); `scope` is scope names apart by spaces, each granted once; a wrong secret sent "
+    "below); a parameter sent more than once is an `invalid_request` naming it (RFC 6749 "
+    "section 3.2); `scope` is scope names apart by spaces, each granted once, and a scope the "
+    "client was not given is an `invalid_scope` naming `scope`; a wrong secret sent "
     "with Basic answers "
     "`WWW-Authenticate: Basic`. Failed client authentications are limited per client_id "
     f"({CLIENT_AUTH_BURST}, then one every {round(1 / CLIENT_AUTH_RATE)} s) and per source "
@@ -613,6 +616,7 @@ async def token(
     client_secret: Annotated[str | None, Form(min_length=1, max_length=128)] = None,
     scope: Annotated[str, Form(max_length=1000)] = "",
 ) -> AccessToken:
+    _once(await request.form())
     form = {"grant_type": grant_type, "client_id": client_id or "",
             "client_secret": client_secret or "", "scope": scope}  # fmt: skip
     _text_rules(form)
@@ -634,8 +638,13 @@ async def token(
     await _give_back(request, spent)
     merchant, allowed = found
     asked = _scopes(scope) if scope else allowed
-    if not set(asked) <= set(allowed):
-        raise _oauth_error(400, "invalid_scope", "the client may not ask for these scopes")
+    beyond = [s for s in asked if s not in allowed]
+    if beyond:
+        names = ", ".join(beyond)
+        raise _oauth_error(
+            400, "invalid_scope", "the client may not ask for these scopes",
+            errors=[{"field": "scope", "reason": f"not given to this client: {names}"}],
+        )  # fmt: skip
     now = int(time.time())
     signing: tokens.KeySet = state.tokens
     access = signing.issue(
@@ -663,6 +672,25 @@ def _scopes(scope: str) -> list[str]:
             errors=[{"field": "scope", "reason": "scope names apart by spaces"}],
         )  # fmt: skip
     return list(dict.fromkeys(asked))
+
+
+TOKEN_PARAMETERS = ("grant_type", "client_id", "client_secret", "scope")
+
+
+def _once(form: FormData) -> None:
+    """RFC 6749 section 3.2: request parameters must not be included more than once. The form
+    reader keeps the last of a repeated field, so `grant_type=client_credentials&grant_type=
+    password` was read as one of them, silently: a parameter sent twice is an
+    `invalid_request` naming it. Parameters the exchange does not know are ignored, as the
+    RFC asks, repeated or not."""
+    sent = [name for name, _ in form.multi_items()]
+    twice = [name for name in TOKEN_PARAMETERS if sent.count(name) > 1]
+    if twice:
+        raise _oauth_error(
+            400, "invalid_request",
+            "a parameter must not be sent more than once: " + ", ".join(twice),
+            errors=[{"field": name, "reason": "sent more than once"} for name in twice],
+        )  # fmt: skip
 
 
 def _text_rules(form: dict[str, str]) -> None:
