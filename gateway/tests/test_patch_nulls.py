@@ -88,7 +88,9 @@ async def test_a_patch_that_sends_no_field_is_a_400_on_every_route(
     gateway: tuple[FastAPI, httpx.AsyncClient],
 ) -> None:
     """`{}` changes nothing: every PATCH says so with a 400 before anything is asked (a silent
-    200 would let a client believe a change it built wrong was made, and move no version)."""
+    200 would let a client believe a change it built wrong was made, and move no version),
+    and `errors[]` names the field at fault, `body`, as every other `invalid_request` names
+    one (until 2026-12-05 it named none)."""
     app, http = gateway
     operations = sorted(_patch_fields(app.openapi()))
     assert len(operations) >= 8, operations
@@ -96,6 +98,8 @@ async def test_a_patch_that_sends_no_field_is_a_400_on_every_route(
     for operation in operations:
         path = re.sub(r"\{[^}]+\}", "x_1", operation.removeprefix("PATCH "))
         answer = await http.patch(path, json={})
-        if answer.status_code != 400 or answer.json().get("code") != "invalid_request":
+        problem = answer.json()
+        fields = [e.get("field") for e in problem.get("errors", [])]
+        if (answer.status_code, problem.get("code"), fields) != (400, "invalid_request", ["body"]):
             wrong[operation] = (answer.status_code, answer.text[:200])
     assert not wrong, wrong

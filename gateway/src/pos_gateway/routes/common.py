@@ -155,10 +155,15 @@ def _not_nullable(field: dict[str, Any]) -> None:
 
 def patched(body: Patch) -> dict[str, Any]:
     """The fields a PATCH sent (a null only on a field the body's CLEARABLE names: the model
-    refuses any other): at least one, else a 400."""
+    refuses any other): at least one, else a 400 whose `errors[]` names `body`, the field at
+    fault (the catalogue's `body` for the body as a whole), as every other `invalid_request`
+    names one."""
     sent = body.model_dump(exclude_unset=True)
     if not sent:
-        raise Problem(400, "invalid_request", "send at least one field to change")
+        raise Problem(
+            400, "invalid_request", "send at least one field to change",
+            [{"field": "body", "reason": "must name at least one field to change"}],
+        )  # fmt: skip
     return sent
 
 
