@@ -753,3 +753,33 @@ async def test_a_status_outside_http_s_range_is_no_answer(dispatcher) -> None:
     (attempt,) = delivery.attempts
     assert (attempt.status_code, attempt.error) == (0, "answered with status 999, not HTTP's")
     assert delivery.status == pb.DELIVERY_STATUS_PENDING  # retried as any failure is
+
+
+async def test_event_types_sent_in_another_order_or_twice_change_nothing(
+    dispatcher, receiver
+) -> None:
+    """A subscription's `event_types` are a set: the same types in another order, or with one
+    named twice, are what it already has: no new version and `changed` false (the gateway
+    writes no `webhook_subscription.updated` entry on it), and the types are kept as they
+    were. Until 2026-12-05 they were compared as a list, so either was a change."""
+    made = await dispatcher.subscribe(receiver.at("/types"), ["product.*", "customer.*"])
+    version = made.subscription.version
+    for n, types in enumerate(
+        (["customer.*", "product.*"], ["customer.*", "product.*", "customer.*"],
+         ["product.*", "product.*", "customer.*"])
+    ):  # fmt: skip
+        same = pb.UpdateSubscriptionRequest(
+            request_id=f"types-{n}", id=made.subscription.id, event_types=types,
+            replace_event_types=True,
+        )  # fmt: skip
+        kept = await dispatcher.call("UpdateSubscription", same)
+        assert not kept.changed, types
+        assert kept.subscription.version == version, types
+        assert list(kept.subscription.event_types) == ["product.*", "customer.*"]
+    fewer = pb.UpdateSubscriptionRequest(
+        request_id="types-fewer", id=made.subscription.id, event_types=["customer.*"] * 2,
+        replace_event_types=True,
+    )  # fmt: skip
+    changed = await dispatcher.call("UpdateSubscription", fewer)
+    assert changed.changed and changed.subscription.version == version + 1
+    assert list(changed.subscription.event_types) == ["customer.*"]

@@ -204,7 +204,9 @@ async def update_subscription(
     if url is not None:
         await _reachable(uow, url)
         sub.url = url
-    if event_types is not None:
+    # The types are a set (a pattern named twice is stored once): the same ones in another
+    # order, or with one named twice, are what the subscription has and keep their order.
+    if event_types is not None and set(event_types) != set(sub.event_types):
         sub.event_types = list(dict.fromkeys(event_types))
     if description is not None:
         sub.description = description
