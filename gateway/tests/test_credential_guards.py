@@ -221,6 +221,47 @@ async def test_a_credential_revokes_only_credentials_within_its_own_scopes(
         assert done.status_code == 200, done.text
 
 
+async def test_a_credentials_own_entries_say_what_the_platforms_do(gateway: Gateway) -> None:
+    """A key a merchant's credential makes is `api_key.created` with its name, scopes and
+    mode, as one the platform issues is; a revocation is `api_key.revoked` (or
+    `oauth_client.revoked`) naming what was revoked: its name and scopes, and a key's mode.
+    Until 2026-12-05 the merchant's `api_key.created` had no mode and the revocations' details
+    were empty. A refusal to revoke says what it is in English: `an API key`, `an OAuth
+    client` (it said `a api key`)."""
+    body = {"name": "entries", "scopes": ["catalog:read"], "mode": "test"}
+    key = (await gateway.post("/v1/api-keys", body)).json()
+    client = await gateway.client(["catalog:read"])
+    assert (await gateway.http.delete(f"/v1/api-keys/{key['id']}")).status_code == 200
+    assert (await gateway.http.delete(f"/v1/oauth-clients/{client['id']}")).status_code == 200
+
+    async def details(action: str, ident: str) -> Any:
+        log = await gateway.http.get(
+            "/v1/audit-log", params={"action": action, "resource_id": ident}
+        )
+        (entry,) = log.json()["data"]
+        return entry["details"]
+
+    assert await details("api_key.created", key["id"]) == body
+    assert await details("api_key.revoked", key["id"]) == body
+    assert await details("oauth_client.revoked", client["id"]) == {
+        "name": "guarded",
+        "scopes": ["catalog:read"],
+    }
+
+    narrow = (await gateway.post(
+        "/v1/api-keys", {"name": "narrow", "scopes": ["credentials:manage"]}
+    )).json()  # fmt: skip
+    wide = (await gateway.post("/v1/api-keys", {"name": "w", "scopes": ["orders:read"]})).json()
+    wide_client = await gateway.client(["orders:read"])
+    for path, ident, kind in (
+        ("api-keys", wide["id"], "an API key"),
+        ("oauth-clients", wide_client["id"], "an OAuth client"),
+    ):
+        refused = await gateway.http.delete(f"/v1/{path}/{ident}", headers=_bearer(narrow["key"]))
+        assert refused.status_code == 403, refused.text
+        assert f"cannot act on {kind} holding scopes it lacks" in refused.json()["detail"]
+
+
 async def _register(gateway: Gateway) -> str:
     """An unpaired register of the fixture's merchant at its store, made directly."""
     merchant = gateway.scalar("SELECT merchant_id FROM api_keys ORDER BY id LIMIT 1")

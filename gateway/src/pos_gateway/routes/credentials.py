@@ -156,6 +156,10 @@ async def _refused(
         )  # fmt: skip
 
 
+# The kinds of credential as a sentence names them.
+_ARTICLED = {"api_key": "an API key", "oauth_client": "an OAuth client"}
+
+
 async def within_scopes(
     request: Request,
     kind: str,
@@ -190,7 +194,7 @@ async def within_scopes(
     raise Problem(
         403,
         "insufficient_scope",
-        f"this credential cannot act on a {kind.replace('_', ' ')} holding scopes it lacks: "
+        f"this credential cannot act on {_ARTICLED[kind]} holding scopes it lacks: "
         + ", ".join(beyond),
         headers={
             "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{" ".join(beyond)}"'
@@ -268,7 +272,8 @@ async def create_key(body: KeyIn, request: Request) -> NewApiKey:
                 request_id(),
             )  # fmt: skip
             done.resource = ("api_key", key_id)
-            done.details = {"name": body.name, "scopes": list(scopes)}
+            # As the platform's entry for a key it issues says: a live key is worth seeing.
+            done.details = {"name": body.name, "scopes": list(scopes), "mode": body.mode}
     except admin.RequestReused:
         raise _reused() from None
     info = await admin.get_key(state.engine, merchant, key_id)
@@ -317,6 +322,9 @@ async def revoke_key(key_id: PathId, request: Request) -> ApiKey:
         if revoked is None:
             raise _missing("api key", key_id)
         done.resource = ("api_key", key_id)
+        # What was revoked, as its creation's entry names it (the key may be long gone from
+        # the list a reader of the log has at hand).
+        done.details = {"name": found.name, "scopes": found.scopes, "mode": found.mode}
         done.changed = now  # revoked already: one entry, from the revocation that did it
     request.app.state.keys.forget(key_id)
     return ApiKey.model_validate(key_json(revoked))
@@ -461,6 +469,7 @@ async def revoke_client(client_id: PathId, request: Request) -> OAuthClient:
         if revoked is None:
             raise _missing("oauth client", client_id)
         done.resource = ("oauth_client", client_id)
+        done.details = {"name": found.name, "scopes": found.scopes}
         done.changed = now
     request.app.state.keys.forget(client_id)
     return OAuthClient.model_validate(_client_json(revoked))
