@@ -271,6 +271,23 @@ async def dispatcher(infra: Infra) -> AsyncIterator[Running]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
+async def patient_dispatcher(infra: Infra) -> AsyncIterator[Running]:
+    """Waits for an endpoint's answer as long as the settings allow (30 s, not 5 s): a test
+    holding answers until it lets them go would otherwise, on a loaded machine, see the held
+    deliveries time out and the next ones go out in their slots."""
+    server = infra.new_nats()
+    running = Running(
+        infra, server, infra.service_database("dispatcher"), Clock(),
+        {"webhook_timeout_seconds": 30.0},
+    )  # fmt: skip
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def strict_dispatcher(infra: Infra) -> AsyncIterator[Running]:
     """As deployed for real: no private or loopback addresses."""
     server = infra.new_nats()

@@ -605,7 +605,7 @@ async def test_a_subscription_deleted_mid_delivery_spoils_no_other_record(
 
 
 async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
-    dispatcher, receiver
+    patient_dispatcher, receiver
 ) -> None:
     """Many deliveries of a slow endpoint wait in the worker's queue; once the subscription is
     disabled, they stay pending instead of going out (once RECHECK_SECONDS have passed), and
@@ -613,26 +613,28 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     from pos_dispatcher.service.delivery import RECHECK_SECONDS
 
     # The endpoint answers nothing until let go: the deliveries out when it is disabled (one
-    # per slot, 8) stay the only ones out, however loaded the machine. With answers of half a
-    # second instead, how many went out before the disable depended on how soon it came.
+    # per slot, 8) stay the only ones out, however loaded the machine (the dispatcher waits
+    # 30 s for an answer: with 5 s, held ones timed out under load and the next 8 went out).
+    # With answers of half a second instead, how many went out before the disable depended on
+    # how soon it came.
     answers = asyncio.Event()
     receiver.answer = lambda r: (200, {}, answers) if r.path == "/queued" else (204, {}, 0.0)
-    made = await dispatcher.subscribe(receiver.at("/queued"), ["product.*"])
+    made = await patient_dispatcher.subscribe(receiver.at("/queued"), ["product.*"])
     events = 40
     for n in range(events):
-        await dispatcher.publish(product_created(9200 + n))
+        await patient_dispatcher.publish(product_created(9200 + n))
 
     # Every event has its delivery (a disabled subscription is given none) and some are out.
     async def all_made() -> bool:
-        return len(await dispatcher.deliveries(made.subscription.id)) == events
+        return len(await patient_dispatcher.deliveries(made.subscription.id)) == events
 
     try:
-        await dispatcher.eventually(all_made)
-        await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", 1))
+        await patient_dispatcher.eventually(all_made)
+        await patient_dispatcher.eventually(lambda: _heard_at(receiver, "/queued", 1))
         changed = pb.UpdateSubscriptionRequest(
             request_id="off-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_DISABLED
         )
-        first = await dispatcher.call("UpdateSubscription", changed)
+        first = await patient_dispatcher.call("UpdateSubscription", changed)
         # Disabled again, or sent what it already is: no new version.
         for again in (
             pb.UpdateSubscriptionRequest(
@@ -644,7 +646,7 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
                 event_types=["product.*", "product.*"], replace_event_types=True,
             ),
         ):  # fmt: skip
-            kept = await dispatcher.call("UpdateSubscription", again)
+            kept = await patient_dispatcher.call("UpdateSubscription", again)
             assert kept.subscription.version == first.subscription.version
         # The worker's read of the subscription (made before the first went out) is now older
         # than it may be: the next delivery to go out reads it again. At least this long, so a
@@ -655,11 +657,11 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
 
     # The slots free up; what waited in the queue finds the subscription disabled.
     async def answers_recorded() -> bool:
-        found = await dispatcher.deliveries(made.subscription.id)
+        found = await patient_dispatcher.deliveries(made.subscription.id)
         tried = [d for d in found if d.attempt_count >= 1]
         return len(tried) >= len([r for r in receiver.got if r.path == "/queued"])
 
-    await dispatcher.eventually(answers_recorded)
+    await patient_dispatcher.eventually(answers_recorded)
     await asyncio.sleep(1.0)  # time enough for a wrong delivery to arrive too
     sent = [r for r in receiver.got if r.path == "/queued"]
     assert 1 <= len(sent) <= 8, len(sent)  # those out when it was disabled, one per slot
@@ -668,8 +670,8 @@ async def test_a_subscription_changed_gets_nothing_more_from_the_local_queue(
     enabled = pb.UpdateSubscriptionRequest(
         request_id="on-q", id=made.subscription.id, status=pb.SUBSCRIPTION_STATUS_ENABLED
     )
-    await dispatcher.call("UpdateSubscription", enabled)
-    await dispatcher.eventually(lambda: _heard_at(receiver, "/queued", events), limit=15)
+    await patient_dispatcher.call("UpdateSubscription", enabled)
+    await patient_dispatcher.eventually(lambda: _heard_at(receiver, "/queued", events), limit=15)
     ids = [r.headers["webhook-id"] for r in receiver.got if r.path == "/queued"]
     assert len(set(ids)) == events
 
