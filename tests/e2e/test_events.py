@@ -1042,3 +1042,69 @@ def test_webhook_subscription_changes_are_in_the_audit_log(platform: Running) ->
         ]  # fmt: skip
         text = http.get("/v1/audit-log").text
         assert not any(s in text for s in [*secrets, "tok3n", "s3cret", "elsewhere"]), text
+
+
+class _GoneAtOne(_Receiver):
+    """A receiver whose `/gone` endpoint answers 410 Gone (its partner left), the rest 204."""
+
+    def do_POST(self) -> None:
+        if not self.path.startswith("/gone"):
+            super().do_POST()
+            return
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(410)
+        self.end_headers()
+
+
+def test_a_disabled_subscription_s_event_shows_its_url_s_origin_never_its_token(
+    platform: Running,
+) -> None:
+    """A receiver's URL may hold its own token, and only `webhooks:manage` reads a subscription;
+    the `webhook_subscription.disabled` event goes to every `events:read` key and to the
+    merchant's other endpoints, so it names the URL's origin, as the audit log does."""
+    got: list[tuple[dict[str, str], str, float]] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_GoneAtOne,), {"got": got}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with platform.new_merchant(f"Gone {uuid.uuid4().hex[:6]}") as http:
+            gone = http.post(
+                "/v1/webhook-subscriptions",
+                json={"url": f"{base}/gone/partner-a?token=SECRET-OF-A",
+                      "event_types": ["product.*"]},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )  # fmt: skip
+            assert gone.status_code == 201, gone.text
+            watch = http.post(
+                "/v1/webhook-subscriptions",
+                json={"url": f"{base}/watch", "event_types": ["webhook_subscription.*"]},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert watch.status_code == 201, watch.text
+            http.post(
+                "/v1/products",
+                json={"sku": "GONE-1", "name": "Gone", "price": {"amount": 100, "currency": "USD"}},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            ).raise_for_status()
+            headers, body, _ = _eventually(lambda: got and got[0])
+            pushed = Webhook(watch.json()["secret"]).verify(body, headers)
+            feed = http.get("/v1/events", params={"types": "webhook_subscription.*"})
+            assert feed.status_code == 200, feed.text
+            (event,) = feed.json()["data"]
+            sub_id = gone.json()["subscription"]["id"]
+            now = http.get(f"/v1/webhook-subscriptions/{sub_id}").json()
+            assert now["status"] == "disabled" and "SECRET-OF-A" in now["url"]
+            shown = {k: v for k, v in now.items() if k != "url"} | {"origin": base}
+            for told in (event, pushed):
+                assert told["type"] == "webhook_subscription.disabled", told
+                assert told["data"]["object"] == shown
+            assert not any("SECRET-OF-A" in text or "partner-a" in text
+                           for text in (feed.text, body))  # fmt: skip
+            components = http.get("/openapi.json").json()["components"]
+            jsonschema.validate(
+                event, {**components["schemas"]["Event"], "components": components},
+                cls=jsonschema.Draft202012Validator, format_checker=jsonschema.FormatChecker(),
+            )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -293,6 +293,40 @@ async def test_a_410_disables_the_subscription_at_once_and_says_so(dispatcher, r
     await dispatcher.eventually(lambda: _heard_at(receiver, "/gone", 2))
 
 
+async def test_the_disabled_event_names_the_url_s_origin_never_its_token(
+    dispatcher, receiver
+) -> None:
+    # A receiver's URL may hold its own token (in its path or query): only
+    # `webhooks:manage` reads a subscription, while the event reaches every `events:read` key
+    # and every subscription that wants it, so it carries the origin the audit log names.
+    receiver.answer = lambda r: (410, {}, 0.0) if r.path == "/partner-a" else (204, {}, 0.0)
+    port = receiver.port
+    gone_url = f"http://127.0.0.1:{port}/partner-a?token=SECRET-OF-A"
+    gone = await dispatcher.subscribe(gone_url, ["product.*"])
+    watcher = await dispatcher.subscribe(receiver.at("/watch"), ["webhook_subscription.*"])
+    await dispatcher.publish(product_created(1))
+    await dispatcher.eventually(lambda: _heard_at(receiver, "/watch", 1))
+    (event,) = [e for e in await dispatcher.feed() if e.type == "webhook_subscription.disabled"]
+    told = next(r for r in receiver.got if r.path == "/watch")
+    pushed = Webhook(watcher.secret).verify(told.body, told.headers)
+    for text in (event.data_json, told.body):
+        assert "SECRET-OF-A" not in text and "partner-a" not in text
+    sub = await dispatcher.subscription(gone.subscription.id)
+    expected = {
+        "id": sub.id,
+        "origin": f"http://127.0.0.1:{port}",
+        "event_types": ["product.*"],
+        "description": "",
+        "status": "disabled",
+        "disabled_reason": "endpoint_gone",
+        "version": sub.version,
+    }
+    for data in (json.loads(event.data_json), pushed["data"]):
+        shown = data["object"]
+        assert {k: v for k, v in shown.items() if k in expected} == expected
+        assert set(shown) == {*expected, "created_at", "updated_at"}
+
+
 async def _status(dispatcher, sub_id: str, status: int) -> bool:  # type: ignore[no-untyped-def]
     return (await dispatcher.subscription(sub_id)).status == status
 

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -58,6 +57,7 @@ from pos_gateway.schemas.events import (
     Replayed,
     WebhookSubscription,
     WebhookSubscriptionList,
+    origin,
 )
 from pos_kit.grpc_client import read_error
 
@@ -331,14 +331,6 @@ class ReplayWindow(Body):
 
     created_after: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
     created_before: BodyTime | None = Field(None, json_schema_extra=TIME_SCHEMA)
-
-
-def origin(url: str) -> str:
-    """Where a URL sends, as its audit entry names it: scheme, host and port only. A receiver's
-    URL may carry its own token in the path or query, which the audit log must not spread
-    to every holder of `audit:read`."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _audited(done: Done, sub: pb.Subscription, **details: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field
 
@@ -106,7 +107,10 @@ class EventData(Answer):
     carries the stock level (its `sku`, `location_id` and `available`) as `object` and the
     threshold it fell to or below as `threshold`; `coupon.redeemed` and `coupon.released` carry the
     coupon as `object` and the `order_id` and `customer_id` of the use; `customer.merged`
-    carries the survivor as `object` and the duplicate's id as `merged_customer_id`."""
+    carries the survivor as `object` and the duplicate's id as `merged_customer_id`;
+    `webhook_subscription.disabled` carries the subscription with its URL's `origin` (scheme,
+    host and port) in place of its `url`, which may hold the receiver's own token: `GET
+    /v1/webhook-subscriptions/{id}` (`webhooks:manage`) answers the URL."""
 
     # The extras pass as they are; no other type gains a field.
     model_config = ConfigDict(extra="allow", json_schema_extra=_documented_extras)
@@ -135,6 +139,15 @@ class EventList(Answer):
         description="Pass as `after` to read on: the last sequence this page covered",
     )
     has_more: bool = Field(description="false: you are at the head of the feed for now")
+
+
+def origin(url: str) -> str:
+    """Where a URL sends: scheme, host and port only. A receiver's URL may carry its own token
+    in the path or query, which must not spread beyond the holders of `webhooks:manage`: the
+    audit log (`audit:read`) and the `webhook_subscription.disabled` event (`events:read`, and
+    other subscriptions' endpoints) name this instead."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 class WebhookSubscription(Answer):

@@ -12,7 +12,7 @@ from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos_dispatcher.adapters.repository import DeliveryRow, StoredEvent
 from pos_dispatcher.domain.model import Status, Subscription
 from pos_gateway.convert import to_model
-from pos_gateway.schemas.events import WebhookSubscription
+from pos_gateway.schemas.events import WebhookSubscription, origin
 from pos_kit.enums import ProtoEnum
 
 STATUS = ProtoEnum(Status, pb.SubscriptionStatus)
@@ -52,9 +52,17 @@ def subscription_to_proto(sub: Subscription) -> pb.Subscription:
 
 
 def subscription_snapshot(sub: Subscription) -> dict[str, Any]:
-    """The data of a `webhook_subscription.*` event: the subscription as `GET` returns it."""
-    model = to_model(WebhookSubscription, subscription_to_proto(sub))
-    return {"object": model.model_dump(mode="json")}
+    """The data of a `webhook_subscription.*` event: the subscription as `GET` returns it, with
+    its URL's `origin` in place of the `url`. A receiver's URL may hold its own token, and only
+    `webhooks:manage` reads a subscription, while the event goes to every `events:read` key and
+    to other subscriptions' endpoints."""
+    shown = to_model(WebhookSubscription, subscription_to_proto(sub)).model_dump(mode="json")
+    return {
+        "object": {
+            ("origin" if key == "url" else key): (origin(value) if key == "url" else value)
+            for key, value in shown.items()
+        }
+    }
 
 
 DELIVERY_STATUS = {
