@@ -39,6 +39,7 @@ class Harness:
         self.bad_key_key = ""  # a credential of its own for the malformed Idempotency-Keys
         self.chunked_key = ""  # and one for the bodies sent without a Content-Length
         self.limited_key = ""  # and one for /v1/limited
+        self.slash_key = ""  # and one for the redirected request
         self.limited_calls = 0
         self.busy_calls = 0
         self.person_calls = 0
@@ -120,6 +121,7 @@ async def harness(infra: Infra) -> AsyncIterator[Harness]:
         state["h"].bad_key_key = (await issue_key(engine, SECRET, merchant, "edge-badkey")).key
         state["h"].chunked_key = (await issue_key(engine, SECRET, merchant, "edge-chunked")).key
         state["h"].limited_key = (await issue_key(engine, SECRET, merchant, "edge-limited")).key
+        state["h"].slash_key = (await issue_key(engine, SECRET, merchant, "edge-slash")).key
         yield state["h"]
     await engine.dispose()
 
@@ -255,6 +257,21 @@ async def test_a_request_naming_what_does_not_exist_keeps_nothing_either(harness
     assert unknown.status_code == 404
     fixed = await h.client.post("/v1/strict", json={"sku": "TEE"}, headers=headers)
     assert fixed.status_code == 201
+
+
+async def test_a_redirect_keeps_nothing_under_its_key(harness: Harness) -> None:
+    """A redirect (the stand-in app's, from `/v1/thing/` to `/v1/thing`) is no answer to the
+    request: kept, the request it points to was refused as the key reused with another
+    request (422), and a retry was sent the redirect again for as long as the key lived."""
+    h = harness
+    headers = {"Authorization": f"Bearer {h.slash_key}", "Idempotency-Key": "slashed"}
+    redirected = await h.client.post("/v1/thing/", json={"a": 1}, headers=headers)
+    assert redirected.status_code == 307
+    assert redirected.headers["location"].endswith("/v1/thing")
+    followed = await h.client.post("/v1/thing", json={"a": 1}, headers=headers)
+    assert followed.status_code == 201, followed.text
+    replay = await h.client.post("/v1/thing", json={"a": 1}, headers=headers)
+    assert replay.headers["idempotent-replayed"] == "true" and replay.content == followed.content
 
 
 async def test_an_answer_holding_an_erased_customer_is_withdrawn_and_its_key_stays_spent(

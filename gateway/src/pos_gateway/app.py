@@ -198,6 +198,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         # operationId = the route function's name (`list_products`, `create_customer`): what
         # a generated SDK names its methods, so it must read well and stay put.
         generate_unique_id_function=lambda route: route.name,
+        # A path with a trailing slash names no operation: the `route_not_found` 404 as any
+        # other unknown path, not a 307 to the path without it (which a POST's Idempotency-Key
+        # kept, refusing the request it pointed to as the key reused).
+        redirect_slashes=False,
         # Every route's query checked as a whole before the route reads it: no parameter it
         # does not take, none it takes once given twice.
         dependencies=[Depends(only_declared), Depends(one_value_each)],

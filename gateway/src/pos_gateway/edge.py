@@ -431,7 +431,8 @@ class EdgeMiddleware:
         # Our failure (a 5xx), not an answer: the client may retry with the same key. A
         # request refused as it came (400, 403, 404) or for its rate (429) keeps nothing
         # either, not even the fingerprint of its body (which may have held a card number): the
-        # corrected (or later) request may use the same key. Nor does a service's "still in
+        # corrected (or later) request may use the same key. Nor does a redirect, which the
+        # client follows with the same key. Nor does a service's "still in
         # progress" (409): kept, it would be replayed after the work had finished. (Let go in
         # `keep` as the answer left; here if it never did.)
         await let_go()
@@ -557,8 +558,11 @@ def _kept_nothing(status: int, body: bytes) -> bool:
     Stripe allows), one refused for its rate (429: "retry after the given time", and nothing
     ran; kept, the retry it asks for got the 429 again until the key expired), a service's
     request still in progress, or a service's refusal of the key reused with another body
-    (the first body's retry is still to come)."""
-    if status in (400, 403, 404, 429):
+    (the first body's retry is still to come). Nor is a redirect (3xx), which is no answer
+    to the request but a pointer to another: kept, the request it points to, sent with the
+    same key as a client following it does, was refused as the key reused (422), and a retry
+    was pointed away again for as long as the key lived."""
+    if status in (400, 403, 404, 429) or 300 <= status < 400:
         return True
     if status not in _NOT_KEPT:
         return False
