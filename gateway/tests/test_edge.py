@@ -351,6 +351,46 @@ async def test_the_same_body_sent_again_in_other_json_form_is_the_same_request(
     assert changed.status_code == 422
 
 
+async def test_the_query_is_part_of_the_request_a_key_was_used_with(harness: Harness) -> None:
+    """The same key, path and body with another query (`?consumer=B` after `?consumer=A`) is
+    another request: a 422, where A's answer was replayed and B never ran. The query counts by
+    its meaning (its parameters in another order, or percent-encoded otherwise, are the same
+    request), and a request without one is fingerprinted as ever: a key claimed before the
+    query counted still matches it."""
+    h = harness
+    assert h.store is not None
+    engine = h.store._engine
+    credentials = [
+        (await issue_key(engine, SECRET, h.merchant, f"edge-query{i}")).key for i in range(3)
+    ]
+    sent = 0
+
+    async def post(key: str, query: str) -> httpx.Response:
+        nonlocal sent
+        sent += 1  # each credential's budget is 3 a second: spread over three of them
+        headers = {"Authorization": f"Bearer {credentials[sent % 3]}", "Idempotency-Key": key}
+        return await h.client.post("/v1/thing" + query, json={"a": 1}, headers=headers)
+
+    first = await post("query-1", "?consumer=A&limit=5")
+    assert first.status_code == 201, first.text
+    other = await post("query-1", "?consumer=B&limit=5")
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    same = await post("query-1", "?limit=5&consumer=%41")
+    assert (same.status_code, same.headers.get("idempotent-replayed")) == (201, "true")
+    assert same.content == first.content
+    bare = await post("query-1", "")
+    assert (bare.status_code, bare.json()["code"]) == (422, "idempotency_key_reused")
+
+    claim = await h.store.claim(
+        h.merchant, "query-old", (fingerprint("POST", "/v1/thing", b'{"a":1}'),)
+    )
+    assert claim.proceed
+    await h.store.complete(h.merchant, "query-old", Stored(201, "application/json", b'{"old":1}'))
+    replayed = await post("query-old", "")
+    assert (replayed.status_code, replayed.content) == (201, b'{"old":1}')
+    assert (await post("query-old", "?consumer=A")).status_code == 422
+
+
 async def test_a_refused_requests_key_is_let_go_before_its_answer_leaves(
     harness: Harness,
 ) -> None:

@@ -96,3 +96,37 @@ def test_a_dead_letter_is_listed_and_redriven_over_http(platform: Running) -> No
         assert gone.json()["resource"] == "dead letter"
         bad = admin.get("/v1/admin/dead-letters", params={"cursor": "abc"})
         assert bad.status_code == 400
+
+
+def test_a_redrive_names_a_consumer_there_is_and_its_key_holds_the_consumer(
+    platform: Running,
+) -> None:
+    """A consumer the platform does not have is a 404 naming `consumer` (it was a 200 with
+    nothing redriven, as if a typo had found the queue empty), and the same Idempotency-Key
+    with another consumer is another request: a 422 (it replayed the first consumer's answer,
+    and the second was never redriven)."""
+    running = platform.platform
+    token = running._secrets()["platform_admin_token"]
+    with httpx.Client(
+        base_url=running.gateway_url, headers={"Authorization": f"Bearer {token}"}, timeout=15
+    ) as admin:
+        typo = admin.post("/v1/admin/dead-letters/redrive", params={"consumer": "customer-loyalt"})
+        assert typo.status_code == 404, typo.text
+        assert typo.json()["code"] == "resource_missing"
+        assert typo.json()["errors"] == [{"field": "consumer", "reason": "no such consumer"}]
+
+        key = {"Idempotency-Key": new_id("redrive")}
+        first = admin.post(
+            "/v1/admin/dead-letters/redrive", params={"consumer": "customer-loyalty"}, headers=key
+        )
+        assert first.status_code == 200, first.text
+        other = admin.post(
+            "/v1/admin/dead-letters/redrive", params={"consumer": "inventory-sales"}, headers=key
+        )
+        assert other.status_code == 422, other.text
+        assert other.json()["code"] == "idempotency_key_reused"
+        again = admin.post(
+            "/v1/admin/dead-letters/redrive", params={"consumer": "customer-loyalty"}, headers=key
+        )
+        assert (again.status_code, again.headers["idempotent-replayed"]) == (200, "true")
+        assert again.content == first.content

@@ -9,12 +9,20 @@ import subprocess
 import sys
 
 import pytest
+from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from pos_customer.adapters.tables import kit
 from pos_devstack.testing import Bus, until
 from pos_kit.consumer import Consumer, IncomingEvent
-from pos_kit.dead_letters import Unroutable, list_dead_letters, redrive, redrive_all
+from pos_kit.dead_letters import (
+    UnknownConsumer,
+    Unroutable,
+    consumer_known,
+    list_dead_letters,
+    redrive,
+    redrive_all,
+)
 from pos_kit.events import EVENT_ID_HEADER, EVENT_TYPE_HEADER, MERCHANT_HEADER
 from pos_kit.streams import ensure_service_streams
 from pos_kit.uow import UnitOfWork
@@ -117,3 +125,17 @@ async def test_a_letter_that_names_no_consumer_stays_and_the_others_are_sent(bus
     sent = await redrive_all(js, consumer)
     assert [x.sequence for x in sent] == [sendable.sequence]
     assert [x.sequence for x in await list_dead_letters(js, consumer)] == [by_hand.sequence]
+
+
+async def test_a_redrive_of_a_consumer_there_is_not_is_refused(bus: Bus) -> None:
+    """A consumer that is neither a durable consumer of a stream nor one with dead letters (a
+    typo) is UnknownConsumer, not an empty redrive; one that is a stream's consumer, with no
+    letters, is an empty one."""
+    js = bus.js
+    await ensure_service_streams(js, "order")
+    await js.add_consumer("POS_ORDER", ConsumerConfig(durable_name="test-known"))
+    assert await consumer_known(js, "test-known")
+    assert await redrive_all(js, "test-known") == []
+    assert not await consumer_known(js, "test-knwon")
+    with pytest.raises(UnknownConsumer):
+        await redrive_all(js, "test-knwon")

@@ -340,7 +340,10 @@ class EdgeMiddleware:
             return
         body = await read_body(receive)
         store: IdempotencyStore = scope["app"].state.idempotency
-        prints = fingerprints("POST", scope["path"], body, store.fingerprint_key, register_id)
+        prints = fingerprints(
+            "POST", scope["path"], body, store.fingerprint_key, register_id,
+            scope.get("query_string", b""),
+        )  # fmt: skip
         claim = await store.claim(merchant_id, key, prints)
         answer: Response | None = None
         if claim.mismatch:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import psycopg
 from sqlalchemy import Table, and_, bindparam, delete, func, select, update
@@ -145,15 +146,36 @@ def redact(body: bytes, fields: Collection[str]) -> bytes:
 
 
 def fingerprint(
-    method: str, path: str, body: bytes, key: bytes = b"", register_id: str | None = None
+    method: str,
+    path: str,
+    body: bytes,
+    key: bytes = b"",
+    register_id: str | None = None,
+    query: bytes = b"",
 ) -> bytes:
-    """Which request a key was used with. Keyed (HMAC-SHA256): a body may carry a bearer
-    secret (a gift card's code), and a plain hash of it could be searched for a short code by
-    anyone who reads the table; without the gateway's secret, this one cannot."""
-    message = method.encode() + b" " + path.encode() + b"\n" + body
+    """Which request a key was used with: its method, path, query (`canonical_query`) and
+    body. Keyed (HMAC-SHA256): a body may carry a bearer secret (a gift card's code), and a
+    plain hash of it could be searched for a short code by anyone who reads the table; without
+    the gateway's secret, this one cannot. A request without a query is fingerprinted as it was
+    before the query counted, so a key claimed then still matches it."""
+    target = path.encode() + (b"?" + query if query else b"")
+    message = method.encode() + b" " + target + b"\n" + body
     if register_id is not None:
         message = b"register " + register_id.encode() + b"\n" + message
     return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def canonical_query(query: bytes) -> bytes:
+    """The query as its meaning, not its bytes: each parameter decoded, then encoded again in
+    one way, ordered by name (the values given one name keep their order, which may matter),
+    so `?b=2&a=%41` is the same request as `?a=A&b=2`, while `?consumer=B` after `?consumer=A`
+    is another one. Lossless: bytes that are not UTF-8 go back as they came."""
+    pairs = parse_qsl(
+        query.decode("latin-1"), keep_blank_values=True, encoding="utf-8",
+        errors="surrogateescape",
+    )  # fmt: skip
+    pairs.sort(key=lambda pair: pair[0])
+    return urlencode(pairs, encoding="utf-8", errors="surrogateescape").encode()
 
 
 def canonical(body: bytes) -> bytes:
@@ -172,20 +194,28 @@ def canonical(body: bytes) -> bytes:
 
 
 def fingerprints(
-    method: str, path: str, body: bytes, key: bytes = b"", register_id: str | None = None
+    method: str,
+    path: str,
+    body: bytes,
+    key: bytes = b"",
+    register_id: str | None = None,
+    query: bytes = b"",
 ) -> tuple[bytes, ...]:
     """The request's fingerprint (of its canonical body) first, then, when they differ, the
     one of its bytes as they came: the fingerprint a key claimed before bodies were compared
-    by meaning holds, so a retry across that upgrade is still the same request.
+    by meaning holds, so a retry across that upgrade is still the same request. Both hold the
+    query (`canonical_query`): without it, the same key, path and body with another query
+    (`?consumer=B` after `?consumer=A`) replayed the first one's answer, and never ran.
 
     A register's request is fingerprinted with the register: its credential sees only its own
     location, and a replay runs no route, so another till (or an API key) sending the same
     key and body must not be handed this register's stored answer (a shift's cash report, a
     sale it never made): for them it is another request, a 422."""
+    query = canonical_query(query)
     if register_id is not None:
-        return (fingerprint(method, path, canonical(body), key, register_id),)
-    mine = fingerprint(method, path, canonical(body), key)
-    raw = fingerprint(method, path, body, key)
+        return (fingerprint(method, path, canonical(body), key, register_id, query),)
+    mine = fingerprint(method, path, canonical(body), key, query=query)
+    raw = fingerprint(method, path, body, key, query=query)
     return (mine,) if raw == mine else (mine, raw)
 
 

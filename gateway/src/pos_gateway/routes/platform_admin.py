@@ -242,9 +242,22 @@ async def redrive_dead_letter(sequence: Sequence, request: Request) -> Redriven:
     summary="Send every dead letter again",
     description="Requires the platform credential. Every dead letter (or a consumer's) is sent "
     "again to the consumer that failed it, oldest first; one that does not say its consumer "
-    "and subject (put on the stream by hand) stays.",
+    "and subject (put on the stream by hand) stays. A `consumer` there is not (neither a "
+    "consumer of the platform's streams nor one with dead letters) is a 404 "
+    "`resource_missing` whose `errors[]` names `consumer`; nothing is sent.",
     responses={200: success(ex.REDRIVEN), **problems(400, 401, 404, 409, 422, 429, 503)},
 )
 async def redrive_dead_letters(request: Request, consumer: ConsumerName = None) -> Redriven:
     js = await request.app.state.jetstream.jetstream()
-    return Redriven(redriven=[_letter(x) for x in await dead_letters.redrive_all(js, consumer)])
+    try:
+        sent = await dead_letters.redrive_all(js, consumer)
+    except dead_letters.UnknownConsumer:
+        # A typo is not an empty queue (it answered 200 with nothing redriven).
+        raise Problem(
+            404,
+            "resource_missing",
+            f"consumer {consumer!r} was not found",
+            [{"field": "consumer", "reason": "no such consumer"}],
+            extra={"resource": "consumer"},
+        ) from None
+    return Redriven(redriven=[_letter(x) for x in sent])

@@ -41,6 +41,11 @@ class Unroutable(ValueError):
     aside: put on the stream by hand): nowhere to send it again, so it stays."""
 
 
+class UnknownConsumer(LookupError):
+    """A redrive of a consumer there is not (a typo): nothing is sent, and the caller is told,
+    where an empty redrive read as "its queue is empty"."""
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     sequence: int
@@ -105,9 +110,34 @@ async def redrive(js: JetStreamContext, sequence: int) -> DeadLetter:
     return letter
 
 
+async def consumer_known(js: JetStreamContext, consumer: str) -> bool:
+    """Whether `consumer` names a consumer there is: one whose dead letters wait here, or a
+    durable consumer of one of the streams. The letters are looked at first: an ordered
+    consumer made again from its ack floor (`Consumer._rewind_if_needed`) is missing from its
+    stream for a moment, and its letters still say it is one."""
+    try:
+        await js.get_msg(DLQ_STREAM, seq=1, subject=_subject(consumer), next=True)
+        return True
+    except NotFoundError:
+        pass
+    for stream in await js.streams_info():
+        name = stream.config.name
+        if not name or name == DLQ_STREAM:
+            continue
+        try:
+            await js.consumer_info(name, consumer)
+            return True
+        except NotFoundError:
+            continue
+    return False
+
+
 async def redrive_all(js: JetStreamContext, consumer: str | None = None) -> list[DeadLetter]:
     """Every dead letter (or a consumer's) sent again, oldest first; one that is Unroutable
-    stays where it is, and the others are sent all the same."""
+    stays where it is, and the others are sent all the same. UnknownConsumer for a consumer
+    there is not (`consumer_known`)."""
+    if consumer is not None and not await consumer_known(js, consumer):
+        raise UnknownConsumer(consumer)
     sent: list[DeadLetter] = []
     after = 0
     while batch := await list_dead_letters(js, consumer, after):
@@ -137,7 +167,10 @@ async def _main(argv: list[str] | None = None) -> None:
         if args.command == "list":
             letters = await list_dead_letters(js, args.consumer, limit=10_000)
         elif args.all:
-            letters = await redrive_all(js, args.consumer)
+            try:
+                letters = await redrive_all(js, args.consumer)
+            except UnknownConsumer:
+                parser.error(f"no such consumer: {args.consumer}")
         elif args.sequence is not None:
             letters = [await redrive(js, args.sequence)]
         else:
