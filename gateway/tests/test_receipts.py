@@ -483,3 +483,12 @@ def test_a_receipt_compounds_each_tax_as_the_line_was_charged_not_as_the_store_d
         ("city 10%", False, 1000, 100),
         ("city 10%", True, 9540, 954),
     ]
+
+
+def test_a_manual_discount_is_named_once_with_the_staff_s_reason() -> None:
+    """The order carries "Manual: <reason>" (the promotion service's wording): the receipt
+    said "Manual discount: Manual: <reason>"."""
+    manual = {"promotion_id": "manual", "reason": "Manual: damaged box", "amount": ex.usd(100)}
+    assert receipts._discount_name(manual) == "Manual discount: damaged box"
+    assert receipts._discount_name({**manual, "reason": ""}) == "Manual discount: by staff"
+    assert receipts._discount_name({**manual, "reason": "Manual: "}) == "Manual discount: by staff"

@@ -81,7 +81,9 @@ def _tax_label(name: str, rate: int) -> str:
 def _discount_name(d: dict[str, Any]) -> str:
     """An offer by its name (the promotion's reason); a manual one with the staff's reason."""
     if d.get("promotion_id") == "manual":
-        return f"Manual discount: {d.get('reason') or 'by staff'}"
+        # The order carries the promotion service's wording, "Manual: <the staff's reason>".
+        reason = str(d.get("reason") or "").removeprefix("Manual:").strip()
+        return f"Manual discount: {reason or 'by staff'}"
     return str(d.get("reason") or d.get("promotion_id") or "Discount")
 
 
