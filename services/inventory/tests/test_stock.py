@@ -185,14 +185,72 @@ async def test_a_decrease_stamped_a_little_ahead_of_now_is_checked_as_one_meant_
     ]
     assert len(db.published) == published
     assert await ledger_sum(db, sku, loc) == (3, 1)
-    # What it may take is recorded at its stamp, as before.
+    # What it may take is recorded, at now: it has not happened before now (see
+    # test_a_change_stamped_ahead_of_now_is_recorded_at_now_and_swallows_nothing).
     async with db.tx() as uow:
         level, entry = await handlers.adjust_stock(
             uow, Adjustment(sku, loc, -2, Reason.DAMAGED, occurred_at=ahead)
         )
-    assert (level.on_hand, entry.occurred_at) == (1, ahead)
+    assert (level.on_hand, entry.occurred_at < ahead) == (1, True)
     # Stamped in the past, it is a fact: recorded, the shortfall shown.
     assert await adjust(db, sku, loc, -2, datetime.now(UTC) - timedelta(seconds=1)) == -1
+
+
+async def test_a_change_stamped_ahead_of_now_is_recorded_at_now_and_swallows_nothing(
+    db: Db,
+) -> None:
+    """A stamp ahead of the service's clock (accepted up to 5 minutes, a till's clock running
+    fast) reports nothing that has happened yet: the change is recorded at the service's now,
+    counts, adjustments and transfers alike. Before, a count stamped ahead was recorded at its
+    stamp, so until then every sale, commit, write-off and transfer out was dated before it
+    and superseded (delta 0): units sold, written off and moved out while on_hand stayed, the
+    transfer's arrival created from nothing; and a change stamped ahead was added on top of a
+    count taken after it, counted twice."""
+    sku = unique("mug")
+    loc = (await db.shop(sku)).id
+    there = (await db.shop(sku)).id
+    await adjust(db, sku, loc, 5)
+    ahead = datetime.now(UTC) + timedelta(minutes=2)
+    async with db.tx() as uow:
+        level, entry = await stock.count_stock(uow, "count-ahead", sku, loc, 5, None, ahead)
+    assert level.on_hand == 5
+    assert entry.occurred_at <= datetime.now(UTC) < ahead
+    async with db.tx() as uow:
+        await handlers.record_sale(uow, "ord_after_count", loc, [(sku, 2)])
+    assert await on_hand(db, sku, loc) == 3
+    async with db.tx() as uow:
+        hold, _ = await reservations.create_reservation(uow, validate_hold(loc, [(sku, 1)], 60, ""))
+    async with db.tx() as uow:
+        await reservations.commit_reservation(uow, hold.id)
+    assert await on_hand(db, sku, loc) == 2
+    assert await adjust(db, sku, loc, -1) == 1
+    async with db.tx() as uow:
+        await stock.transfer_stock(uow, loc, there, [(sku, 1)], None)
+    assert (await on_hand(db, sku, loc), await on_hand(db, sku, there)) == (0, 1)
+    async with db.uow() as uow:
+        history = await stock.stock_history(
+            uow, HistoryFilters(sku=sku, location_id=loc), PageRequest()
+        )
+    assert [e.superseded for e in history] == [False] * 6
+    assert await ledger_sum(db, sku, loc) == (0, 6)
+
+    # The reverse: an adjustment and a transfer stamped ahead, then a count taken now.
+    other = unique("mug")
+    loc = (await db.shop(other)).id
+    there = (await db.shop(other)).id
+    await adjust(db, other, there, 2)
+    ahead = datetime.now(UTC) + timedelta(minutes=2)
+    async with db.tx() as uow:
+        _, entry = await handlers.adjust_stock(
+            uow, Adjustment(other, loc, 5, Reason.RECEIVED, occurred_at=ahead)
+        )
+    assert entry.occurred_at < ahead
+    async with db.tx() as uow:
+        _, _, entries = await stock.transfer_stock(uow, there, loc, [(other, 2)], ahead)
+    assert all(e.occurred_at < ahead for e in entries)
+    # The count saw the 7 units both brought: they are not added on top of it again.
+    assert await count(db, other, loc, 7, datetime.now(UTC), "count-now") == 7
+    assert await ledger_sum(db, other, loc) == (7, 3)
 
 
 async def test_unknown_or_foreign_skus_and_locations_are_not_found(db: Db) -> None:

@@ -202,8 +202,10 @@ Reason = Literal["received", "sold", "returned", "damaged", "correction", "lost"
 OccurredAt = Field(
     None,
     json_schema_extra=TIME_SCHEMA,
-    description="When it happened (RFC 3339 with an offset); unset means now. A change from "
-    "before the latest physical count is recorded but changes nothing: the count saw it.",
+    description="When it happened (RFC 3339 with an offset); unset means now, and so does a "
+    "time ahead of now (accepted up to 5 minutes: a till's clock running fast), recorded at the "
+    "server's clock. A change from before the latest physical count is recorded but changes "
+    "nothing: the count saw it.",
 )
 
 

@@ -120,6 +120,21 @@ def sequence_count(
     return Applied(counted + changed_since - state.on_hand, False)
 
 
+def change_time(occurred_at: datetime | None, now: datetime) -> datetime:
+    """The moment a change is recorded at and sequenced by: its `occurred_at` when that is
+    already past, else `now`.
+
+    A stamp ahead of the clock (accepted up to MAX_CLOCK_SKEW: a till's clock running fast)
+    reports nothing that has happened yet, so it is a change meant as now. Kept at its stamp,
+    a count dated ahead superseded every sale, commit, write-off and transfer out made until
+    then (each dated before it), and a change dated ahead was added on top of a count taken
+    after it, counted twice. Every writer of the ledger decides its change's time here.
+    """
+    if occurred_at is None or occurred_at > now:
+        return now
+    return occurred_at
+
+
 def validate_occurred_at(occurred_at: datetime, now: datetime) -> list[FieldViolation]:
     return require(
         occurred_at <= now + MAX_CLOCK_SKEW,

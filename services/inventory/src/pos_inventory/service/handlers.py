@@ -10,6 +10,7 @@ from pos_inventory.domain.ledger import (
     EntryKind,
     LedgerEntry,
     NewEntry,
+    change_time,
     crossed_low,
     sequence_change,
     validate_occurred_at,
@@ -253,9 +254,9 @@ async def adjust_stock(
     uow: InventoryUnitOfWork, adjustment: Adjustment
 ) -> tuple[StockLevel, LedgerEntry]:
     at_now = now()
-    occurred_at = adjustment.occurred_at or at_now
+    occurred_at = change_time(adjustment.occurred_at, at_now)
     validate_adjustment(adjustment)
-    raise_if(validate_occurred_at(occurred_at, at_now))
+    raise_if(validate_occurred_at(adjustment.occurred_at or at_now, at_now))
     try:
         await require_items(
             uow,

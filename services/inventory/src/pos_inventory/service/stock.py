@@ -9,6 +9,7 @@ from pos_inventory.domain.ledger import (
     EntryKind,
     LedgerEntry,
     NewEntry,
+    change_time,
     sequence_change,
     sequence_count,
     validate_count,
@@ -43,8 +44,9 @@ async def count_stock(
     note: str = "",
 ) -> tuple[StockLevel, LedgerEntry]:
     """A physical count. `count_key` (the request id) orders counts taken at the same instant."""
-    when = occurred_at or now()
-    validate_count(sku, location_id, counted, when, now())
+    at_now = now()
+    validate_count(sku, location_id, counted, occurred_at or at_now, at_now)
+    when = change_time(occurred_at, at_now)
     raise_if(validate_note(note))
     await require_items(
         uow,
@@ -101,7 +103,7 @@ async def transfer_stock(
     same changes end in the same levels in any order of arrival.
     """
     at_now = now()
-    when = occurred_at or at_now
+    when = change_time(occurred_at, at_now)
     violations: list[FieldViolation] = []
     violations += require(bool(from_location_id), "from_location_id", "is required")
     violations += require(bool(to_location_id), "to_location_id", "is required")
@@ -109,7 +111,7 @@ async def transfer_stock(
         from_location_id != to_location_id, "to_location_id", "must differ from from_location_id"
     )
     violations += line_violations(lines)
-    violations += validate_occurred_at(when, at_now)
+    violations += validate_occurred_at(occurred_at or at_now, at_now)
     violations += validate_note(note)
     raise_if(violations)
     await require_items(

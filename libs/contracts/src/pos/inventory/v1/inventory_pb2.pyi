@@ -1036,7 +1036,8 @@ class AdjustStockRequest(_message.Message):
     def occurred_at(self) -> _timestamp_pb2.Timestamp:
         """When it happened (an offline till sends it late). Changes are sequenced by this time: one
         that happened before the latest physical count is recorded but changes nothing, because
-        the count already saw its effect. Unset means now; at most 5 minutes in the future.
+        the count already saw its effect. Unset means now; at most 5 minutes in the future, and
+        a time ahead of the service's clock (a till's clock running fast) is recorded at now.
         """
 
     def __init__(
