@@ -122,7 +122,7 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "Retry-After": {
         "description": "Seconds until this credential may send a request again: on every "
-        "429 `rate_limited` (a service's own 429 `resource_exhausted` carries none)",
+        "429 `rate_limited` (a service's own 429 carries none)",
         "required": False,
         "schema": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 86400},
     },

@@ -238,6 +238,11 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> Problem:
         # (a 404 keeps nothing), so the key stays spent at the gateway too.
         return customer_erased()
     status = HTTP_FOR_GRPC.get(remote.status, 500)
+    if remote.status == grpc.StatusCode.RESOURCE_EXHAUSTED and not remote.reason:
+        # gRPC's own, not a service's refusal (which names its reason): a message or its
+        # metadata over a channel's limit. Nothing the caller can slow down for, and the text
+        # is the platform's (a 429 "Received message larger than max" before).
+        status = 500
     if remote.reason == IDEMPOTENCY_KEY_REUSED:
         # A service told the same request id with another body (the gateway's own store keeps
         # nothing after a failed first attempt, so only the service can): the API's answer for
