@@ -84,6 +84,16 @@ async def test_a_nearby_quantity_past_the_units_a_line_takes_names_sku(
     assert "from 1 to 1,000,000,000" in answer.json()["errors"][0]["reason"]
 
 
+async def test_a_nearby_sku_that_is_no_sku_names_sku(http: httpx.AsyncClient) -> None:
+    # Checked as every SKU is, at the gateway: the service would name its own `lines[0].sku`,
+    # which the caller did not send.
+    near = {"latitude": 0, "longitude": 0}
+    for line in ("bad sku", ":3", "S" * 70, "S" * 70 + ":2", "-TEE"):
+        answer = await http.get("/v1/inventory/nearby", params={"sku": line, **near})
+        assert _fields(answer) == ["sku"], line
+        assert repr(line) in answer.json()["errors"][0]["reason"]
+
+
 async def test_a_problem_keeps_the_first_errors_and_says_so(http: httpx.AsyncClient) -> None:
     lines = [{"sku": "", "quantity": 0} for _ in range(100)]  # two wrong fields each
     answer = await http.post("/v1/reservations", json={"location_id": "loc_1", "lines": lines})

@@ -223,6 +223,27 @@ def test_nearby_stock_of_an_archived_product_is_a_409(platform: Running) -> None
     assert shop in [x["location"]["id"] for x in listed.json()["data"]]
 
 
+def test_nearby_stock_of_an_unknown_sku_is_a_404_naming_sku(platform: Running) -> None:
+    """A SKU no product sells under is a 404 naming it, as sourcing and holds answer, and
+    naming the caller's `sku` (not the service's `lines[1].sku`); before, an empty list, as if
+    it had sold out everywhere. A malformed one is a 400 naming `sku` as well."""
+    http = platform.http
+    tag = uuid.uuid4().hex[:6].upper()
+    kept, unknown = f"NEAR-{tag}", f"NOPE-{tag}"
+    _product(http, kept)
+    _shop(http, f"{tag} near", 44.98, -93.27, {kept: 3})
+    near = {"latitude": 44.98, "longitude": -93.26}
+    answer = http.get("/v1/inventory/nearby", params={"sku": [kept, f"{unknown}:2"], **near})
+    assert answer.status_code == 404, answer.text
+    problem = answer.json()
+    assert (problem["code"], problem["skus"]) == ("resource_missing", [unknown])
+    assert [e["field"] for e in problem["errors"]] == ["sku"]
+    for line in ("bad sku", ":3", "S" * 70):
+        bad = http.get("/v1/inventory/nearby", params={"sku": line, **near})
+        assert bad.status_code == 400, bad.text
+        assert [e["field"] for e in bad.json()["errors"]] == ["sku"]
+
+
 def test_a_variant_sku_is_received_sold_and_ordered_for_pickup(platform: Running) -> None:
     """A variant's SKU is stock like any other: received, counted down by a sale, held by an
     order for pickup; a SKU no product or variant has is still a 404 naming it."""

@@ -613,6 +613,30 @@ async def test_nearby_stock_of_an_archived_product_is_refused(svc: InProcessServ
     assert loc in [x.location.id for x in listed.locations]
 
 
+async def test_nearby_stock_of_an_unknown_sku_is_not_found_naming_it(
+    svc: InProcessService,
+) -> None:
+    """A SKU no product sells under is NOT_FOUND naming its line and the SKU, as a sourcing's
+    and a hold's are; before, nearby stock answered an empty list, as if no store had it."""
+    loc = await _setup(svc, {"KNOWN-N": 4}, "unknown-n")
+    _db(
+        svc,
+        "UPDATE locations SET latitude = 52.37, longitude = 4.89 WHERE id = %s RETURNING id",
+        loc,
+    )
+    stub = stock_stub(svc.channel)
+    ask = st.FindNearbyStockRequest(
+        lines=[st.StockLine(sku="KNOWN-N", quantity=1), st.StockLine(sku="NO-SUCH-N", quantity=1)],
+        near=inv.GeoPoint(latitude=52.37, longitude=4.9),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.FindNearbyStock(ask, metadata=MD, timeout=5)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    error = read_error(err.value)
+    assert error.metadata["skus"] == "NO-SUCH-N"
+    assert [v.field for v in error.violations] == ["lines[1].sku"]
+
+
 async def test_nearby_stock_answers_as_many_of_the_nearest_as_asked_up_to_a_page(
     svc: InProcessService,
 ) -> None:

@@ -15,13 +15,14 @@ from pos.order.v1 import order_pb2
 from pos_gateway import examples as ex
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.problems import Problem
+from pos_gateway.problems import Problem, from_rpc_error
 from pos_gateway.routes.common import (
     CREATE,
     INT32,
     INT64,
     INT64_MAX,
     INT64_MIN,
+    SKU,
     TIME_SCHEMA,
     UNKNOWN_LOCATION,
     Body,
@@ -351,6 +352,15 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     lines: list[stock_pb2.StockLine] = []
     for value in values:
         sku, colon, quantity = value.partition(":")
+        # As every SKU is checked here: the service would name its own `lines[0].sku`.
+        if not re.fullmatch(SKU, sku):
+            raise Problem(
+                400,
+                "invalid_request",
+                "the request is not valid",
+                [{"field": "sku", "reason": f"{value!r}: write SKU or SKU:quantity, the SKU 1 to "
+                  "64 letters, digits, '.', '_', '-' or '/', the first a letter or digit"}],
+            )  # fmt: skip
         # ASCII digits only (`str.isdigit` takes "²" too), a whole number of units from 1 to
         # what a line takes (a hold's, a sourcing's): past it the service would name its own
         # `lines[0].quantity`, which the caller did not send.
@@ -382,7 +392,7 @@ def _lines_from_query(values: list[str]) -> list[stock_pb2.StockLine]:
     **op(
         "inventory:read",
         "Locations with stock near a point",
-        (409,),
+        (404, 409),
         example=ex.listed(ex.NEARBY),
     ),
 )
@@ -416,17 +426,26 @@ async def nearby(
     ] = 10,
 ) -> NearbyLocationList:
     """Each `sku` is a SKU (one unit) or `SKU:quantity` with a whole quantity, else a 400.
-    An archived product is not for sale: its SKU is a 409 `product_archived` naming `skus`,
-    with stock or without, as in sourcing."""
-    answer = await svc.stock.FindNearbyStock(
-        stock_pb2.FindNearbyStockRequest(
-            lines=_lines_from_query(sku),
-            near=inventory_pb2.GeoPoint(latitude=latitude, longitude=longitude),
-            radius_km=radius_km,
-            pickup_only=pickup_only,
-            page_size=limit,
+    A SKU no product of yours sells under is a 404 `resource_missing` naming `sku` and
+    `skus`, as in sourcing and holds. An archived product is not for sale: its SKU is a 409
+    `product_archived` naming `skus`, with stock or without, as in sourcing."""
+    try:
+        answer = await svc.stock.FindNearbyStock(
+            stock_pb2.FindNearbyStockRequest(
+                lines=_lines_from_query(sku),
+                near=inventory_pb2.GeoPoint(latitude=latitude, longitude=longitude),
+                radius_km=radius_km,
+                pickup_only=pickup_only,
+                page_size=limit,
+            )
         )
-    )
+    except grpc.aio.AioRpcError as exc:
+        # An unknown SKU is named by the service as its line (`lines[1].sku`); the caller
+        # wrote it as `sku`.
+        problem = from_rpc_error(exc)
+        for error in problem.errors:
+            error["field"] = re.sub(r"^lines\[\d+\]\.sku$", "sku", error["field"])
+        raise problem from exc
     return to_page(NearbyLocationList, answer.locations)
 
 

@@ -144,6 +144,14 @@ async def nearby_stock(
     )
     raise_if(violations)
     assert near is not None
+    # A SKU no product sells under is not found, as in a sourcing or a hold: an empty list
+    # said no store had it, as if it had merely sold out.
+    await require_items(
+        uow,
+        [sku for sku, _ in lines],
+        [],
+        sku_fields=[f"lines[{i}].sku" for i in range(len(lines))],
+    )
     await refuse_archived(uow, [sku for sku, _ in lines])
     places = [
         loc
