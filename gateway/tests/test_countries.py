@@ -56,3 +56,16 @@ async def test_a_location_or_customer_address_names_an_assigned_country(
         assert _errors(await http.post("/v1/customers/batch", json=batch)) == [
             ("customers[0].addresses[0].country", REASON)
         ]
+
+
+async def test_a_location_time_zone_is_an_iana_zone_not_any_file_zoneinfo_opens(
+    http: httpx.AsyncClient,
+) -> None:
+    # Refused at the gateway, before the service is dialled, creating or changing one.
+    for name in ("localtime", "posixrules", "Factory", "right/UTC", "posix/Europe/Paris"):
+        created = await http.post(
+            "/v1/locations", json={"name": "Depot", "currency": "USD", "time_zone": name}
+        )
+        assert _errors(created) == [("time_zone", "must be an IANA time zone, e.g. Europe/Paris")]
+        changed = await http.patch("/v1/locations/loc_1", json={"time_zone": name})
+        assert _errors(changed) == [("time_zone", "must be an IANA time zone, e.g. Europe/Paris")]

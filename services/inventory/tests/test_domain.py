@@ -39,6 +39,19 @@ def test_a_location_needs_a_name_a_known_currency_and_a_rate_within_100_percent(
     assert _fields(err) == {"currency", "tax_rate_bps"}
 
 
+@pytest.mark.parametrize(
+    "name", ["localtime", "posixrules", "Factory", "right/UTC", "posix/Europe/Paris", "Mars/X"]
+)
+def test_a_time_zone_is_an_iana_zone_not_any_file_zoneinfo_opens(name: str) -> None:
+    """The tz database's own files beside its zones (the host's `localtime`, `posixrules`,
+    `Factory`, the `posix/` and `right/` copies) open as zones, and were accepted as one."""
+    with pytest.raises(InvalidArgument) as err:
+        validate_location(Location("", "Main St", "USD", 0, time_zone=name))
+    assert _fields(err) == {"time_zone"}
+    for zone in ("Europe/Paris", "America/Argentina/Buenos_Aires", "UTC", "Etc/GMT+5"):
+        validate_location(Location("", "Main St", "USD", 0, time_zone=zone))
+
+
 def test_a_location_in_detail_is_checked_field_by_field() -> None:
     bad = Location(
         "",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Query, Response
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -52,6 +51,7 @@ from pos_gateway.schemas.stock import (
     StockLevelList,
     TaxRateKey,
 )
+from pos_kit.zones import is_iana_zone
 
 router = APIRouter(prefix="/v1", tags=["locations and inventory"])
 Svc = Annotated[Services, Depends(services)]
@@ -106,12 +106,9 @@ class LocationTaxIn(Body):
 
 def _iana_zone(name: str) -> str:
     """Checked here as well as by the inventory service, so a body with other bad fields
-    names this one too (every field error at once)."""
-    try:
-        valid = bool(name) and not name.startswith("/") and ".." not in name and ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        valid = False
-    if not valid:
+    names this one too (every field error at once). A zone of the IANA database, not any
+    file ZoneInfo opens (`localtime`, `right/UTC`), as the service checks."""
+    if not is_iana_zone(name):
         raise PydanticCustomError("time_zone", "must be an IANA time zone, e.g. Europe/Paris")
     return name
 

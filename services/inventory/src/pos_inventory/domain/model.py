@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pos_kit.countries import NOT_A_COUNTRY, is_country
 from pos_kit.errors import DomainError, ErrorKind, FieldViolation, raise_if, require
 from pos_kit.money import BPS, MINOR_UNITS
+from pos_kit.zones import is_iana_zone
 
 if TYPE_CHECKING:  # the events below carry these; their modules build on this one
     from pos_inventory.domain.catalog import Product
@@ -259,13 +259,8 @@ def validate_location(location: Location, address_sent: bool = True) -> None:
 
 
 def is_time_zone(name: str) -> bool:
-    if not name or name.startswith("/") or ".." in name:
-        return False
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+    # A zone of the IANA database, not any file ZoneInfo opens (`localtime`, `right/UTC`).
+    return is_iana_zone(name)
 
 
 # What a reason says the units did: came in, went out, or either (a count put right). A
