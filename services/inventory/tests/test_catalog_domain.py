@@ -45,6 +45,7 @@ def test_every_problem_of_a_product_is_named_by_its_path() -> None:
         "barcodes[0]",
         "variants[0].price.currency",
         "variants",
+        "variants[1].name",  # no options and no name, as variants[0]
     }
 
 
@@ -70,6 +71,27 @@ def test_variants_are_told_apart_by_their_options_and_an_option_has_a_value() ->
     assert problems == {
         "variants[2].options": "must differ from the options of variants[0]",
         "variants[3].options.size": "must be 1 to 100 characters",
+    }
+
+
+def test_variants_without_options_are_told_apart_by_name() -> None:
+    """Two variants with no options and the same name (after trimming) cannot be told apart
+    at a till: the later one is refused on its name, naming the first. Until 2026-12-05 they
+    were accepted, though the rule was documented."""
+    fields = ProductFields(
+        "MUG",
+        "Mug",
+        Money(900, "USD"),
+        variants=[
+            Variant("", "MUG-A", "Plain"),
+            Variant("", "MUG-B", "Plain "),
+            Variant("", "MUG-C", "Plain", {"glaze": "matte"}),  # told apart by its options
+            Variant("", "MUG-D", "Gift box"),
+        ],
+    )
+    problems = {v.field: v.description for v in product_violations(normalized(fields))}
+    assert problems == {
+        "variants[1].name": "must differ from the name of variants[0]: neither has options"
     }
 
 

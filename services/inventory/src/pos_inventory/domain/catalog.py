@@ -251,10 +251,12 @@ def product_violations(fields: ProductFields) -> list[FieldViolation]:
     found += _cost(f.unit_cost, f.price.currency, "unit_cost")
     found += require(len(f.variants) <= MAX_VARIANTS, "variants", f"must be at most {MAX_VARIANTS}")
     first_with: dict[frozenset[tuple[str, str]], int] = {}
+    first_named: dict[str, int] = {}
     for i, v in enumerate(f.variants):
         found += _variant(v, f.price.currency, f"variants[{i}]")
         # Options are what a till or a shop shows to choose a variant by: two with the same
-        # ones could not be told apart. Variants without options are told apart by name.
+        # ones could not be told apart. Variants without options are told apart by name, so
+        # two of them with one name could not be either (accepted until 2026-12-05).
         chosen_by = frozenset(v.options.items())
         if chosen_by and chosen_by in first_with:
             found.append(
@@ -263,7 +265,17 @@ def product_violations(fields: ProductFields) -> list[FieldViolation]:
                     f"must differ from the options of variants[{first_with[chosen_by]}]",
                 )
             )
+        elif not chosen_by and v.name.strip() in first_named:
+            found.append(
+                FieldViolation(
+                    f"variants[{i}].name",
+                    f"must differ from the name of variants[{first_named[v.name.strip()]}]: "
+                    "neither has options",
+                )
+            )
         first_with.setdefault(chosen_by, i)
+        if not chosen_by:
+            first_named.setdefault(v.name.strip(), i)
     skus = [f.sku, *(v.sku for v in f.variants)]
     found += require(
         len(set(skus)) == len(skus), "variants", "every SKU must differ from the others"
