@@ -230,3 +230,49 @@ def test_a_cancel_giving_cash_back_is_made_at_a_register_with_an_open_shift_only
     assert [f["status"] for f in cancelled["fulfillments"]] == ["cancelled", "reserved"]
     assert till.refunded(payment_id) == share
     eventually(lambda: till.cash_refunds() == share)
+
+
+def test_a_cancel_of_a_pickup_adjusted_in_full_needs_no_permission(
+    platform: Running, shop: httpx.Client
+) -> None:
+    """Two cash orders at a till, an item in store and one to pick up each; with a manager's
+    override, the pickup's item is given back in full on one (a price adjustment naming it),
+    in part on the other. Cancelling the pickup adjusted in full gives nothing back: the
+    cashier makes it without the `refund` permission, no cash leaves the drawer, and the audit
+    entry names no approver (before, it was a 403 `permission_required`, judged by what was
+    captured for the pickup). The one adjusted in part gives the rest back: still refused."""
+    till = Till(platform, shop, ("4682", "2864"))
+
+    def adjusted(half: bool) -> tuple[str, str, str, int]:
+        """A cash order, its pickup's item given back in full (or half of it); the order, the
+        pickup, the payment, and what was given back."""
+        order, payment_id = till.cash_order(["in_store", "pickup"])
+        pickup = order["fulfillments"][1]
+        share = int(pickup["captured"]["amount"])
+        assert share > 0
+        back = share // 2 if half else share
+        till.override()
+        adjust = {
+            "amount": {"amount": back, "currency": USD},
+            "reason": "price_adjustment",
+            "lines": [{"sku": till.sku, "quantity": 1}],
+        }
+        ok(post(till.device, f"/v1/payments/{payment_id}/refunds", adjust), 201)
+        return order["id"], pickup["id"], payment_id, back
+
+    oid, fid, payment_id, full = adjusted(half=False)
+    cancelled = ok(post(till.device, f"/v1/orders/{oid}/fulfillments/{fid}/cancel", {}))
+    assert [f["status"] for f in cancelled["fulfillments"]] == ["fulfilled", "cancelled"]
+    assert till.refunded(payment_id) == full
+    (entry,) = [e for e in till.audit("fulfillment.cancelled") if e["resource_id"] == oid]
+    assert (entry["staff_id"], entry["approved_by"]) == (till.cashier, None)
+    assert (entry["details"]["refunds"], entry["details"]["refunded"]) == ([], 0)
+
+    oid, fid, payment_id, half = adjusted(half=True)
+    _refused(post(till.device, f"/v1/orders/{oid}/fulfillments/{fid}/cancel", {}))
+    kept = ok(shop.get(f"/v1/orders/{oid}"))
+    assert [f["status"] for f in kept["fulfillments"]] == ["fulfilled", "reserved"]
+    assert till.refunded(payment_id) == half
+    assert [e for e in till.audit("fulfillment.cancelled") if e["resource_id"] == oid] == []
+    # The two adjustments alone left the drawer, nothing of either cancel.
+    eventually(lambda: till.cash_refunds() == full + half)

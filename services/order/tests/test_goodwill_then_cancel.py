@@ -646,3 +646,68 @@ async def test_a_cancel_paid_back_by_card_after_a_price_adjustment_needs_no_draw
         await _cancel(shop, goodwill.id, goodwill.fulfillments[1].id)
     assert read_error(err.value).reason == "cash_refund_needs_open_shift"
     assert await _refunded(shop, goodwill.id) == {cash: 0, card: 1000}
+
+
+async def _cancel_unpermitted(shop: Shop, order_id: str, fulfillment_id: str) -> dict[str, int]:
+    """`_cancel` asked for a caller who may not give money back (a register's member without
+    the `refund` permission, no manager's override)."""
+    answer = await shop.orders.CancelFulfillment(
+        order_pb2.CancelFulfillmentRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order_id,
+            fulfillment_id=fulfillment_id,
+            refund_not_permitted=True,
+        ),
+        metadata=MERCHANT,
+        timeout=20,
+    )
+    return {r.payment_id: r.amount.amount for r in answer.refunds}
+
+
+async def test_a_pickup_adjusted_in_full_is_cancelled_without_the_refund_permission(
+    captured_shop: Shop,
+) -> None:
+    """A T-shirt picked up with card A, a mug with card B (25.00 each, captured at
+    confirmation); the mug's whole 25.00 back on card B (a price adjustment naming it). Its
+    cancel gives nothing back, so a caller without the `refund` permission may make it: the
+    mug's units go back to stock, its pickup reads 25.00 refunded, the T-shirt's waits. The
+    permission check judged the cancel by what was captured for the mug (25.00), not by what
+    the cancel gives back, and refused it, `permission_required`."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    await _adjust(shop, second_card, "MUG", 2500)
+
+    assert await _cancel_unpermitted(shop, order.id, order.fulfillments[1].id) == {}
+
+    assert await _refunded(shop, order.id) == {first_card: 0, second_card: 2500}
+    after = await shop.order(order.id)
+    assert after.status == order_pb2.ORDER_STATUS_CONFIRMED
+    tee, mug = after.fulfillments
+    assert tee.status == order_pb2.FULFILLMENT_STATUS_RESERVED
+    assert mug.status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert (mug.captured.amount, mug.refunded.amount) == (2500, 2500)
+
+
+async def test_a_pickup_adjusted_in_part_still_needs_the_refund_permission(
+    captured_shop: Shop,
+) -> None:
+    """As above with 10.00 of the mug's 25.00 given back: its cancel gives back 15.00, and a
+    caller without the `refund` permission is refused (`permission_required`, naming what the
+    cancel gives back), nothing changed. Made with the permission, it gives back the 15.00."""
+    shop = captured_shop
+    order = await _two_pickups(shop, [2500, 2500], ("TEE", "MUG"))
+    first_card, second_card = order.payment_ids
+    mug = order.fulfillments[1]
+    await _adjust(shop, second_card, "MUG", 1000)
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _cancel_unpermitted(shop, order.id, mug.id)
+    refused = read_error(err.value)
+    assert (refused.reason, refused.metadata["permission"]) == ("permission_required", "refund")
+    assert "gives 1500 back" in err.value.details()
+    assert await _refunded(shop, order.id) == {first_card: 0, second_card: 1000}
+    kept = await shop.order(order.id)
+    assert [f.status for f in kept.fulfillments] == [order_pb2.FULFILLMENT_STATUS_RESERVED] * 2
+
+    assert await _cancel(shop, order.id, mug.id) == {second_card: 1500}

@@ -1217,10 +1217,11 @@ async def cancel_fulfillment(
     Idempotency-Key, nothing is given back twice.
 
     At a register, a cancel that gives captured money back (the fulfilment's share captured at
-    confirmation, cash taken; for the order's last live fulfilment, whatever the order holds)
-    takes the `refund` permission or a manager's override (403 `permission_required`, nothing
-    changed); one whose share was never captured does not, and leaves a manager's waiting
-    override for the action it was given for. Every cancel is in the audit log
+    confirmation, cash taken, less what price adjustments of its units gave back already; for
+    the order's last live fulfilment, whatever the order holds) takes the `refund` permission
+    or a manager's override (403 `permission_required`, nothing changed); one whose share was
+    never captured, or was given back in full by price adjustments, does not, and leaves a
+    manager's waiting override for the action it was given for. Every cancel is in the audit log
     (`fulfillment.cancelled`) with who made it, the fulfilment and what went back to each
     payment.
 

@@ -690,13 +690,17 @@ class Order:
             share = []
         return list(dict.fromkeys([*share, *(whole if last else [])]))
 
-    def fulfillment_refund_needs_permission(self, fulfillment_id: str) -> None:
+    def fulfillment_refund_needs_permission(self, fulfillment_id: str, given_back: int = 0) -> None:
         """As `refund_needs_permission`, for one fulfilment marked `cancelling`: its captured
-        share goes back; the last live one of an order of which nothing left the store takes
-        the order with it, and whatever the order holds goes back too."""
+        share goes back, less what price adjustments of its units gave back already
+        (`given_back`, as `refunds_for` plans it); the last live one of an order of which
+        nothing left the store takes the order with it, and whatever the order holds goes back
+        too."""
         f = self.fulfillment(fulfillment_id)
         assert f is not None
-        share = max(0, f.captured - f.refunded)
+        # Judged by what the cancel gives back: a share adjusted in full gives nothing back
+        # and needs no permission. Judged by the capture alone, it was refused.
+        share = max(0, f.captured - f.refunded - max(0, given_back))
         last = not any(
             x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
         ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)

@@ -210,16 +210,19 @@ class CancelFulfillment(Generic[R]):
         self.units_refunds: list[UnitsRefund] = []
 
     async def prepare(self) -> None:
-        """Before the claim, with no connection held, for an order that took cash (see
-        `cancelled_at_drawer`): the shift open at the asking register, and the order's refunds
-        naming units (price adjustments), which the cancel does not give back again, so the
-        drawer is asked for only if what it does give back reaches the cash."""
+        """Before the claim, with no connection held: for an order that took cash (see
+        `cancelled_at_drawer`), the shift open at the asking register; for one that took cash
+        or a caller who may not give money back, the order's refunds naming units (price
+        adjustments), which the cancel does not give back again, so the drawer is asked for,
+        and the `refund` permission needed, only if what it does give back reaches the cash,
+        or is anything at all."""
         async with self.new_uow().reading() as uow:
             seen = await uow.orders.get(self.order_id)
         if seen is None:
             return
         self.shift_id = await shift_for_cash(self.ports, seen)
-        if seen.payment_ids and any(t.tender is Tender.CASH for t in seen.saga.tenders):
+        took_cash = any(t.tender is Tender.CASH for t in seen.saga.tenders)
+        if seen.payment_ids and (took_cash or self.refund_not_permitted):
             try:
                 payments = await self.ports.payments.of_order(seen.id)
                 if any(p.refunded_amount for p in payments):
@@ -227,7 +230,8 @@ class CancelFulfillment(Generic[R]):
                     self.units_refunds = [r for r in refunds if r.lines]
             except Unavailable:
                 # Unknown: planned as if nothing had been adjusted, which asks for the drawer
-                # whenever the cancel might reach the cash (the cancel itself then waits for
+                # whenever the cancel might reach the cash, and for the permission whenever
+                # anything was captured for the fulfilment (the cancel itself then waits for
                 # the payment service).
                 self.units_refunds = []
 
@@ -236,20 +240,22 @@ class CancelFulfillment(Generic[R]):
         if order is None:
             raise NotFound("order", self.order_id)
         if order.begin_fulfillment_cancel(self.fulfillment_id):
-            if self.refund_not_permitted:
-                # Refused before the mark is saved: the transaction ends with nothing written.
-                order.fulfillment_refund_needs_permission(self.fulfillment_id)
             fid = self.fulfillment_id
             given_back = 0
             if self.units_refunds:
                 # As the cancel plans its refunds (`saga._plan_cancel_refunds`): what price
-                # adjustments of its units gave back is not given back again, so the drawer
-                # check plans the refunds the cancel makes. Planned without it, the cancel
-                # seemed to owe that part from the order's other payments, cash among them,
-                # and was refused from the back office for cash it never paid out.
+                # adjustments of its units gave back is not given back again, so the checks
+                # judge the refunds the cancel makes. Planned without it, the cancel seemed to
+                # owe that part from the order's other payments, cash among them, and was
+                # refused from the back office for cash it never paid out; and a share
+                # adjusted in full, giving nothing back, was refused for want of the `refund`
+                # permission.
                 earlier = await uow.returns.of_order(order.id)
                 adjusted = adjusted_in_fulfillment(order, fid, self.units_refunds, earlier)
                 given_back = sum(amount for _, amount in adjusted.values())
+            if self.refund_not_permitted:
+                # Refused before the mark is saved: the transaction ends with nothing written.
+                order.fulfillment_refund_needs_permission(fid, given_back)
             to_cash = order.cash_a_cancel_gives_back(fid, given_back=given_back)
             cancelled_at_drawer(order, fid, to_cash, self.shift_id)
             order.touched(now())
