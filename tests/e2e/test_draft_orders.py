@@ -133,14 +133,16 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     ]
 
     # Created (once) as a draft, edited (once: the refused edits wrote nothing), submitted
-    # (an update, its stock held), paid (an update), then confirmed: each version in the
-    # feed, in that order.
+    # (an update, its stock held), paid (two updates: the tender recorded before the payment
+    # service is asked, then its answer), then confirmed: each version in the feed, in that
+    # order.
     feed = _Feed(http, draft["id"])
-    told = feed.until(5)
-    assert told[:5] == [
+    told = feed.until(6)
+    assert told[:6] == [
         ("order.created", "draft", draft["version"]),
         ("order.updated", "draft", edited["version"]),
         ("order.updated", "pending_payment", submitted["version"]),
+        ("order.updated", "pending_payment", tendered["version"] - 1),
         ("order.updated", "pending_payment", tendered["version"]),
         ("order.confirmed", "confirmed", confirmed["version"]),
     ]
