@@ -58,11 +58,8 @@ def usd(amount: int) -> money_pb2.Money:
     return money_pb2.Money(amount=amount, currency="USD")
 
 
-async def _two_pickups(
-    shop: Shop, cards: list[int], skus: tuple[str, str] = ("TEE", "TEE")
-) -> order_pb2.Order:
-    """Two pickups of a T-shirt each (25.00, no tax; or of `skus`, a mug at 25.00 too), paid
-    by one card per amount in `cards` and confirmed: each pickup's share captured at once."""
+async def _pickups_ordered(shop: Shop, skus: tuple[str, str]) -> order_pb2.Order:
+    """A web order of one unit of each of `skus`, each its own pickup, not yet paid."""
     pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
     created = await shop.orders.CreateOrder(
         order_pb2.CreateOrderRequest(
@@ -78,16 +75,29 @@ async def _two_pickups(
         metadata=MERCHANT,
         timeout=10,
     )
-    order = created.order
-    for amount in cards:
-        await shop.tender(order.id, tender_type=CARD, card_token="tok_visa", amount=usd(amount))
-    confirmed = await shop.orders.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
+    return created.order
+
+
+async def _confirmed(shop: Shop, order_id: str) -> order_pb2.Order:
+    answer = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order_id),
         metadata=MERCHANT,
         timeout=10,
     )
-    assert [f.captured.amount for f in confirmed.order.fulfillments] == [2500, 2500]
-    return confirmed.order
+    return answer.order
+
+
+async def _two_pickups(
+    shop: Shop, cards: list[int], skus: tuple[str, str] = ("TEE", "TEE")
+) -> order_pb2.Order:
+    """Two pickups of a T-shirt each (25.00, no tax; or of `skus`, a mug at 25.00 too), paid
+    by one card per amount in `cards` and confirmed: each pickup's share captured at once."""
+    order = await _pickups_ordered(shop, skus)
+    for amount in cards:
+        await shop.tender(order.id, tender_type=CARD, card_token="tok_visa", amount=usd(amount))
+    confirmed = await _confirmed(shop, order.id)
+    assert [f.captured.amount for f in confirmed.fulfillments] == [2500, 2500]
+    return confirmed
 
 
 async def _cancel(shop: Shop, order_id: str, fulfillment_id: str) -> dict[str, int]:
@@ -543,31 +553,12 @@ async def test_an_authorised_pickup_cancelled_after_a_price_adjustment_takes_it_
     T-shirt handed over: the order completes, and the cancel captured the 10.00 from the mug's
     authorisation before voiding the rest. The T-shirt is paid 25.00 net. Before, 15.00."""
     shop = authorised_shop
-    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
-    created = await shop.orders.CreateOrder(
-        order_pb2.CreateOrderRequest(
-            request_id=str(uuid.uuid4()),
-            channel="web",
-            location_id=shop.location,
-            lines=[
-                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
-                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
-            ],
-            fulfillments=[pickup, pickup],
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    order = created.order
+    order = await _pickups_ordered(shop, ("TEE", "MUG"))
     await shop.tender(order.id, tender_type=CARD, card_token="tok_visa")
-    confirmed = await shop.orders.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    assert [f.captured.amount for f in confirmed.order.fulfillments] == [0, 0]
-    (card,) = confirmed.order.payment_ids
-    tee, mug = confirmed.order.fulfillments
+    confirmed = await _confirmed(shop, order.id)
+    assert [f.captured.amount for f in confirmed.fulfillments] == [0, 0]
+    (card,) = confirmed.payment_ids
+    tee, mug = confirmed.fulfillments
     await _hand_over(shop, order.id, tee.id)
     await _adjust(shop, card, "MUG", 1000)
 
@@ -584,31 +575,12 @@ async def test_an_authorised_pickup_cancelled_after_a_price_adjustment_takes_it_
 async def _cash_then_card(shop: Shop) -> order_pb2.Order:
     """A T-shirt's pickup paid in cash (25.00, taken first: the T-shirt's) and a mug's paid by
     card (25.00, captured at confirmation), confirmed."""
-    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
-    created = await shop.orders.CreateOrder(
-        order_pb2.CreateOrderRequest(
-            request_id=str(uuid.uuid4()),
-            channel="web",
-            location_id=shop.location,
-            lines=[
-                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
-                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
-            ],
-            fulfillments=[pickup, pickup],
-        ),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    order = created.order
+    order = await _pickups_ordered(shop, ("TEE", "MUG"))
     await shop.tender(order.id, tender_type=CASH, amount=usd(2500), cash_tendered=usd(2500))
     await shop.tender(order.id, tender_type=CARD, card_token="tok_visa", amount=usd(2500))
-    confirmed = await shop.orders.ConfirmOrder(
-        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=order.id),
-        metadata=MERCHANT,
-        timeout=10,
-    )
-    assert [f.captured.amount for f in confirmed.order.fulfillments] == [2500, 2500]
-    return confirmed.order
+    confirmed = await _confirmed(shop, order.id)
+    assert [f.captured.amount for f in confirmed.fulfillments] == [2500, 2500]
+    return confirmed
 
 
 async def _heard(shop: Shop, order_id: str, paid: int) -> None:
