@@ -128,7 +128,14 @@ def test_a_gift_card_over_rest_shows_its_code_once_and_keeps_it_nowhere(
         # Bad input: 4xx problems, nothing written.
         unknown = _post(http, "/v1/gift-cards/lookup", {"code": "NOPE-NOPE-NOPE-NOPE"})
         assert (unknown.status_code, unknown.json()["code"]) == (404, "resource_missing")
+        assert unknown.json()["errors"] == [{"field": "code", "reason": "no such gift card"}]
         assert "NOPE" not in unknown.text
+        # A redemption by such a code is answered alike, naming its field too.
+        nothing = {"code": "NOPE-NOPE-NOPE-NOPE", "amount": _usd(100)}
+        unredeemed = _post(http, "/v1/gift-cards/redeem", nothing)
+        assert (unredeemed.status_code, unredeemed.json()["errors"]) == (
+            404, [{"field": "code", "reason": "no such gift card"}]
+        )  # fmt: skip
         too_much = _post(http, f"/v1/gift-cards/{card['id']}/loads", {"amount": _usd(10**6)})
         assert (too_much.status_code, too_much.json()["code"]) == (409, "gift_card_balance_limit")
         assert [e["field"] for e in too_much.json()["errors"]] == ["amount.amount"]

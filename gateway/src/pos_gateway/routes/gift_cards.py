@@ -344,8 +344,8 @@ class CodeIn(Body):
 )
 async def look_up_gift_card(body: CodeIn, svc: Svc, _: CodeBudget) -> GiftCard:
     """The balance check at a till. The code goes in the body, never in a URL. A code no card
-    of yours has is a 404 `resource_missing` that says nothing more. Code look-ups (this and
-    redemptions) are limited per credential: 20 at once, then one a second (429
+    of yours has is a 404 `resource_missing` naming `code` and nothing more. Code look-ups
+    (this and redemptions) are limited per credential: 20 at once, then one a second (429
     `code_lookups_limited` with `Retry-After`)."""
     answer = await svc.gift_cards.LookupGiftCard(G.LookupGiftCardRequest(code=body.code))
     return to_model(GiftCard, answer.gift_card)

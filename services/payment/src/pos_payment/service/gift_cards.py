@@ -16,6 +16,7 @@ from pos_kit.errors import (
     ErrorKind,
     FieldViolation,
     NotFound,
+    named_by,
     raise_if,
     require,
 )
@@ -393,7 +394,9 @@ async def _by_code(uow: GiftCardUnitOfWork, code: str, *, lock: bool = False) ->
     normalised = normalize_code(code)
     card = await uow.cards.by_code(normalised, lock=lock) if hard_to_guess(normalised) else None
     if card is None:
-        raise unknown_code()
+        # Naming the request's field says nothing a guesser did not send (docs/problems.md,
+        # `resource_missing`: a body field that named the resource is named).
+        raise named_by(unknown_code(), ["code"])
     return card
 
 
