@@ -566,6 +566,8 @@ async def test_rolling_a_key_keeps_the_old_one_working_until_its_expiry(gateway:
 
     log = await gateway.http.get("/v1/audit-log", params={"action": "api_key.rolled"})
     entries = [e for e in log.json()["data"] if e["details"]["name"] == body["name"]]
+    # Which kind of key was rolled, as a creation's and a revocation's entries say.
+    assert {e["details"]["mode"] for e in entries} == {"test"}
     assert sorted((e["resource_id"], e["details"]["new_key_id"]) for e in entries) == sorted(
         [(old["id"], new["id"]), (new["id"], now.json()["id"]),
          (now.json()["id"], default.json()["id"])]

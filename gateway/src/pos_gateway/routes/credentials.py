@@ -372,7 +372,7 @@ async def roll_key(key_id: PathId, body: RollIn, request: Request) -> RolledApiK
                 raise _missing("api key", key_id)
             new_id, key = rolled
             done.resource = ("api_key", key_id)
-            done.details = {"name": found.name, "new_key_id": new_id,
+            done.details = {"name": found.name, "mode": found.mode, "new_key_id": new_id,
                             "expires_in_seconds": seconds}  # fmt: skip
     except admin.RequestReused:
         raise _reused() from None

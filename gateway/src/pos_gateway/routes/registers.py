@@ -515,7 +515,10 @@ async def current_session(request: Request) -> RegisterSession:
     if principal.session_id is not None:
         found = await staff.current_session(request.app.state.engine, principal.session_id)
     if found is None:
-        raise Problem(404, "resource_missing", "no one is signed in at this register")
+        raise Problem(
+            404, "resource_missing", "no one is signed in at this register",
+            extra={"resource": "register session"},
+        )  # fmt: skip
     return RegisterSession.model_validate(session_json(found))
 
 
@@ -533,7 +536,10 @@ async def sign_out(request: Request) -> RegisterSession:
             audit.actor_of(principal),
         )  # fmt: skip
     if ended is None:
-        raise Problem(404, "resource_missing", "no one is signed in at this register")
+        raise Problem(
+            404, "resource_missing", "no one is signed in at this register",
+            extra={"resource": "register session"},
+        )  # fmt: skip
     return RegisterSession.model_validate(session_json(ended))
 
 
