@@ -90,11 +90,6 @@ class Body(BaseModel):
                 raise ValueError("must be an integer, not a boolean")
             if isinstance(value, str):
                 raise ValueError("must be a JSON number, not a string")
-            # `1e4` or `5000.0` for an amount in minor units or a quantity: the guide says
-            # integers, never floats, and a client sending one has a float somewhere in its
-            # arithmetic (lax mode would take a whole one and refuse only `1.5`).
-            if isinstance(value, float):
-                raise ValueError("must be an integer, not a decimal number")
         elif field.annotation in (float, float | None):
             if isinstance(value, bool):
                 raise ValueError("must be a number, not a boolean")
