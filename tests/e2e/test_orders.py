@@ -136,7 +136,8 @@ def _pickup_flow(http: httpx.Client) -> None:
         events = http.get("/v1/events", params={"types": "order.*", "limit": 200}).json()["data"]
         return [e["type"] for e in events if e["data"]["object"]["id"] == order["id"]]
 
-    kinds = eventually(lambda: len(feed()) >= 5 and feed())
+    # Until its last event: how many come before it (a tender is two versions) is not the test.
+    kinds = eventually(lambda: "order.completed" in (told := feed()) and told)
     assert kinds[0] == "order.created" and "order.confirmed" in kinds
     assert kinds.count("order.fulfillment_updated") == 2 and kinds[-1] == "order.completed"
     # Each step's event says which fulfilment moved, and to what.
