@@ -10,8 +10,9 @@ from pos_inventory.domain.catalog import ProductStatus
 from pos_kit.errors import raise_if, require
 
 MAX_QUERY = 200
-# Text search matches words (letters, digits, '_'); the rest of a query only separates them.
-WORD = re.compile(r"\w")
+# Text search matches words of letters and digits; the rest of a query (`_` too: PostgreSQL's
+# parser reads it as a separator) only separates them.
+WORD = re.compile(r"[^\W_]")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def validate_query(query: ProductQuery) -> None:
             "query",
             "name a query, a sku or a barcode",
         )
-        # `%` or `--` holds no word to look for: searched as nothing, it found every product.
+        # `%`, `--` or `_` holds no word to look for: searched as nothing, it found every product.
         + require(
             not query.text.strip() or bool(WORD.search(query.text)),
             "query",
