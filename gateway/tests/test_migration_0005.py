@@ -87,6 +87,19 @@ def test_the_database_then_refuses_an_answer_holding_a_secret(infra: Infra) -> N
     for body in (compact, json.dumps(CLIENT_ANSWER, separators=(",", ":")).encode()):
         with pytest.raises(psycopg.errors.CheckViolation):
             _plant(url, {"refused": body})
+    # A shown-once secret not redacted, and an answer that is not a JSON object: its bytes.
+    unredacted = {"id": "gc_1", "code": "GIFT1234", "secret_redacted": False}
+    for body in (json.dumps(unredacted).encode(), b'["x",{"key":"pos_test_abc"}] \xff'):
+        with pytest.raises(psycopg.errors.CheckViolation):
+            _plant(url, {"refused": body})
     redacted = {**KEY_ANSWER, "key": None, "secret_redacted": True}
-    _plant(url, {"kept": json.dumps(redacted, separators=(",", ":")).encode()})
-    assert set(_bodies(url)) == {"kept"}
+    # Fields of the answer itself are read, not any bytes: a merchant's metadata naming them
+    # is data (since 0022).
+    metadata = {"id": "ord_1", "metadata": {"client_secret": "x", "key": "pos_live_y",
+                                            "secret_redacted": False}}  # fmt: skip
+    _plant(url, {
+        "kept": json.dumps(redacted, separators=(",", ":")).encode(),
+        "metadata": json.dumps(metadata, separators=(",", ":")).encode(),
+        "binary": NOT_JSON,
+    })  # fmt: skip
+    assert set(_bodies(url)) == {"kept", "metadata", "binary"}
