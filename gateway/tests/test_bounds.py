@@ -213,6 +213,26 @@ async def test_a_nul_in_a_query_parameter_is_a_400_naming_it(http: httpx.AsyncCl
     assert _fields(answer) == ["query", "sku"]
 
 
+async def test_a_nul_in_a_path_parameter_is_a_400_naming_it(http: httpx.AsyncClient) -> None:
+    """As one in a query parameter's value names the parameter, a NUL in an id of the path
+    names that path parameter, as any other refusal of it does; before, the 400 named
+    nothing."""
+    for path, field in [
+        ("/v1/products/abc%00def", "product_id"),
+        ("/v1/orders/ord_1%00", "order_id"),
+        ("/v1/orders/%00/submit", "order_id"),
+        ("/v1/locations/loc%00", "location_id"),
+        ("/v1/promotions/pro_1/coupons/c%00u", "coupon_id"),
+    ]:
+        answer = await http.request("POST" if path.endswith("submit") else "GET", path)
+        assert (answer.status_code, answer.json()["code"]) == (400, "invalid_request"), path
+        assert answer.json()["errors"] == [
+            {"field": field, "reason": "must not contain the NUL character"}
+        ], path
+    both = await http.get("/v1/products/a%00?query=b%00")
+    assert _fields(both) == ["product_id", "query"]
+
+
 async def test_a_blank_customer_search_filter_or_duplicate_is_a_400_naming_it(
     http: httpx.AsyncClient,
 ) -> None:

@@ -188,7 +188,7 @@ class EdgeMiddleware:
                 400,
                 "invalid_request",
                 "URLs must not contain the NUL character",
-                _nul_in_query(scope.get("query_string", b"")),
+                _nul_in_path(scope) + _nul_in_query(scope.get("query_string", b"")),
             )
             await problem_response(problem)(scope, receive, send)
             return
@@ -523,9 +523,45 @@ def _location_missing(location_id: str, field: str) -> Problem:
                    extra={"resource": "location"})  # fmt: skip
 
 
+_PATH_PARAMETER = re.compile(r"\\\{([A-Za-z_][A-Za-z0-9_]*)\\\}")
+
+
+def _path_templates(app: Any) -> list[tuple[re.Pattern[str], int]]:
+    """The app's paths as its document names them: a pattern each, a group per parameter
+    named as the parameter, and how many parameters it has. Kept on the app."""
+    table: list[tuple[re.Pattern[str], int]] | None = getattr(app.state, "path_templates", None)
+    if table is None:
+        table = []
+        for template in app.openapi().get("paths", {}):
+            pattern, count = _PATH_PARAMETER.subn(r"(?P<\1>[^/]+)", re.escape(template))
+            table.append((re.compile(f"^{pattern}$"), count))
+        app.state.path_templates = table
+    return table
+
+
+def _nul_in_path(scope: Scope) -> list[dict[str, str]]:
+    """A field error per path parameter whose value holds a NUL, named as the document names
+    it and as any other refusal of the parameter does (the path as written wins over a
+    template it also fits: `/v1/products/batch-upsert` over `/v1/products/{product_id}`). A
+    NUL in a part of the path that is no parameter has no field to name."""
+    app = scope.get("app")
+    if app is None or not hasattr(app, "openapi"):
+        return []
+    path: str = scope["path"]
+    found = [(m, n) for p, n in _path_templates(app) if (m := p.match(path)) is not None]
+    if not found:
+        return []
+    values = min(found, key=lambda x: x[1])[0].groupdict()
+    return [
+        {"field": name, "reason": "must not contain the NUL character"}
+        for name, value in values.items()
+        if "\x00" in value
+    ]
+
+
 def _nul_in_query(query_string: bytes) -> list[dict[str, str]]:
     """A field error per query parameter whose value holds a NUL, as a body's string is named
-    (a NUL in the path or in a parameter's name has no field to name)."""
+    (a NUL in a parameter's name has no field to name)."""
     if b"%00" not in query_string:
         return []
     names = dict.fromkeys(
