@@ -1,7 +1,7 @@
 """Times the API takes are from 1970 to the end of year 9999: an earlier one (a year typed as
-0999, an offset that pushes year 1 before its start) is a 400 naming the field, and nothing is
-written; before, such a time was applied, answered with a 500, and every later page holding it
-failed too."""
+0999, an offset that pushes year 1 before its start, or 1970 as written with an offset east of
+UTC, which is 1969) is a 400 naming the field, and nothing is written; before, such a time was
+applied, answered with a 500, and every later page holding it failed too."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
 
-TOO_EARLY = ("0999-06-01T00:00:00Z", "1969-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00")
+# The last is 1970 as written, but 1969 in UTC: the bound is the instant, whatever the offset.
+TOO_EARLY = (
+    "0999-06-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "0001-01-01T00:00:00+01:00",
+    "1970-01-01T00:00:00+14:00",
+)
 
 
 def _post(http: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
@@ -54,6 +60,7 @@ def test_a_time_before_1970_is_refused_and_writes_nothing(platform: Running) -> 
         })  # fmt: skip
         assert first.status_code == 201, first.text
         assert first.json()["entry"]["occurred_at"].startswith("1970-01-01T00:00:00")
-        since = http.get("/v1/customers", params={"updated_since": "0999-01-01T00:00:00Z"})
-        assert since.status_code == 400
-        assert [e["field"] for e in since.json()["errors"]] == ["updated_since"]
+        for at in ("0999-01-01T00:00:00Z", "1970-01-01T00:59:59+01:00"):
+            since = http.get("/v1/customers", params={"updated_since": at})
+            assert since.status_code == 400, (at, since.text)
+            assert [e["field"] for e in since.json()["errors"]] == ["updated_since"]

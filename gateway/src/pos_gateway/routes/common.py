@@ -340,17 +340,24 @@ def _time_bounded(schema: dict[str, Any]) -> None:
 
 
 # The times the API takes are of the years 1970 to 9998 as written (the document's pattern says
-# the same). Earlier ones are no time a sale, a count or a consent happened at, a year before
-# 1000 is no RFC 3339 time the API could write back, and 9999 with an offset west of UTC would
-# fall past the calendar's end.
+# the same), and none is before 1970 began in UTC. Earlier ones are no time a sale, a count or a
+# consent happened at, a year before 1000 is no RFC 3339 time the API could write back, and 9999
+# with an offset west of UTC would fall past the calendar's end. The first bound is the instant
+# too: 1970-01-01T00:00:00+14:00 is 1970 as written but 1969 in UTC, where it was stored and
+# written back.
 FIRST_YEAR, LAST_YEAR = 1970, 9998
+FIRST_INSTANT = datetime(FIRST_YEAR, 1, 1, tzinfo=UTC)
 YEARS_PATTERN = r"^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
 TIME_RANGE = f"must be a time of the years {FIRST_YEAR} to {LAST_YEAR}"
 
 
 def _in_range(value: object) -> object:
-    if isinstance(value, datetime) and not FIRST_YEAR <= value.year <= LAST_YEAR:
+    if not isinstance(value, datetime):
+        return value
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
         raise ValueError(TIME_RANGE)
+    if value.tzinfo is not None and value < FIRST_INSTANT:
+        raise ValueError(f"must not be before {FIRST_INSTANT:%Y-%m-%dT%H:%M:%SZ}")
     return value
 
 
