@@ -130,3 +130,21 @@ def test_a_redrive_names_a_consumer_there_is_and_its_key_holds_the_consumer(
         )
         assert (again.status_code, again.headers["idempotent-replayed"]) == (200, "true")
         assert again.content == first.content
+
+
+def test_a_listing_names_a_consumer_there_is(platform: Running) -> None:
+    """A consumer the platform does not have is a 404 naming `consumer`, as its redrive is (it
+    was a 200 with an empty list, as if a typo had found the queue empty); one there is with
+    no dead letters is an empty list."""
+    running = platform.platform
+    token = running._secrets()["platform_admin_token"]
+    with httpx.Client(
+        base_url=running.gateway_url, headers={"Authorization": f"Bearer {token}"}, timeout=15
+    ) as admin:
+        typo = admin.get("/v1/admin/dead-letters", params={"consumer": "customer-loyalt"})
+        assert typo.status_code == 404, typo.text
+        assert (typo.json()["code"], typo.json()["resource"]) == ("resource_missing", "consumer")
+        assert typo.json()["errors"] == [{"field": "consumer", "reason": "no such consumer"}]
+        quiet = admin.get("/v1/admin/dead-letters", params={"consumer": "order-erasures"})
+        assert quiet.status_code == 200, quiet.text
+        assert quiet.json() == {"data": [], "next_cursor": None}

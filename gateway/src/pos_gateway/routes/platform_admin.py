@@ -175,6 +175,17 @@ def _stamp(at: datetime | None) -> str | None:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _unknown_consumer(consumer: str | None) -> Problem:
+    """The 404 naming `consumer` for one there is not (`dead_letters.consumer_known`)."""
+    return Problem(
+        404,
+        "resource_missing",
+        f"consumer {consumer!r} was not found",
+        [{"field": "consumer", "reason": "no such consumer"}],
+        extra={"resource": "consumer"},
+    )
+
+
 def _letter(letter: dead_letters.DeadLetter) -> DeadLetter:
     fields = asdict(letter)
     fields["dead_lettered_at"] = _stamp(letter.dead_lettered_at)
@@ -192,13 +203,19 @@ def _after(cursor: str | None) -> int:
     "/dead-letters",
     summary="List dead letters",
     description="Requires the platform credential. Messages a consumer gave up on, oldest "
-    "first, with the error and the deliveries it took; the payload is not shown.",
+    "first, with the error and the deliveries it took; the payload is not shown. A `consumer` "
+    "there is not (neither a consumer of the platform's streams nor one with dead letters) is "
+    "a 404 `resource_missing` whose `errors[]` names `consumer`; one there is with none is an "
+    "empty list.",
     responses={200: success(ex.DEAD_LETTERS), **problems(400, 401, 404, 429, 503)},
 )
 async def list_dead_letters(
     request: Request, consumer: ConsumerName = None, limit: Limit = 50, cursor: Cursor = None
 ) -> DeadLetterList:
     js = await request.app.state.jetstream.jetstream()
+    if consumer is not None and not await dead_letters.consumer_known(js, consumer):
+        # A typo is not an empty queue (it answered 200 with an empty list).
+        raise _unknown_consumer(consumer)
     found = await dead_letters.list_dead_letters(js, consumer, _after(cursor), limit + 1)
     page = found[:limit]
     more = len(found) > limit
@@ -253,11 +270,5 @@ async def redrive_dead_letters(request: Request, consumer: ConsumerName = None) 
         sent = await dead_letters.redrive_all(js, consumer)
     except dead_letters.UnknownConsumer:
         # A typo is not an empty queue (it answered 200 with nothing redriven).
-        raise Problem(
-            404,
-            "resource_missing",
-            f"consumer {consumer!r} was not found",
-            [{"field": "consumer", "reason": "no such consumer"}],
-            extra={"resource": "consumer"},
-        ) from None
+        raise _unknown_consumer(consumer) from None
     return Redriven(redriven=[_letter(x) for x in sent])
