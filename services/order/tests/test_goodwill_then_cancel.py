@@ -536,6 +536,141 @@ async def test_an_uncaptured_shipment_cut_for_the_adjustment_is_not_taken_twice(
     assert (await shop.order(order.id)).status == order_pb2.ORDER_STATUS_CANCELLED
 
 
+async def _pickup_and_two_shipments(shop: Shop) -> order_pb2.Order:
+    """A T-shirt picked up (25.00, captured at confirmation), then a mug and a T-shirt each
+    shipped on its own (25.00 each, only authorised until shipped), one card for all three
+    (75.00), confirmed."""
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    shipment = order_pb2.FulfillmentRequest(
+        type=KINDS["shipment"], location_id=shop.location, ship_to="1 Main St"
+    )
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=0),
+                order_pb2.OrderLineRequest(sku="MUG", quantity=1, fulfillment=1),
+                order_pb2.OrderLineRequest(sku="TEE", quantity=1, fulfillment=2),
+            ],
+            fulfillments=[pickup, shipment, shipment],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.tender(created.order.id, tender_type=CARD, card_token="tok_visa")
+    confirmed = await shop.orders.ConfirmOrder(
+        order_pb2.ConfirmOrderRequest(request_id=str(uuid.uuid4()), order_id=created.order.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    assert [f.captured.amount for f in confirmed.order.fulfillments] == [2500, 0, 0]
+    return confirmed.order
+
+
+def _kept_by_fulfillments(order: order_pb2.Order) -> int:
+    return sum(f.captured.amount - f.refunded.amount for f in order.fulfillments)
+
+
+async def test_a_shipment_cut_for_goodwill_and_then_cancelled_passes_the_cut_on(
+    captured_shop: Shop,
+) -> None:
+    """A pickup captured at confirmation and two shipments only authorised, one card (75.00);
+    5.00 of goodwill back from what it captured. The pickup's cancel gives back 20.00 and
+    takes the 5.00 no captured money can give back off the mug's shipment. The mug's
+    shipment is then cancelled too: the cut goes on to the T-shirt's shipment, which captures
+    20.00 when shipped; the customer pays 20.00 for it, the goodwill kept, and what each
+    fulfilment kept (captured less refunded) comes to what the card kept. Before, the mug's
+    cancel dropped the cut: the T-shirt's shipment captured its whole 25.00, the goodwill
+    taken back, and the pickup read as keeping 5.00 the card no longer held."""
+    shop = captured_shop
+    order = await _pickup_and_two_shipments(shop)
+    (card,) = order.payment_ids
+    tee, mug, shirt = order.fulfillments
+    await _goodwill(shop, card, 500)
+    assert await _cancel(shop, order.id, tee.id) == {card: 2000}
+    after = await shop.order(order.id)
+    assert (after.fulfillments[0].captured.amount, after.fulfillments[0].refunded.amount) == (
+        2500,
+        2500,
+    )
+    (payment,) = await shop.payments_of(order.id)
+    assert _kept_by_fulfillments(after) == payment.captured.amount - payment.refunded.amount == 0
+
+    assert await _cancel(shop, order.id, mug.id) == {}
+    # Cancelled again (another request): answered unchanged, the cut passed on once.
+    assert await _cancel(shop, order.id, mug.id) == {}
+
+    shipped = await _ship(shop, order.id, shirt.id)
+
+    assert shipped.fulfillments[2].status == order_pb2.FULFILLMENT_STATUS_SHIPPED
+    assert shipped.fulfillments[2].captured.amount == 2000
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (4500, 2500)
+    assert await shop.money_held(order.id) == 2000
+    final = await shop.order(order.id)
+    assert final.paid.amount == 2000
+    assert _kept_by_fulfillments(final) == 2000
+
+
+async def test_a_shipment_cut_for_goodwill_cancelled_after_the_rest_shipped_refunds_the_cut(
+    captured_shop: Shop,
+) -> None:
+    """As above, but the T-shirt's shipment ships (25.00 captured: the cut is the mug's)
+    before the mug's shipment is cancelled. Nothing is left to capture the cut off, so the
+    mug's cancel gives those 5.00 back from what the card captured (so it needs the `refund`
+    permission): the customer pays 20.00 for the T-shirt, the goodwill kept. Before, the cut
+    was dropped and they paid 25.00."""
+    shop = captured_shop
+    order = await _pickup_and_two_shipments(shop)
+    (card,) = order.payment_ids
+    tee, mug, shirt = order.fulfillments
+    await _goodwill(shop, card, 500)
+    assert await _cancel(shop, order.id, tee.id) == {card: 2000}
+    shipped = await _ship(shop, order.id, shirt.id)
+    assert shipped.fulfillments[2].captured.amount == 2500
+    # It gives money back: a caller who may not is refused, nothing written.
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _cancel_unpermitted(shop, order.id, mug.id)
+    assert read_error(err.value).reason == "permission_required"
+    assert await _refunded(shop, order.id) == {card: 2500}
+
+    assert await _cancel(shop, order.id, mug.id) == {card: 500}
+    assert await _cancel(shop, order.id, mug.id) == {card: 500}
+
+    final = await shop.order(order.id)
+    assert final.fulfillments[1].status == order_pb2.FULFILLMENT_STATUS_CANCELLED
+    assert (final.fulfillments[1].captured.amount, final.fulfillments[1].refunded.amount) == (0, 0)
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (5000, 3000)
+    assert await shop.money_held(order.id) == 2000
+    assert final.paid.amount == 2000
+
+
+async def test_a_shipment_cut_for_goodwill_cancelled_with_the_rest_gives_everything_back(
+    captured_shop: Shop,
+) -> None:
+    """The pickup cancelled (the cut on the mug's shipment), then the mug's shipment (the cut
+    passed on to the T-shirt's), then the T-shirt's: the last takes the order with it, all
+    that was captured given back, nothing held, each fulfilment keeping nothing."""
+    shop = captured_shop
+    order = await _pickup_and_two_shipments(shop)
+    (card,) = order.payment_ids
+    tee, mug, shirt = order.fulfillments
+    await _goodwill(shop, card, 500)
+    assert await _cancel(shop, order.id, tee.id) == {card: 2000}
+    assert await _cancel(shop, order.id, mug.id) == {}
+    assert await _cancel(shop, order.id, shirt.id) == {}
+
+    final = await shop.order(order.id)
+    assert final.status == order_pb2.ORDER_STATUS_CANCELLED
+    (payment,) = await shop.payments_of(order.id)
+    assert (payment.captured.amount, payment.refunded.amount) == (2500, 2500)
+    assert await shop.money_held(order.id) == 0
+    assert _kept_by_fulfillments(final) == 0
+
+
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def authorised_shop(infra: Infra) -> AsyncIterator[Shop]:
     """Pickups captured when they are handed over: only authorised until then."""

@@ -682,12 +682,14 @@ class Order:
             for t in self.saga.tenders
             if t.payment_id
         }
-        share = [p for p in self.refunds_for(f.id, left, given_back) if p in cash]
+        plan = self.refunds_for(f.id, left, given_back)
+        if f.captured - f.refunded <= 0:
+            # Nothing of its own goes back: only a cut on its capture no live fulfilment takes.
+            plan = self._cut_refunds(left, self._cut_passed_on(f.id, given_back)[1])
+        share = [p for p in plan if p in cash]
         last = not any(
             x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
         ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
-        if f.captured - f.refunded <= 0:
-            share = []
         return list(dict.fromkeys([*share, *(whole if last else [])]))
 
     def fulfillment_refund_needs_permission(self, fulfillment_id: str, given_back: int = 0) -> None:
@@ -701,6 +703,9 @@ class Order:
         # Judged by what the cancel gives back: a share adjusted in full gives nothing back
         # and needs no permission. Judged by the capture alone, it was refused.
         share = max(0, f.captured - f.refunded - max(0, given_back))
+        # And a cut on its capture that no live fulfilment takes: given back from what the
+        # payments captured (`_cut_passed_on`).
+        share += min(self._cut_passed_on(f.id, given_back)[1], self.money_held)
         last = not any(
             x.status not in ENDED and x.id not in self.saga.cancelling for x in self.fulfillments
         ) and not any(x.status in LEFT_THE_STORE for x in self.fulfillments)
@@ -1554,6 +1559,22 @@ class Order:
                     fulfillment_id,
                 )
             )
+        # A cut earlier cancels took off this fulfilment's capture is still owed: passed on to
+        # the live fulfilments still to capture, and what none can take given back from what
+        # the payments have left, under ids of its own (not this fulfilment's refunds).
+        passed_on, to_refund = self._cut_passed_on(fulfillment_id, given_back)
+        if passed_on is not None:
+            self.saga.capture_cut = passed_on
+        left = {p: max(0, a) - plan.get(p, 0) for p, a in refundable.items()}
+        for payment_id, take in self._cut_refunds(left, to_refund).items():
+            self.saga.refunds.append(
+                Capture(
+                    f"{self.id}/refund/{fulfillment_id}/{payment_id}/cut",
+                    payment_id,
+                    take,
+                    fulfillment_id,
+                )
+            )
         # What no payment's captured money can give back is taken off what the order still
         # captures (a shipment not shipped yet): the customer pays that much less for it, so
         # the goodwill stays given. Before, it was dropped, and the later capture took the
@@ -1571,6 +1592,68 @@ class Order:
         if cut:
             self.saga.capture_cut[fulfillment_id] = cut
         self._take_back_adjusted(fulfillment_id, given_back)
+
+    def _cut_passed_on(
+        self, fulfillment_id: str, given_back: int
+    ) -> tuple[dict[str, dict[str, int]] | None, int]:
+        """A fulfilment being cancelled whose capture earlier cancels cut (`saga.capture_cut`:
+        what their refunds could not give back from any payment's captured money) will never
+        capture, so that cut gives nothing back any more. What of it stands for price
+        adjustments of its own units beyond what was captured for it stays (its cancel would
+        take that back, `_take_back_adjusted`, and the cut nets it); the rest is still owed to
+        the customer. It is passed on to the order's live fulfilments still to capture, each
+        within what it has left to capture, under the cancelled fulfilment it came from (the
+        first figure: the new `saga.capture_cut`, None when nothing moves); what none can take
+        (the rest captured already, or left the store) is the second figure, given back from
+        the payments' captured money with this cancel. Nothing moves when the cancel takes the
+        order with it: everything captured goes back then. Before, the cut was dropped: a
+        third fulfilment captured its whole share, or what was captured kept it, and the
+        goodwill the cut stood for was taken back."""
+        f = self.fulfillment(fulfillment_id)
+        assert f is not None
+        cut = self.capture_cut(f)
+        if cut <= 0 or self._takes_the_order(fulfillment_id):
+            return None, 0
+        captured = sum(c.amount for c in self.saga.captures if c.fulfillment_id == f.id and c.done)
+        carry = cut - min(cut, max(0, given_back - captured))
+        if carry <= 0:
+            return None, 0
+        room = {
+            x.id: max(0, x.amount - x.captured - self.capture_cut(x))
+            for x in self._still_capturing()
+            if x.id != f.id and x.id not in self.saga.stepping and not self._planned_for(x)
+        }
+        moved = {origin: dict(by) for origin, by in self.saga.capture_cut.items()}
+        to_refund = 0
+        for by in moved.values():
+            part = min(by.get(f.id, 0), carry)
+            if part <= 0:
+                continue
+            carry -= part
+            by[f.id] -= part
+            if not by[f.id]:
+                del by[f.id]
+            for target, free in room.items():
+                take = min(part, free)
+                if take > 0:
+                    by[target] = by.get(target, 0) + take
+                    room[target] -= take
+                    part -= take
+            to_refund += part
+        return moved, to_refund
+
+    def _cut_refunds(self, left: dict[str, int], amount: int) -> dict[str, int]:
+        """`amount` given back from what the payments have `left` to refund, from the last
+        taken backwards (as `refunds_for` gives back what a cancel's own payments lack)."""
+        plan: dict[str, int] = {}
+        for t in reversed(self.saga.tenders):
+            if amount <= 0:
+                break
+            take = min(amount, left.get(t.payment_id, 0)) if t.payment_id else 0
+            if take > 0:
+                plan[t.payment_id] = plan.get(t.payment_id, 0) + take
+                amount -= take
+        return plan
 
     def _take_back_adjusted(self, fulfillment_id: str, given_back: int) -> None:
         """What refunds naming the cancelled fulfilment's units gave back beyond what was
@@ -1635,7 +1718,13 @@ class Order:
         paid, never more than was captured in all. Before, the cancel gave back the whole
         capture whatever a price adjustment had given back of it, and what its payment no
         longer had came from the others: the adjustment was paid twice."""
-        return self._refunds_and_short(fulfillment_id, refundable, given_back)[0]
+        plan = self._refunds_and_short(fulfillment_id, refundable, given_back)[0]
+        # And a cut on its capture that passes on to no live fulfilment (`_cut_passed_on`).
+        to_refund = self._cut_passed_on(fulfillment_id, given_back)[1]
+        left = {p: max(0, a) - plan.get(p, 0) for p, a in refundable.items()}
+        for payment_id, take in self._cut_refunds(left, to_refund).items():
+            plan[payment_id] = plan.get(payment_id, 0) + take
+        return plan
 
     def _refunds_and_short(
         self, fulfillment_id: str, refundable: dict[str, int], given_back: int = 0
@@ -1711,9 +1800,22 @@ class Order:
         # 25.00 adjusted by 10.00 and cancelled read 15.00 refunded, keeping 10.00 the
         # customer had back. Never more than was captured for it: an adjustment an earlier
         # cancel's cut stood for (`_take_back_adjusted`) was not captured here.
-        refunds = sum(r.amount for r in self.saga.refunds if r.fulfillment_id == f.id and r.done)
+        # So do what its refunds could not give back and later captures are cut by
+        # (`saga.capture_cut`, wherever it went since): its goodwill share went back that way.
+        # Without it a pickup of 25.00 cancelled after 5.00 of goodwill read as keeping 5.00
+        # that the payments no longer held. Not what its cancel gave back of a cut on its own
+        # capture (`/cut` refunds): that was another cancelled fulfilment's.
+        refunds = sum(
+            r.amount
+            for r in self.saga.refunds
+            if r.fulfillment_id == f.id and r.done and not r.request_id.endswith("/cut")
+        )
+        refunds += sum(self.saga.capture_cut.get(f.id, {}).values())
         adjusted = sum(amount for _, amount in self.saga.cancel_adjusted.get(f.id, {}).values())
-        f.refunded = max(f.refunded, refunds + min(adjusted, max(0, f.captured - refunds)))
+        f.refunded = max(
+            f.refunded,
+            min(f.captured, refunds + min(adjusted, max(0, f.captured - refunds))),
+        )
         if f.hold is HoldState.HELD or f.hold is HoldState.SENT:
             f.hold = HoldState.RELEASED
         elif f.hold is HoldState.COMMITTED:
