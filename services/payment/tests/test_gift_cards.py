@@ -1039,6 +1039,52 @@ async def test_a_refund_to_a_card_in_another_currency_is_a_currency_mismatch(
     assert footprint(running, m) == before
 
 
+async def test_a_capture_in_another_currency_than_the_card_is_a_currency_mismatch(
+    running: Running,
+) -> None:
+    """Capturing euros of a USD gift card's authorisation is the request's mistake, as a
+    redemption or a refund in euros is: a 400 `currency_mismatch` naming amount.currency (an
+    `invalid_request` before), and nothing more is taken off the card; the authorisation is
+    captured in its own currency afterwards."""
+    m = merchant()
+    issued = await issue(running, m, 5000)
+    card_id = issued.gift_card.id
+    held = (
+        await running.payments.CreatePayment(
+            P.CreatePaymentRequest(
+                request_id=rid(),
+                order_id="ord_capture_eur",
+                tender_type=P.TENDER_TYPE_GIFT_CARD,
+                amount=usd(2000),
+                gift_card_code=issued.code,
+                capture=False,
+            ),
+            metadata=md(m),
+            timeout=30,
+        )
+    ).payment
+    assert balance(running, m, card_id) == 3000
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.payments.CapturePayment(
+            P.CapturePaymentRequest(request_id=rid(), payment_id=held.id, amount=usd(1500, "EUR")),
+            metadata=md(m),
+            timeout=30,
+        )
+    problem = read_error(err.value)
+    assert (err.value.code(), problem.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "currency_mismatch",
+    )
+    assert [v.field for v in problem.violations] == ["amount.currency"]
+    assert balance(running, m, card_id) == 3000
+    captured = await running.payments.CapturePayment(
+        P.CapturePaymentRequest(request_id=rid(), payment_id=held.id, amount=usd(1500)),
+        metadata=md(m),
+        timeout=30,
+    )
+    assert captured.payment.captured.amount == 1500
+
+
 async def test_a_spend_given_back_once_is_not_given_back_again(running: Running) -> None:
     """1,299 spent as a payment tender, then given back to the card by the gift card's own
     refund: a refund of the payment would give the same 1,299 back a second time, so the card

@@ -177,7 +177,8 @@ async def capture_payment(
     naming `amount`), an authorisation
     past its window a 409 `authorization_expired`, a voided or failed payment a 409, and one
     captured in full (nothing left to capture, whatever the amount) a 409 `payment_captured`:
-    refund it instead. A payment
+    refund it instead. An `amount` in another currency than the payment's (a gift card's: the
+    card's) is a 400 `currency_mismatch` naming `amount.currency`. A payment
     of an order is captured by the order itself (its confirmation, or a fulfilment's `shipped`
     or `picked_up` step, each its share): here it is a 409 `payment_managed_by_order`, so the
     order never captures it a second time nor waits on money already taken."""

@@ -769,9 +769,10 @@ def validate_amount(
 ) -> int:
     """An amount a capture or refund names: positive, in the payment's currency.
 
-    `mismatch`: the currency alone at fault is `currency_mismatch` (a refund's: the
-    catalogue's code for an amount in another currency than the one it must be in); wrong in
-    other ways too, or without it, a plain invalid request naming every field."""
+    `mismatch`: the currency alone at fault is `currency_mismatch` (a capture's and a
+    refund's: the catalogue's code for an amount in another currency than the one it must be
+    in, a gift card's tender the card's); wrong in other ways too, or without it, a plain
+    invalid request naming every field."""
     violations = require(amount > 0, f"{field}.amount", "must be greater than zero")
     other_currency = require(
         currency == expected, f"{field}.currency", f"must be the payment's currency ({expected})"

@@ -458,7 +458,7 @@ class CapturePayment(_PaymentOperation):
     def reserve(self, payment: Payment) -> int:
         wanted = None
         if self.amount is not None:
-            wanted = validate_amount("amount", *self.amount, payment.currency)
+            wanted = validate_amount("amount", *self.amount, payment.currency, mismatch=True)
         return payment.reserve_capture(wanted, now())
 
     def ask_processor(self, payment: Payment, op: Operation) -> Awaitable[ProcessorAnswer]:
