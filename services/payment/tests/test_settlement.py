@@ -357,6 +357,27 @@ async def test_a_bad_day_is_refused_field_by_field(running: Running) -> None:
     assert fields == {"location_id", "date", "time_zone", "currency"}
 
 
+@pytest.mark.parametrize(
+    "zone", ["localtime", "posixrules", "Factory", "right/UTC", "posix/Europe/Paris"]
+)
+async def test_a_file_of_the_tz_database_that_is_no_zone_is_refused(
+    running: Running, zone: str
+) -> None:
+    """The tz database's own files beside its zones (the host's `localtime`, the leap-second
+    `right/` copies) open with ZoneInfo but are no IANA zone: a 400 on `time_zone`, as the
+    gateway and the inventory service refuse them, never a report of some other day."""
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await running.settlement.GetSettlementReport(
+            S.GetSettlementReportRequest(
+                location_id="loc_1", date=DAY, time_zone=zone, currency="USD"
+            ),
+            metadata=(("x-merchant-id", "mer_x"),),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in read_error(err.value).violations] == ["time_zone"]
+
+
 @pytest.mark.parametrize("day", ["9999-12-31", "0001-01-01", "1969-12-31"])
 async def test_a_day_whose_bounds_cannot_be_written_is_refused(running: Running, day: str) -> None:
     """Its next midnight overflows the calendar, or its midnight in UTC falls before year 1:

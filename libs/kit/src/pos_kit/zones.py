@@ -1,5 +1,6 @@
-"""IANA time zones: the names a location may keep, checked alike at the gateway and in the
-inventory service."""
+"""IANA time zones: the names a location may keep, checked alike at the gateway, in the
+inventory service and in the payment service's settlement report. The zone data is the
+`tzdata` package's where the system has none (a dependency of the kit)."""
 
 from __future__ import annotations
 

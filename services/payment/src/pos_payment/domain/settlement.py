@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pos_kit.errors import FieldViolation, raise_if, require
 from pos_kit.money import MoneyError, check_currency
+from pos_kit.zones import is_iana_zone
 
 TENDERS = ("cash", "card", "gift_card", "external")
 
@@ -57,13 +58,11 @@ def validate_day(location_id: str, day: str, time_zone: str, currency: str) -> D
             "date",
             f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}",
         )
-    known = False
-    if time_zone and len(time_zone) <= 64:
-        try:
-            known = ZoneInfo(time_zone) is not None
-        except (ZoneInfoNotFoundError, ValueError):  # ValueError: a path, not a zone name
-            known = False
-    violations += require(known, "time_zone", "must be an IANA time zone, e.g. Europe/Paris")
+    # A zone of the IANA database, not any file ZoneInfo opens (`localtime`, `right/UTC`), as
+    # the gateway and the inventory service check a location's.
+    violations += require(
+        is_iana_zone(time_zone), "time_zone", "must be an IANA time zone, e.g. Europe/Paris"
+    )
     try:
         check_currency(currency)
     except MoneyError:
