@@ -11,6 +11,7 @@ or the service answers again (adapters/remote.py `DiscountDeadline`)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -27,7 +28,7 @@ from pos.order.v1 import order_pb2, order_pb2_grpc
 from pos.payment.v1 import payment_pb2
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
 from pos_devstack.testing import Infra, InProcessService
-from pos_kit.context import merchant_var
+from pos_kit.context import deadline_var, merchant_var
 from pos_kit.errors import Unavailable
 from pos_kit.grpc_client import channel, read_error
 from pos_kit.money import Money
@@ -274,3 +275,47 @@ async def test_the_normal_deadline_comes_back_after_the_cool_off_or_an_answer(
     assert [d > (short + normal) / 2 for d in relay.deadlines] == [
         True, False, True, False, True, False, False, True
     ]  # fmt: skip
+
+
+async def test_a_pricing_cut_short_by_its_callers_deadline_starts_no_cool_off(
+    shop: Stack, relay: PromotionRelay
+) -> None:
+    """The adapter on its own, serving a call whose own deadline is nearly spent: the pricing
+    is given what is left of it (less the answer's margin), not the normal deadline, and the
+    promotion service, hung, does not answer within it. That is the caller's deadline running
+    out, not the promotion service failing: the next sale is given the normal deadline (until
+    2026-12-05 it began a cool-off, and the sales of the next seconds waited the short one
+    only). A refusal by the promotion service itself still begins one."""
+    normal, short, cool_off = 10.0, 2.0, 10.0
+    lines = [OrderLine("TEE", "T-shirt", 1, Money(2500, "USD"))]
+    plain = CartContext(shop.location_id, "register")
+    merchant = merchant_var.set(MERCHANT)
+    try:
+        async with channel(f"127.0.0.1:{shop.relay_port}") as promotion:
+            discounts = PromotionDiscounts(promotion, normal, short, cool_off, clock=Clock())
+
+            async def applied(caller_left: float | None = None) -> bool:
+                served = deadline_var.set(
+                    None if caller_left is None else time.monotonic() + caller_left
+                )
+                try:
+                    return (await discounts.quote(lines, "USD", plain)).applied
+                finally:
+                    deadline_var.reset(served)
+
+            relay.hung = True
+            assert not await applied(caller_left=0.5)  # cut to ~0.45 s: list price
+            relay.passing()
+            assert await applied()  # the normal deadline: no cool-off began
+            relay.refused = True
+            assert not await applied(caller_left=3.0)  # refused: the cool-off begins
+            relay.passing()
+            assert await applied()  # short
+    finally:
+        merchant_var.reset(merchant)
+    assert len(relay.deadlines) == 4
+    assert relay.deadlines[0] < short and relay.deadlines[2] < 3.0
+    assert [d > (short + normal) / 2 for d in (relay.deadlines[1], relay.deadlines[3])] == [
+        True,
+        False,
+    ]

@@ -24,6 +24,7 @@ from pos.payment.v1 import (
     shifts_pb2_grpc,
 )
 from pos.promotion.v1 import promotion_pb2, promotion_pb2_grpc
+from pos_kit.context import remaining_seconds
 from pos_kit.errors import (
     Conflict,
     DomainError,
@@ -32,7 +33,7 @@ from pos_kit.errors import (
     NotFound,
     Unavailable,
 )
-from pos_kit.grpc_client import read_error
+from pos_kit.grpc_client import downstream_timeout, read_error
 from pos_kit.money import Money
 from pos_kit.proto_money import to_proto
 from pos_order.adapters.messages import TENDERS
@@ -327,7 +328,9 @@ class DiscountDeadline:
     deadline would never be given the normal one while sales go on. Any answer ends the
     cool-off at once. A cart whose discounts cannot be dropped (a coupon or a manual discount:
     a 503 on failure) always waits the normal deadline: a short one would only turn a slow
-    answer into a refused sale."""
+    answer into a refused sale. A call cut shorter by the deadline of the call it serves (a
+    caller's own deadline nearly spent) that runs out is that caller's time running out, not
+    the promotion service failing: it begins no cool-off (`failed` is not told of it)."""
 
     def __init__(
         self,
@@ -374,13 +377,19 @@ class PromotionDiscounts:
         request = cart_request(lines, currency, cart)
         must_answer = (cart is not None and cart.must_ask) or any(ln.manual for ln in lines)
         timeout = self.deadline.timeout(must_answer)
+        # What the call is given: less than `timeout` when the call it serves has less left
+        # (the channel's interceptor cuts it so).
+        given = downstream_timeout(timeout, remaining_seconds())
         try:
             answer = await self._stub.CalculateDiscounts(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in _TRANSIENT:
                 self.deadline.answered()
                 raise read_error(exc).to_domain() from None
-            self.deadline.failed(timeout)
+            if exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED or given >= timeout:
+                # The promotion service away, or not answering within all it was given: a
+                # deadline cut short by the caller's own ran out on the caller, not on it.
+                self.deadline.failed(timeout)
             if must_answer:
                 raise Unavailable(
                     "the promotion service is unavailable: a coupon or a manual discount "
