@@ -352,3 +352,24 @@ def test_an_exchanges_declined_tender_answers_the_order_and_the_payment(
     assert payment["status"] == "failed" and payment["order_id"] == new["id"]
     assert payment["decline_code"]
     assert _returns(http, order["id"]) == []
+
+
+def test_a_refused_exchange_sent_again_with_its_key_answers_the_same(
+    shop: httpx.Client,
+) -> None:
+    """An exchange whose gift card code no card has is a 404 naming the tender's code; the
+    gateway keeps nothing of a 404, so the same request again under the same Idempotency-Key
+    reaches the order service, which answers the same 404, byte for byte (until 2026-12-05:
+    a 402 `payment_declined` with no order and no payment). Nothing was exchanged."""
+    http = shop
+    order = _sale(http, _store(http), [{"sku": "MUG-LOGO", "quantity": 1}])["order"]
+    tender = {"tender_type": "gift_card", "gift_card_code": "NOSUCH-CARD-0000"}
+    body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "wrong_size",
+            "new_lines": [{"sku": "CAP-NAVY", "quantity": 1}], "tenders": [tender]}  # fmt: skip
+    path, key = f"/v1/orders/{order['id']}/exchanges", {"Idempotency-Key": str(uuid.uuid4())}
+    first = http.post(path, json=body, headers=key)
+    assert first.status_code == 404, first.text
+    assert [e["field"] for e in first.json()["errors"]] == ["tenders[0].gift_card_code"]
+    again = http.post(path, json=body, headers=key)
+    assert (again.status_code, again.content) == (404, first.content)
+    assert _returns(http, order["id"]) == []

@@ -726,6 +726,51 @@ async def test_bad_exchanges_are_refused_and_write_nothing(shop: Shop) -> None:
         )
 
 
+async def test_a_refused_exchange_sent_again_answers_as_it_first_did(shop: Shop) -> None:
+    """An exchange whose tender was refused once its new order was made (the order cancelled,
+    the return dropped), sent again with the same request id: the same refusal, word for word
+    (status, code, message, the fields it named and its members), so the gateway's answer to
+    the retry is the first one. Until 2026-12-05 a retry answered `payment_declined` ("this
+    exchange was not made") whatever the first answer was: a 402 with no payment after a
+    gift card code no card has (a 404, which the gateway keeps nothing of, so the retry
+    reached this service), and another message after a declined card."""
+    order = await shop.sale(TEE=1)
+    lost = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.cards.DeactivateGiftCard(
+        G.DeactivateGiftCardRequest(request_id=str(uuid.uuid4()), id=lost.gift_card.id),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    card, gift = payment_pb2.TENDER_TYPE_CARD, payment_pb2.TENDER_TYPE_GIFT_CARD
+    for tender in (
+        order_pb2.ExchangeTender(tender_type=card, card_token="tok_declined"),
+        order_pb2.ExchangeTender(tender_type=gift, gift_card_code="NOSUCH-CARD-0000"),
+        order_pb2.ExchangeTender(tender_type=gift, gift_card_code=lost.code),
+    ):
+        ask = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+        ask.tenders.append(tender)
+        answers = []
+        for _ in range(2):
+            refused = await shop.refused(ask)
+            problem = read_error(refused)
+            answers.append(
+                (
+                    refused.code(),
+                    problem.reason,
+                    problem.message,
+                    [(v.field, v.description) for v in problem.violations],
+                    dict(problem.metadata),
+                )
+            )
+        assert answers[1] == answers[0], tender
+        assert await shop.returns_of(order.id) == []
+    assert answers[0][1] == "gift_card_inactive"
+
+
 async def test_a_gift_card_code_tendered_enters_the_stored_fingerprint_keyed() -> None:
     request = order_pb2.CreateExchangeRequest(
         request_id="x",

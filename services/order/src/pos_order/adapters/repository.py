@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_kit.changes import list_page
 from pos_kit.direct import Prepared, bound, keyed
-from pos_kit.errors import RequestIdReused
+from pos_kit.errors import DomainError, ErrorKind, FieldViolation, RequestIdReused
 from pos_kit.ids import new_nonce
 from pos_kit.money import Money
 from pos_kit.paging import PageRequest
@@ -197,7 +197,30 @@ def saga_to_json(saga: Saga) -> dict[str, Any]:
         **({"submits": saga.submits} if saga.submits else {}),
         **({"tax_inclusive": saga.tax_inclusive} if saga.tax_inclusive is not None else {}),
         **({"tax_exempt": True} if saga.tax_exempt else {}),
+        **({"refusal": _refusal_json(saga.refusal)} if saga.refusal is not None else {}),
     }
+
+
+def _refusal_json(e: DomainError) -> dict[str, Any]:
+    return {
+        "message": e.message,
+        "code": e.code,
+        "kind": e.kind.value,
+        "violations": [[v.field, v.description] for v in e.violations],
+        "metadata": dict(e.metadata),
+    }
+
+
+def _refusal(found: dict[str, Any] | None) -> DomainError | None:
+    if not found:
+        return None
+    return DomainError(
+        found["message"],
+        found["code"],
+        [FieldViolation(f, d) for f, d in found["violations"]],
+        dict(found["metadata"]),
+        ErrorKind(found["kind"]),
+    )
 
 
 def _money_json(m: Money | None) -> list[Any] | None:
@@ -387,6 +410,7 @@ def _saga(found: dict[str, Any]) -> Saga:
         submits=found.get("submits", 0),
         tax_inclusive=found.get("tax_inclusive"),
         tax_exempt=found.get("tax_exempt", False),
+        refusal=_refusal(found.get("refusal")),
     )
 
 

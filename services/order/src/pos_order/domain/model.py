@@ -507,6 +507,10 @@ class Saga:
     # they were kept (its sourced lines keep the selling store's tax).
     tax_inclusive: bool | None = None
     tax_exempt: bool = False
+    # An exchange's new order cancelled because the exchange was refused once it was made (a
+    # tender refused or declined, the credit refunded meanwhile): that refusal as its caller
+    # heard it, so a retry of the request hears it again, word for word.
+    refusal: DomainError | None = None
 
 
 @dataclass(frozen=True)

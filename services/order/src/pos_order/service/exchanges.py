@@ -560,7 +560,9 @@ class CreateExchange(Generic[R]):
         except DomainError as exc:
             if exc.kind in saga.TRANSIENT:
                 raise
-            await saga.cancel(self.new_uow, self.ports, order.id, self.policy, exc.code)
+            await saga.cancel(
+                self.new_uow, self.ports, order.id, self.policy, exc.code, refusal=exc
+            )
             raise
 
     async def _pay(self, order: Order) -> Order:
@@ -591,9 +593,10 @@ class CreateExchange(Generic[R]):
                 if exc.kind in saga.TRANSIENT:
                     raise
                 # Refused before anything was taken (a bad token, a spent gift card).
+                refused = _about_tender(exc, i)
                 await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
-                                  "payment_declined")  # fmt: skip
-                raise _about_tender(exc, i) from None
+                                  "payment_declined", refusal=refused)  # fmt: skip
+                raise refused from None
             await boundary(self.policy, "after_authorization")
 
             def answered(o: Order, n: int = record.n, p: PaymentResult = payment) -> None:
@@ -603,14 +606,15 @@ class CreateExchange(Generic[R]):
             order, _ = await change(self.new_uow, order.id, answered)
             state = order.saga.tenders[record.n - 1].state
             if state is TenderState.FAILED:
-                await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
-                                  "payment_declined")  # fmt: skip
-                raise Conflict(
+                declined = Conflict(
                     "the payment was declined: "
                     + (getattr(payment.raw, "decline_reason", "") or "declined"),
                     "payment_declined",
                     {"order_id": order.id, "payment_id": payment.payment_id},
                 )
+                await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                                  "payment_declined", refusal=declined)  # fmt: skip
+                raise declined
             if state is TenderState.PENDING:
                 break
         if any(t.state is TenderState.PENDING for t in order.saga.tenders):
@@ -619,11 +623,12 @@ class CreateExchange(Generic[R]):
                 "payment_pending",
             )
         if order.balance_due > 0:  # a tender failed on an earlier run
-            await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
-                              "payment_declined")  # fmt: skip
-            raise Conflict(
+            declined = Conflict(
                 "a payment of the difference was declined", "payment_declined", _declined(order)
             )
+            await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
+                              "payment_declined", refusal=declined)  # fmt: skip
+            raise declined
         return order
 
     async def record(self, uow: ReturnsUnitOfWork, done: Exchanged) -> R:
@@ -703,8 +708,14 @@ def _declined(order: Order) -> dict[str, str]:
     return {"order_id": order.id, **({"payment_id": failed[-1]} if failed else {})}
 
 
-def _not_made(order: Order) -> Conflict:
-    """A retry of an exchange whose new order was cancelled: the same refusal."""
+def _not_made(order: Order) -> DomainError:
+    """A retry of an exchange whose new order was cancelled: the same refusal, as the caller
+    first heard it when it was recorded with the cancel (`Saga.refusal`)."""
+    first = order.saga.refusal
+    if first is not None:
+        return DomainError(
+            first.message, first.code, list(first.violations), dict(first.metadata), first.kind
+        )
     return Conflict(
         f"this exchange was not made: {order.cancel_reason}",
         order.cancel_reason or "exchange_cancelled",

@@ -996,12 +996,26 @@ async def cancel(
     policy: Policy,
     reason: str,
     driver_gone: bool = False,
+    refusal: DomainError | None = None,
 ) -> Order:
     """Mark the order compensating (recorded first), then undo: void what is authorised,
     refund what is captured, release or restock what is held. A payment whose answer is not
     known yet stops here: the resumer comes back once the payment service has settled it.
-    `driver_gone`: see `compensate`."""
-    order, _ = await change(new_uow, order_id, lambda o: o.begin_cancel(reason))
+    `driver_gone`: see `compensate`. `refusal`: what the caller is answered (an exchange's),
+    recorded with the cancel for a retry of the request to answer (`Saga.refusal`)."""
+
+    def begin(o: Order) -> None:
+        o.begin_cancel(reason)
+        if refusal is not None and o.saga.refusal is None:
+            o.saga.refusal = DomainError(
+                refusal.message,
+                refusal.code,
+                list(refusal.violations),
+                dict(refusal.metadata),
+                refusal.kind,
+            )
+
+    order, _ = await change(new_uow, order_id, begin)
     if order.status is OrderStatus.CANCELLED:
         return order
     return await compensate(new_uow, ports, order, policy, driver_gone=driver_gone)
