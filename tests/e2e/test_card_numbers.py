@@ -382,3 +382,50 @@ def test_no_card_number_is_accepted_or_kept_anywhere(platform: Running) -> None:
     assert found == []
     # A refused request keeps nothing at the gateway either, not even its Idempotency-Key.
     assert [k for k in keys if k in databases["gateway"]] == []
+
+
+# Phone numbers a customer is stored with: E.164, separators gone. Each passes the rule for free
+# text (its groups are not a card's), and each is stored as a card number (the test numbers
+# 378282246310005, 4222222222222 and 30569309025904).
+CARD_PHONES = [
+    "+37 8282 2463 10005",
+    "+378.282.246.310.005",
+    "+378 (282) 246-310005",
+    "+42 2222 2222 222",
+    "+30 5693 0902 5904",
+]
+
+
+def test_a_phone_number_stored_as_a_card_number_is_refused_on_every_customer_route(
+    platform: Running,
+) -> None:
+    http = platform.http
+    tag = uuid.uuid4().hex[:8]
+    made = http.post("/v1/customers", json={"given_name": "P", "external_id": f"ph-{tag}"})
+    assert made.status_code == 201, made.text
+    customer = made.json()["id"]
+    failures = []
+    for phone in CARD_PHONES:
+        calls = [
+            ("phone", http.post("/v1/customers", json={"given_name": "P", "phone": phone})),
+            ("phone", http.patch(f"/v1/customers/{customer}", json={"phone": phone})),
+            ("phone", http.post(
+                "/v1/customers/upsert", json={"external_id": f"up-{tag}", "phone": phone})),
+            ("customers[1].phone", http.post("/v1/customers/batch", json={"customers": [
+                {"external_id": f"b0-{tag}"}, {"external_id": f"b1-{tag}", "phone": phone}]})),
+            ("phone", http.get("/v1/customers/search", params={"phone": phone})),
+        ]  # fmt: skip
+        for field, answer in calls:
+            why = _refused(answer, field, phone)
+            if why is None and re.sub(r"\D", "", phone) in answer.text:
+                why = "the answer repeats the number"
+            if why:
+                failures.append(f"{answer.request.method} {answer.request.url} {phone!r}: {why}")
+    assert failures == []
+    assert http.get(f"/v1/customers/{customer}").json()["phone"] == ""
+    assert (
+        http.get("/v1/customers/search", params={"external_id": f"up-{tag}"}).json()["data"] == []
+    )
+    # An ordinary number is stored as ever.
+    kept = http.post("/v1/customers", json={"given_name": "P", "phone": "+44 20 7946 0958"})
+    assert (kept.status_code, kept.json()["phone"]) == (201, "+442079460958"), kept.text

@@ -21,6 +21,7 @@ from pos_kit.text import (
     CARD_NUMBER_NOT_ALLOWED,
     CARD_NUMBER_REASON,
     NUL_REASON,
+    compact_phone,
     holds_card_number,
     is_gtin,
     luhn_ok,
@@ -161,6 +162,31 @@ def test_a_gtin_is_a_card_number_in_free_text_but_not_in_its_own_field() -> None
         assert text_problem(field, grouped(GTIN_AND_LUHN, "-")) == CARD_NUMBER_REASON
     assert not is_gtin("4242424242424242")
     assert not is_gtin("5901234123458")
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "+37 8282 2463 10005",  # stored as +378282246310005, an Amex test number
+        "+378.282.246.310.005",
+        "+378 (282) 246-310005",
+        "0037 8282 2463 10005",  # 00 is read as +
+        "+42 2222 2222 222",
+        "+30 5693 0902 5904",
+    ],
+)
+def test_a_phone_number_that_is_stored_as_a_card_number_is_refused(phone: str) -> None:
+    # As free text each passes (its groups are not a card's); as a phone number its separators
+    # go and the digits left are a card number.
+    assert text_problem("notes", phone) is None
+    assert text_problem("phone", phone) == CARD_NUMBER_REASON
+    assert text_problem("customers[3].phone", phone) == CARD_NUMBER_REASON
+    assert compact_phone(phone).lstrip("+") in TEST_CARDS
+
+
+def test_ordinary_phone_numbers_pass() -> None:
+    for phone in ("+1 (415) 555-0100", "+44 20 7946 0958", "0033 6 12 34 56 78", "+14155550100"):
+        assert text_problem("phone", phone) is None, phone
 
 
 @DETERMINISTIC

@@ -17,6 +17,7 @@ from pos_customer.domain.model import (
     normalise_profile,
 )
 from pos_kit.errors import InvalidArgument
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON
 
 
 def _sale(total: int, tax: int = 0, lines: tuple[loyalty.SaleLine, ...] = ()) -> loyalty.Sale:
@@ -51,6 +52,19 @@ def test_a_bad_profile_names_every_bad_field_at_once() -> None:
         "customers[2].phone",
         "customers[2].tags[1]",
     ]
+
+
+def test_a_phone_that_normalises_to_a_card_number_is_refused_as_one() -> None:
+    # "+37 8282 2463 10005" passes the rule for free text; its E.164 form is a card number.
+    for where in ("", "customers[2]."):
+        with pytest.raises(InvalidArgument) as err:
+            normalise_profile(Profile(given_name="P", phone="+37 8282 2463 10005"), where)
+        assert err.value.code == CARD_NUMBER_NOT_ALLOWED
+        assert [(v.field, v.description) for v in err.value.violations] == [
+            (f"{where}phone", CARD_NUMBER_REASON)
+        ]
+        assert "378282246310005" not in str(err.value) + repr(err.value.violations)
+    assert normalise_profile(Profile(phone="+44 20 7946 0958")).phone == "+442079460958"
 
 
 @pytest.mark.parametrize("code", ["ZZ", "AA", "QM", "XA", "XK", "UK"])

@@ -270,6 +270,44 @@ async def test_a_batch_upsert_is_all_or_nothing(merchant: Caller, service: Servi
     assert (updated.created, updated.updated) == (0, 1)
 
 
+async def test_a_phone_number_stored_as_a_card_number_is_refused_on_every_call(
+    merchant: Caller, service: Service
+) -> None:
+    """Written with separators a phone passes the rule for free text; stored as E.164 it is
+    `+378282246310005`, a card number. Refused as one, naming the phone, on every call."""
+    card_phone = "+37 8282 2463 10005"
+    c = await merchant.create(given_name="P")
+    calls = {
+        "CreateCustomer": customer_pb2.CreateCustomerRequest(
+            profile=P(given_name="P", phone=card_phone)
+        ),
+        "UpdateCustomer": customer_pb2.UpdateCustomerRequest(
+            id=c.id, profile=P(phone="+378.282.246.310.005")
+        ),
+        "UpsertCustomer": customer_pb2.UpsertCustomerRequest(
+            profile=P(external_id="card-phone", phone="+378 (282) 246-310005")
+        ),
+        "BatchUpsertCustomers": customer_pb2.BatchUpsertCustomersRequest(
+            customers=[P(external_id="ok-phone"), P(external_id="bad", phone="+42 2222 2222 222")]
+        ),
+        "SearchCustomers": customer_pb2.SearchCustomersRequest(phone="+30 5693 0902 5904"),
+    }
+    named = {"BatchUpsertCustomers": "customers[1].phone", "SearchCustomers": "phone"}
+    for method, request in calls.items():
+        err = await _refused(merchant(method, request))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+        assert read_error(err).reason == "card_number_not_allowed", method
+        assert _fields(err) == [named.get(method, "profile.phone")], method
+    rows = await service.sql(
+        "SELECT count(*) FROM customers WHERE merchant_id = :m AND phone IS NOT NULL",
+        m=merchant.merchant,
+    )
+    assert rows[0][0] == 0
+    # An ordinary number is stored as ever.
+    ok = await merchant.create(phone="+44 20 7946 0958")
+    assert ok.phone == "+442079460958"
+
+
 async def _search(caller: Caller, **query: str) -> list[str]:
     answer = await caller(
         "SearchCustomers", customer_pb2.SearchCustomersRequest(page_size=50, **query)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from pos_kit.text import CARD_NUMBER_NOT_ALLOWED, CARD_NUMBER_REASON
+
 
 class ErrorKind(StrEnum):
     """What went wrong, as a caller must react to it."""
@@ -171,5 +173,11 @@ def require(condition: bool, field_name: str, description: str) -> list[FieldVio
 
 
 def raise_if(violations: list[FieldViolation], message: str = "the request is not valid") -> None:
+    """InvalidArgument naming every violation; `card_number_not_allowed` when one of them is a
+    card number (as the kit's check of every request says)."""
+    if any(v.description == CARD_NUMBER_REASON for v in violations):
+        raise InvalidArgument(
+            "card numbers are never accepted", violations, code=CARD_NUMBER_NOT_ALLOWED
+        )
     if violations:
         raise InvalidArgument(message, violations)

@@ -24,6 +24,9 @@ Some values have a type of their own and follow its rules rather than this one:
   hundred holds a run that passes for one).
 - In fields that hold GTINs (barcodes, and SKUs, which shops often set to the product's GTIN)
   a contiguous run that is a valid GTIN-8/12/13/14 is a barcode, not a card number.
+- A phone number (a `phone` field) is stored without its separators (E.164): written in
+  groups, `+37 8282 2463 10005`, it passes the rule for free text, and stored it would be
+  `+378282246310005`, a card number. So it is held to the rule as it will be stored.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ CARD_NUMBER_REASON = (
 
 # Field names whose values may be GTINs, the same in the REST API and the protos.
 GTIN_FIELDS = frozenset({"sku", "skus", "barcode", "barcodes"})
+# Field names whose values are phone numbers, checked as they are stored (compact_phone).
+PHONE_FIELDS = frozenset({"phone"})
+# What people write between a phone number's digits: "+1 (415) 555-0100", "+33 6.12.34.56.78".
+PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
 
 # Digits joined by single spaces or dashes; greedy, so each match is a whole (maximal) run.
 _RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
@@ -103,6 +110,13 @@ def holds_card_number(value: str, *, gtins_allowed: bool = False) -> bool:
     return any(_is_card_run(m.group(), gtins_allowed) for m in _RUN.finditer(value))
 
 
+def compact_phone(value: str) -> str:
+    """A phone number as it is stored: its separators gone, a leading `00` read as `+`
+    ("0044 20 7946 0958" is "+442079460958")."""
+    digits = PHONE_SEPARATORS.sub("", value.strip())
+    return "+" + digits[2:] if digits.startswith("00") else digits
+
+
 def text_problem(field: str, value: str) -> str | None:
     """Why `value`, sent as the field `field`, is refused (NUL_REASON or CARD_NUMBER_REASON), or
     None. `field` may be a path (`variants[0].barcodes[1]`); its last name says whether GTINs
@@ -111,5 +125,7 @@ def text_problem(field: str, value: str) -> str | None:
         return NUL_REASON
     name = field.rsplit(".", 1)[-1].split("[", 1)[0]
     if holds_card_number(value, gtins_allowed=name in GTIN_FIELDS):
+        return CARD_NUMBER_REASON
+    if name in PHONE_FIELDS and holds_card_number(compact_phone(value)):
         return CARD_NUMBER_REASON
     return None

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pos_customer.domain import loyalty, text
 from pos_kit.countries import NOT_A_COUNTRY, is_country
 from pos_kit.errors import FieldViolation, raise_if, require
+from pos_kit.text import CARD_NUMBER_REASON, compact_phone, holds_card_number
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TAG = re.compile(r"^[^\s,][^,]{0,49}$")
@@ -190,15 +191,10 @@ def normalise_email(value: str) -> str:
     return value.strip().lower()
 
 
-_PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
-
-
 def normalise_phone(value: str) -> str | None:
     """E.164 ("+14155550100") from what people type: "+1 (415) 555-0100", "0044 20 ...";
     None when it cannot be one (no country code: we do not guess a merchant's country)."""
-    digits = _PHONE_SEPARATORS.sub("", value.strip())
-    if digits.startswith("00"):
-        digits = "+" + digits[2:]
+    digits = compact_phone(value)
     if not re.fullmatch(r"\+[1-9][0-9]{6,14}", digits):
         return None
     return digits
@@ -231,6 +227,9 @@ def normalise_profile(raw: Profile, prefix: str = "") -> Profile:
                 name("phone"),
                 "must be a phone number with its country code, e.g. +14155550100",
             )
+            if found is not None and holds_card_number(found):
+                # Written in groups it passed the rule for free text; stored, it is a card.
+                violations.append(FieldViolation(name("phone"), CARD_NUMBER_REASON))
             phone = found or ""
     given = raw.given_name.strip() if raw.given_name is not None else None
     family = raw.family_name.strip() if raw.family_name is not None else None

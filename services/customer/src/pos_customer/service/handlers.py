@@ -39,6 +39,7 @@ from pos_kit.errors import (
 )
 from pos_kit.ids import new_id
 from pos_kit.paging import PageRequest
+from pos_kit.text import CARD_NUMBER_REASON, holds_card_number
 
 MAX_BATCH = 1_000
 MAX_SEARCH = 100
@@ -334,6 +335,8 @@ async def search_customers(
         violations += require(
             phone_key is not None, "phone", "must be a phone number with its country code"
         )
+        if phone_key is not None and holds_card_number(phone_key):
+            violations.append(FieldViolation("phone", CARD_NUMBER_REASON))
     words = text.search_words(query)
     violations += require(
         bool(email or phone or external_id or words),
