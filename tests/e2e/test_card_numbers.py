@@ -429,3 +429,77 @@ def test_a_phone_number_stored_as_a_card_number_is_refused_on_every_customer_rou
     # An ordinary number is stored as ever.
     kept = http.post("/v1/customers", json={"given_name": "P", "phone": "+44 20 7946 0958"})
     assert (kept.status_code, kept.json()["phone"]) == (201, "+442079460958"), kept.text
+
+
+def _wide(digits: str, zero: int) -> str:
+    """`digits` in another script, whose zero is the code point `zero`."""
+    return digits.translate({48 + d: zero + d for d in range(10)})
+
+
+# A card number as people write it, beyond single spaces and dashes: other separators, one or
+# two between groups, Unicode spaces and dashes, other digits (fullwidth, Arabic-Indic).
+WRITTEN = [
+    "4111.1111.1111.1111",
+    "4111_1111_1111_1111",
+    "4111/1111/1111/1111",
+    "4111  1111\t1111  1111",
+    "4111\u00a01111\u00a01111\u00a01111",
+    "4111\u20131111\u20141111\u20131111",
+    _wide("4111111111111111", 0xFF10),  # fullwidth
+    _wide("4111 1111 1111 1111", 0x0660),  # Arabic-Indic
+]
+
+
+def test_card_numbers_in_their_written_forms_are_refused_on_every_route_family(
+    platform: Running,
+) -> None:
+    http = platform.http
+    tag = uuid.uuid4().hex[:8]
+    usd = {"amount": 100, "currency": "USD"}
+    failures = []
+
+    def check(field: str, answer: httpx.Response, value: str) -> None:
+        why = _refused(answer, field, value)
+        if why is None and "4111" in answer.text:
+            why = "the answer repeats the number"
+        if why:
+            failures.append(f"{answer.request.method} {answer.request.url.path} {value!r}: {why}")
+
+    for n, value in enumerate(WRITTEN):
+        check("notes", http.post("/v1/customers", json={"given_name": "W", "notes": value}), value)
+        product = {"sku": f"W-{tag}-{n}", "name": f"Tee {value}", "price": usd}
+        check("name", http.post("/v1/products", json=product), value)
+        check("q", http.get("/v1/customers/search", params={"q": value}), value)
+        if value.isascii() and "\t" not in value:  # what a header can carry
+            keyed = http.post("/v1/customers", json={"given_name": "W"},
+                              headers={"Idempotency-Key": f"key {value}"})  # fmt: skip
+            check("Idempotency-Key", keyed, value)
+    # A webhook's URL, its digits percent-escaped.
+    for url in ("https://hooks.example.com/%34111111111111111",
+                "https://hooks.example.com/in?c=4111%201111%201111%201111"):  # fmt: skip
+        hook = {"url": url, "event_types": ["order.*"]}
+        check("url", http.post("/v1/webhook-subscriptions", json=hook), url)
+    assert failures == [], "\n".join(failures)
+
+    # Straight to a service over gRPC: the same rule.
+    address = f"127.0.0.1:{platform.platform.ports.services['customer']}"
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as err:
+        customer_pb2_grpc.CustomerServiceStub(channel).CreateCustomer(
+            customer_pb2.CreateCustomerRequest(
+                request_id=f"w-{tag}", profile=customer_pb2.ProfileFields(notes=WRITTEN[5])
+            ),
+            metadata=(("x-merchant-id", "mer_direct_grpc"),),
+            timeout=10,
+        )
+    refused = read_error(err.value)  # type: ignore[arg-type]
+    assert (refused.status, refused.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "card_number_not_allowed",
+    )
+    assert [v.field for v in refused.violations] == ["profile.notes"]
+
+    # What looks a little like them is stored as sent.
+    fine = http.post("/v1/customers", json={"given_name": "W", "notes": (
+        "ref pos_20261202_000123, 2026/12/02 at 10.20, v2026.12.02.1033, 192.168.100.200, "
+        "+33 6.12.34.56.78, tracking 1Z999AA10123456784, 4111 - 1111 - 1111 - 1111")})  # fmt: skip
+    assert fine.status_code == 201, fine.text

@@ -136,9 +136,9 @@ def test_a_luhn_valid_run_in_groups_no_card_has_passes(number: str, sep: str, cu
         "+1 415 555 0100",
         "+44 20 7946 0958",
         "(415) 555-0100",
-        "4242 4242-4242 4242",  # mixed groupings
-        "4242-4242 4242-4242",
-        "4242  4242 4242 4242",  # a double space ends a run: 4 and 12 digits
+        "+37 8282 2463 10005",  # free text: 2-4-4-5 is no card's layout (a `phone` is refused)
+        "4242 - 4242 - 4242 - 4242",  # three separators end a run: 4 digits at a time
+        "4242...4242...4242...4242",
         "424242424242",  # 12 digits
         "42424242424242424242",  # 20 digits
         "order 2026-12-01 till 3",
@@ -149,6 +149,75 @@ def test_a_luhn_valid_run_in_groups_no_card_has_passes(number: str, sep: str, cu
 def test_phone_numbers_dates_and_mixed_groupings_pass(value: str) -> None:
     assert not holds_card_number(value)
     assert text_problem("name", value) is None
+
+
+FULLWIDTH = {48 + d: 0xFF10 + d for d in range(10)}
+ARABIC_INDIC = {48 + d: 0x0660 + d for d in range(10)}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "4111.1111.1111.1111",
+        "4111_1111_1111_1111",
+        "4111/1111/1111/1111",
+        "4111  1111  1111  1111",  # double spaces
+        "4111\t1111\t1111\t1111",
+        "4111 \t1111\n1111\r\n1111",
+        "4111\u00a01111\u00a01111\u00a01111",  # NBSP
+        "4111\u202f1111\u20091111\u30001111",  # narrow NBSP, thin space, ideographic space
+        "4111\u20131111\u20131111\u20131111",  # en dash
+        "4111\u20141111\u20141111\u20141111",  # em dash
+        "4111\u22121111\u20101111\u20111111",  # minus sign, hyphen, non-breaking hyphen
+        "4111 1111-1111 1111",  # mixed groupings
+        "4111. 1111. 1111. 1111",
+        "4111111111111111".translate(FULLWIDTH),
+        "4111\u30001111\u30001111\u30001111".translate(FULLWIDTH),
+        "4111\uff0d1111\uff0d1111\uff0d1111".translate(FULLWIDTH),  # fullwidth hyphen-minus
+        "4111111111111111".translate(ARABIC_INDIC),
+        "4111 1111 1111 1111".translate(ARABIC_INDIC),
+        "4111 1111 \u0661\u0661\u0661\u0661 1111",  # scripts mixed
+        "3782.822463.10005",  # Amex's 4-6-5
+        "note: 5555/5555/5555/4444, thanks",
+    ],
+)
+def test_card_numbers_in_common_written_forms_are_refused(value: str) -> None:
+    assert holds_card_number(value), ascii(value)
+    assert text_problem("notes", value) == CARD_NUMBER_REASON
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "pos_20261202_000123",  # a date and a counter (8-6), whatever joins them
+        "pos.20261202.000123",
+        "2026/12/02 12/28 4111",
+        "2026-12-02T10:20:30.123456Z",
+        "v2026.12.02.1033",
+        "192.168.100.200 10.0.0.1",
+        "+33 6.12.34.56.78 / +33 6.98.76.54.32",
+        "1Z999AA10123456784",  # UPS tracking number
+        "9400 1000 0000 0000 0000 00",  # USPS: 22 digits
+        "order_4242_4242_424",  # 11 digits
+        "4111 - 1111 - 1111 - 1111",  # three separators end each run
+    ],
+)
+def test_dates_versions_addresses_and_tracking_numbers_pass(value: str) -> None:
+    assert not holds_card_number(value), value
+    assert text_problem("notes", value) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/%34111111111111111",
+        "https://hooks.example.com/in?card=4111%201111%201111%201111",
+        "https://hooks.example.com/%34%31%31%31-1111-1111-1111",
+    ],
+)
+def test_a_url_is_read_with_its_percent_escapes_decoded(url: str) -> None:
+    assert text_problem("url", url) == CARD_NUMBER_REASON
+    assert text_problem("url", "https://hooks.example.com/in?a=b%20c&n=20261202%2D000123") is None
 
 
 def test_a_gtin_is_a_card_number_in_free_text_but_not_in_its_own_field() -> None:
@@ -176,9 +245,7 @@ def test_a_gtin_is_a_card_number_in_free_text_but_not_in_its_own_field() -> None
     ],
 )
 def test_a_phone_number_that_is_stored_as_a_card_number_is_refused(phone: str) -> None:
-    # As free text each passes (its groups are not a card's); as a phone number its separators
-    # go and the digits left are a card number.
-    assert text_problem("notes", phone) is None
+    # As a phone number its separators go and the digits left are a card number.
     assert text_problem("phone", phone) == CARD_NUMBER_REASON
     assert text_problem("customers[3].phone", phone) == CARD_NUMBER_REASON
     assert compact_phone(phone).lstrip("+") in TEST_CARDS

@@ -4,12 +4,14 @@
 - No card number: PCI DSS wants the platform never to become a place where card data lands,
   so a value holding one is refused before it reaches a table, a log, an outbox or a stream.
 
-A card number here is a whole run of 13 to 19 ASCII digits, written contiguously or in groups
-split by single spaces or by single dashes (one kind per run, as cards are printed), whose
-first digit is 2 to 6 (the networks' ranges: Mastercard 2/5, Amex/Diners/JCB 3, Visa 4,
-Discover/UnionPay 6) and which passes the Luhn check. "Whole" means the run is not part of a
-longer one: a 20-digit number is not a card number, and neither is a run whose groups mix
-spaces and dashes. Refusals never repeat the value.
+A card number here is a whole run of 13 to 19 digits, written contiguously or in groups split
+by one or two separators (any whitespace, Unicode spaces such as NBSP included, `-`, `.`, `/`,
+`_`, the Unicode dashes such as en and em dash, and the fullwidth forms of `-./_`), whose first
+digit is 2 to 6 (the networks' ranges: Mastercard 2/5, Amex/Diners/JCB 3, Visa 4,
+Discover/UnionPay 6) and which passes the Luhn check. A digit is any Unicode decimal digit
+(fullwidth, Arabic-Indic, …), read as its value. "Whole" means the run is not part of a
+longer one: a 20-digit number is not a card number, and three separators in a row end a run.
+Refusals never repeat the value.
 
 Grouped, the run must be laid out as a card number is written or read out: groups of one size
 from 1 to 6 digits with a last group no longer than the others (4-4-4-4, 4-4-4-4-3, 3-3-3-3-3,
@@ -24,6 +26,8 @@ Some values have a type of their own and follow its rules rather than this one:
   hundred holds a run that passes for one).
 - In fields that hold GTINs (barcodes, and SKUs, which shops often set to the product's GTIN)
   a contiguous run that is a valid GTIN-8/12/13/14 is a barcode, not a card number.
+- A URL (a `url` field, a webhook's) is read with its percent-escapes decoded too:
+  `%34111111111111111` is 4111111111111111.
 - A phone number (a `phone` field) is stored without its separators (E.164): written in
   groups, `+37 8282 2463 10005`, it passes the rule for free text, and stored it would be
   `+378282246310005`, a card number. So it is held to the rule as it will be stored.
@@ -32,6 +36,7 @@ Some values have a type of their own and follow its rules rather than this one:
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 NUL = "\x00"
 NUL_REASON = "must not contain the NUL character"
@@ -48,8 +53,18 @@ PHONE_FIELDS = frozenset({"phone"})
 # What people write between a phone number's digits: "+1 (415) 555-0100", "+33 6.12.34.56.78".
 PHONE_SEPARATORS = re.compile(r"[\s\-.()/]")
 
-# Digits joined by single spaces or dashes; greedy, so each match is a whole (maximal) run.
-_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){12,}")
+# Field names whose values are URLs, read with their percent-escapes decoded as well.
+URL_FIELDS = frozenset({"url"})
+
+# What may stand between the groups of a card number's digits, one or two of them: whitespace
+# (Unicode spaces too), hyphen-minus, full stop, solidus, low line, the Unicode dashes (hyphen,
+# non-breaking hyphen, figure, en and em dash, horizontal bar, minus sign, small and fullwidth
+# forms) and the fullwidth full stop, solidus and low line.
+_SEP = r"[\s\-./_\u2010-\u2015\u2212\ufe58\ufe63\uff0d\uff0e\uff0f\uff3f]"
+# Unicode decimal digits (\d) joined by at most two separators; greedy, so each match is a
+# whole (maximal) run.
+_RUN = re.compile(rf"\d(?:{_SEP}{{0,2}}\d){{12,}}")
+_SEPS = re.compile(f"{_SEP}+")
 _IDS = re.compile(
     r"(?<![0-9A-Za-z])(?:"
     r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -80,21 +95,20 @@ def is_gtin(value: str) -> bool:
 
 
 def _is_card_run(run: str, gtins_allowed: bool) -> bool:
-    digits = run.replace(" ", "").replace("-", "")
+    digits = "".join(str(int(char)) for char in run if char.isdecimal())  # ASCII, in order
     if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
         return False
-    if " " in run and "-" in run:
-        return False  # mixed groupings are not how a card is written
-    if digits != run and not card_layout(run):
+    contiguous = len(digits) == len(run)
+    if not contiguous and not card_layout(run):
         return False
-    if gtins_allowed and digits == run and is_gtin(digits):
+    if gtins_allowed and contiguous and is_gtin(digits):
         return False
     return luhn_ok(digits)
 
 
 def card_layout(run: str) -> bool:
     """Whether the groups of a separated run are laid out as a card number is written."""
-    sizes = tuple(len(group) for group in re.split("[ -]", run))
+    sizes = tuple(len(group) for group in _SEPS.split(run))
     if sizes[:2] == (4, 6) and len(sizes) == 3:
         return True  # Amex's 4-6-5, Diners' 4-6-4, and the same cut of longer numbers
     size = sizes[0]
@@ -127,5 +141,7 @@ def text_problem(field: str, value: str) -> str | None:
     if holds_card_number(value, gtins_allowed=name in GTIN_FIELDS):
         return CARD_NUMBER_REASON
     if name in PHONE_FIELDS and holds_card_number(compact_phone(value)):
+        return CARD_NUMBER_REASON
+    if name in URL_FIELDS and "%" in value and holds_card_number(urllib.parse.unquote(value)):
         return CARD_NUMBER_REASON
     return None
