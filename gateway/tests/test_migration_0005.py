@@ -103,3 +103,27 @@ def test_the_database_then_refuses_an_answer_holding_a_secret(infra: Infra) -> N
         "binary": NOT_JSON,
     })  # fmt: skip
     assert set(_bodies(url)) == {"kept", "metadata", "binary"}
+
+
+def test_every_field_a_route_shows_a_secret_in_once_is_guarded(infra: Infra) -> None:
+    """The guard (migration 0022) names the shown-once fields: each field a route of the
+    published document declares (`x-shown-once`) is refused holding something in an answer
+    not redacted, and kept null, as a sale that sold no gift card answers."""
+    url = infra.service_database("gateway")
+    document = json.loads((Path(pos_gateway.__file__).parents[2] / "openapi.json").read_text())
+    declared = {
+        field
+        for operations in document["paths"].values()
+        for operation in operations.values()
+        if isinstance(operation, dict)
+        for field in operation.get("x-shown-once", ())
+    }
+    assert {"gift_cards", "code", "client_secret"} <= declared
+    for field in sorted(declared):
+        for shown in ("secret-value", ["secret-value"], {"code": "secret-value"}):
+            body = json.dumps({"id": "x_1", field: shown, "secret_redacted": False})
+            with pytest.raises(psycopg.errors.CheckViolation):
+                _plant(url, {f"shown-{field}": body.encode()})
+        empty = {"id": "x_1", field: None, "secret_redacted": False}
+        _plant(url, {f"empty-{field}": json.dumps(empty).encode()})
+    assert {k for k in _bodies(url) if k.startswith("empty-")} == {f"empty-{f}" for f in declared}

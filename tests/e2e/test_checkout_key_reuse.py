@@ -123,3 +123,37 @@ def test_a_key_refused_as_not_found_may_carry_the_corrected_request(platform: Ru
             corrected = {**body, "lines": [{"sku": sku, "quantity": 1}]}
             made = ok(post(http, path, corrected, key), status)
             assert ok(post(http, path, corrected, key), status) == made  # replayed
+
+
+def test_a_sale_without_gift_cards_is_stored_and_replayed_by_the_gateway(
+    platform: Running,
+) -> None:
+    """Its answer says `secret_redacted: false` with no gift card code in it: the stored
+    answers' guard took that marker for a secret kept, so no checkout, tender or confirm was
+    ever stored, and each retry ran again at the order service."""
+    with platform.new_merchant("Plain sales replayed") as http:
+        store = ok(post(http, "/v1/locations", {"name": "Plain St", "currency": "USD",
+                                                 "pickup_enabled": True}), 201)  # fmt: skip
+        ok(post(http, "/v1/products", {"sku": "MUG", "name": "Mug",
+            "price": {"amount": 1200, "currency": "USD"}}), 201)  # fmt: skip
+        ok(post(http, "/v1/inventory/adjustments", {"sku": "MUG", "location_id": store["id"],
+            "delta": 5, "reason": "received"}), 201)  # fmt: skip
+        sale = {"location_id": store["id"], "lines": [{"sku": "MUG", "quantity": 1}],
+                "tender_type": "card", "card_token": "tok_visa"}  # fmt: skip
+        web = {"channel": "web", "location_id": store["id"],
+               "lines": [{"sku": "MUG", "quantity": 1}],
+               "fulfillments": [{"type": "pickup", "location_id": store["id"]}]}  # fmt: skip
+        order = ok(post(http, "/v1/orders", web), 201)
+        tender = {"tender_type": "card", "card_token": "tok_visa"}
+        for path, body in (
+            ("/v1/checkouts", sale),
+            (f"/v1/orders/{order['id']}/tenders", tender),
+            (f"/v1/orders/{order['id']}/confirm", {}),
+        ):
+            key = str(uuid.uuid4())
+            first = post(http, path, body, key)
+            assert first.status_code in (200, 201), first.text
+            assert first.json().get("secret_redacted", False) is False
+            again = post(http, path, body, key)
+            assert again.headers.get("idempotent-replayed") == "true", path
+            assert (again.status_code, again.content) == (first.status_code, first.content)
