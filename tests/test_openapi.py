@@ -357,3 +357,38 @@ def test_a_replay_is_documented_with_the_etag_it_carries() -> None:
         described = headers[name]["description"]
         assert "absent" not in described and "not stored" not in described, name
         assert "first answer's" in described, name
+
+
+def test_every_operation_answering_an_etag_declares_it() -> None:
+    """A route that sets the ETag header (itself or through a helper of its module) is one of
+    the document's ETAG_OPERATIONS, and each of those is an operation: GET /v1/orders/{id},
+    locations, registers, roles, groups, promotions and webhook subscriptions sent an ETag the
+    document did not show."""
+    import ast
+
+    from pos_gateway.openapi import ETAG_OPERATIONS
+
+    sending: set[str] = set()
+    for module in sorted((ROOT / "gateway" / "src" / "pos_gateway" / "routes").glob("*.py")):
+        tree = ast.parse(module.read_text())
+        functions = [
+            node for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        ]
+
+        def sets_etag(node: ast.AST) -> bool:
+            return any(isinstance(n, ast.Constant) and n.value == "ETag" for n in ast.walk(node))
+
+        helpers = {f.name for f in functions if not f.decorator_list and sets_etag(f)}
+        for f in functions:
+            if not f.decorator_list:
+                continue
+            called = {
+                n.func.id for n in ast.walk(f) if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Name)
+            }  # fmt: skip
+            if sets_etag(f) or called & helpers:
+                sending.add(f.name)
+    operations = {operation.get("operationId") for _, operation in _operations(_tool().current())}
+    assert "get_order" in sending
+    assert sending <= ETAG_OPERATIONS, sorted(sending - ETAG_OPERATIONS)
+    assert operations >= ETAG_OPERATIONS, sorted(ETAG_OPERATIONS - operations)

@@ -94,6 +94,9 @@ def test_a_draft_is_edited_submitted_paid_and_confirmed(platform: Running) -> No
     assert edited["lines"][0]["quantity"] == 3 and edited["subtotal"]["amount"] == 3000
     assert edited["metadata"] == {"cart_id": "c_9"}  # not sent: kept
     assert available(http, sku, store) == 10
+    # A read gives the version as its ETag, for the next If-Match.
+    read = http.get(f"/v1/orders/{draft['id']}")
+    assert read.headers["ETag"] == f'"{edited["version"]}"' == f'"{ok(read)["version"]}"'
     # The feed stops at the oldest transaction open in the order database (the relay's, a
     # consumer's), so the edit may show a moment after it is made.
     since = {"updated_since": draft["updated_at"]}

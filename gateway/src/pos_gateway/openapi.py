@@ -290,7 +290,13 @@ ETAG_OPERATIONS = frozenset(
      "create_customer", "update_customer", "upsert_customer", "get_program", "set_program",
      "get_staff", "update_staff", "deactivate_staff", "get_order_settings", "update_order_settings",
      "get_payment_settings", "put_payment_settings", "get_gift_card_settings",
-     "put_gift_card_settings", "get_audit_settings", "put_audit_settings"}
+     "put_gift_card_settings", "get_audit_settings", "put_audit_settings",
+     "get_order", "update_draft_order", "get_location", "update_location",
+     "create_register", "get_register", "update_register", "retire_register",
+     "get_role", "update_role", "create_group", "get_group", "update_group",
+     "create_promotion", "get_promotion", "update_promotion", "pause_promotion",
+     "resume_promotion", "end_promotion",
+     "get_webhook_subscription", "update_webhook_subscription"}
 )  # fmt: skip
 
 

@@ -210,6 +210,10 @@ UNKNOWN_LOCATION = (
     "A location of yours to limit the answer to; one you do not have is a 404 "
     "`resource_missing` problem"
 )
+# Said of a body's location: where the thing made belongs.
+LOCATION_OF_YOURS = (
+    "The location of yours it belongs to; one you do not have is a 404 `resource_missing` problem"
+)
 Sku = Annotated[
     str,
     Field(

@@ -300,7 +300,12 @@ class SubscriptionIn(Body):
          "description": "shipping sync"}
     )  # fmt: skip
 
-    url: str = Field(max_length=2048, pattern=URL, description="http(s); never a private address")
+    url: str = Field(
+        max_length=2048,
+        pattern=URL,
+        description="https, to a public address (a local sandbox also takes http and "
+        "private addresses)",
+    )
     event_types: list[TypePattern] = Field(min_length=1, max_length=MAX_TYPES)
     description: str = Field("", max_length=500)
 

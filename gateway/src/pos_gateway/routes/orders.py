@@ -592,9 +592,11 @@ async def list_orders(
 
 
 @router.get("/orders/{order_id}", **op("orders:read", "Get an order", (404,), example=ex.ORDER))
-async def get_order(order_id: PathId, svc: Svc) -> Order:
-    """The order with its fulfilments and its timeline (every transition, oldest first)."""
+async def get_order(order_id: PathId, svc: Svc, response: Response) -> Order:
+    """The order with its fulfilments and its timeline (every transition, oldest first). The
+    ETag is the version, for `If-Match` on a change."""
     answer = await svc.order.GetOrder(order_pb2.GetOrderRequest(id=order_id))
+    response.headers["ETag"] = f'"{answer.order.version}"'
     return to_model(Order, answer.order)
 
 

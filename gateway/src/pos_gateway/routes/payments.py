@@ -26,6 +26,7 @@ from pos_gateway.returns_of import order_returns
 from pos_gateway.routes.common import (
     CREATE,
     INT64,
+    LOCATION_OF_YOURS,
     UNKNOWN_LOCATION,
     Body,
     CreatedBefore,
@@ -655,7 +656,7 @@ class TerminalCheckoutIn(Body):
         }
     )
 
-    location_id: str = Field(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
+    location_id: str = Field(min_length=1, max_length=64, description=LOCATION_OF_YOURS)
     device_id: str = Field(
         min_length=1,
         max_length=64,

@@ -21,6 +21,7 @@ from pos_gateway.pins import PIN_PATTERN
 from pos_gateway.problems import Problem
 from pos_gateway.routes.common import (
     CREATE,
+    LOCATION_OF_YOURS,
     UNKNOWN_LOCATION,
     Body,
     Cursor,
@@ -122,7 +123,7 @@ async def _at_open_location(svc: Services, merchant_id: str, found: registers.Re
 class RegisterIn(Body):
     model_config = example({"location_id": ex.LOCATION_ID, "name": "Till 1"})
 
-    location_id: str = Field(min_length=1, max_length=64, description=UNKNOWN_LOCATION)
+    location_id: str = Field(min_length=1, max_length=64, description=LOCATION_OF_YOURS)
     name: Name
 
 
