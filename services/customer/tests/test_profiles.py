@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 import grpc
@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2
+from pos_customer.adapters.repository import SqlCustomerRepository
 from pos_devstack.testing import Infra, polled, serve_in_process, until
 from pos_kit.grpc_client import read_error
 
@@ -102,24 +103,157 @@ async def test_creates_and_upserts_racing_on_one_email_or_external_id_never_fail
         ("email_taken", ("email",))
     }
 
+    # With the external_id's email: the loser's insert may meet the email's index first.
     upserts = [
         merchant(
             "UpsertCustomer",
-            customer_pb2.UpsertCustomerRequest(profile=P(external_id="race-1", notes=f"n{n}")),
+            customer_pb2.UpsertCustomerRequest(
+                profile=P(external_id="race-1", email="race-1@example.com", notes=f"n{n}")
+            ),
         )
         for n in range(20)
     ]
     answers = await asyncio.gather(*upserts)
     assert [a.created for a in answers].count(True) == 1
     assert len({a.customer.id for a in answers}) == 1
+    assert sorted(a.customer.version for a in answers) == list(range(1, 21))  # none lost
 
     def batch() -> customer_pb2.BatchUpsertCustomersRequest:
-        profiles = [P(external_id=f"race-b{i}", given_name="B") for i in range(5)]
+        profiles = [
+            P(external_id=f"race-b{i}", email=f"race-b{i}@example.com", given_name="B")
+            for i in range(5)
+        ]
         return customer_pb2.BatchUpsertCustomersRequest(customers=profiles)
 
     batches = await asyncio.gather(*(merchant("BatchUpsertCustomers", batch()) for _ in range(10)))
     assert sum(b.created for b in batches) == 5
     assert len({c.id for b in batches for c in b.customers}) == 5
+
+
+def _slips_in(
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    when: str,
+    winner: Callable[[], Awaitable[object]],
+) -> None:
+    """Another request runs to its commit inside the next one, at one point of it: just
+    after that one's first `method` read, or just before its `method` write. So the race of
+    two requests at once happens every time, in the same place (the winner's own calls pass
+    through)."""
+    original = getattr(SqlCustomerRepository, method)
+    pending = [winner]
+
+    async def hooked(self: SqlCustomerRepository, *args: object, **kwargs: object) -> object:
+        if when == "before" and pending:
+            await pending.pop()()
+        result = await original(self, *args, **kwargs)
+        if when == "after" and pending:
+            await pending.pop()()
+        return result
+
+    monkeypatch.setattr(SqlCustomerRepository, method, hooked)
+
+
+# Where the winner's insert lands in the loser's upsert: after its read by external_id
+# (its next read, of the email, finds the winner) or just before its insert (the unique index
+# on the email, checked before the one on external_id, refuses it).
+# A batch reads both (the external ids, the emails) before it inserts.
+RACES = pytest.mark.parametrize(
+    ("route", "method", "when"),
+    [
+        ("upsert", "get_by_external_ids", "after"),
+        ("upsert", "add", "before"),
+        ("batch", "get_by_external_ids", "after"),
+        ("batch", "taken_emails", "after"),
+        ("batch", "add_many", "before"),
+    ],
+)
+
+
+def _upsert(external_id: str, email: str, notes: str) -> customer_pb2.UpsertCustomerRequest:
+    return customer_pb2.UpsertCustomerRequest(
+        profile=P(external_id=external_id, email=email, given_name="Same", notes=notes)
+    )
+
+
+@RACES
+async def test_an_upsert_that_loses_the_race_on_the_email_updates_the_winners_customer(
+    merchant: Caller,
+    service: Service,
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    method: str,
+    when: str,
+) -> None:
+    """Two upserts of one external_id with its email at once: the winner creates the customer,
+    the loser (an upsert or a batch item) reads again and updates it, whichever unique index
+    or read told it the customer was there. Its email is that customer's own, not "another
+    customer's" (until 2026-12-05 the loser was refused email_taken and its change lost)."""
+    email = "ext-x@example.com"
+    won: list[customer_pb2.UpsertCustomerResponse] = []
+
+    async def winner() -> None:
+        won.append(await merchant("UpsertCustomer", _upsert("ext-X", email, "winner")))
+
+    _slips_in(monkeypatch, method, when, winner)
+    if route == "upsert":
+        lost = await merchant("UpsertCustomer", _upsert("ext-X", email, "loser"))
+        assert not lost.created
+        customer = lost.customer
+    else:
+        batch = customer_pb2.BatchUpsertCustomersRequest(
+            customers=[P(external_id="ext-X", email=email, given_name="Same", notes="loser")]
+        )
+        answer = await merchant("BatchUpsertCustomers", batch)
+        assert (answer.created, answer.updated) == (0, 1)
+        customer = answer.customers[0]
+    assert won and won[0].created  # the race did happen, and the winner created
+    assert customer.id == won[0].customer.id
+    assert (customer.notes, customer.version) == ("loser", 2)
+    rows = await service.sql(
+        "SELECT id, notes FROM customers WHERE merchant_id = :m", m=merchant.merchant
+    )
+    assert rows == [(customer.id, "loser")]
+
+
+@RACES
+async def test_an_email_another_customer_took_at_the_same_time_is_still_taken(
+    merchant: Caller,
+    service: Service,
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    method: str,
+    when: str,
+) -> None:
+    """The same race, but the winner is another customer (another external_id): the email is
+    theirs, so the upsert is refused email_taken (a batch names the item's email), and
+    nothing of it is written."""
+    email = "taken@example.com"
+    won: list[customer_pb2.UpsertCustomerResponse] = []
+
+    async def winner() -> None:
+        won.append(await merchant("UpsertCustomer", _upsert("ext-other", email, "winner")))
+
+    _slips_in(monkeypatch, method, when, winner)
+    if route == "upsert":
+        err = await _refused(merchant("UpsertCustomer", _upsert("ext-X", email, "loser")))
+        assert (err.code(), read_error(err).reason) == (
+            grpc.StatusCode.ALREADY_EXISTS,
+            "email_taken",
+        )
+        assert _fields(err) == ["email"]
+    else:
+        batch = customer_pb2.BatchUpsertCustomersRequest(
+            customers=[P(external_id="ext-X", email=email, given_name="Same", notes="loser")]
+        )
+        err = await _refused(merchant("BatchUpsertCustomers", batch))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _fields(err) == ["customers[0].email"]
+    assert won and won[0].created
+    rows = await service.sql(
+        "SELECT external_id, notes FROM customers WHERE merchant_id = :m", m=merchant.merchant
+    )
+    assert rows == [("ext-other", "winner")]
 
 
 async def test_a_stale_version_is_refused_with_the_current_one(merchant: Caller) -> None:

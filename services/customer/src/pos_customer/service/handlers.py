@@ -218,12 +218,16 @@ async def upsert_customer(
         try:
             return await create_customer(uow, profile), True
         except AlreadyExists as taken:
-            if taken.code != "external_id_taken":
+            if taken.code not in ("external_id_taken", "email_taken"):
                 raise
-        # Created by a request running at the same time: this one updates it.
-        found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
-        if found is None:
-            raise _taken("external_id")  # and gone again (erased, merged) at once
+            # A request running at the same time created this external_id's customer, with
+            # this email too: whichever read or unique index told this one so, it updates that
+            # customer (whose update checks the email again: another customer's is taken).
+            # With no customer of the external_id the refusal stands: the email is another's,
+            # or the winner went again at once (erased, merged).
+            found = (await uow.customers.get_by_external_ids([external_id])).get(external_id)
+            if found is None:
+                raise
     if expected_version and expected_version != found.version:
         raise _stale(found.version)
     return await _write_update(uow, found, profile), False
@@ -286,8 +290,12 @@ async def _write_batch(
     uow: CustomerUnitOfWork, clean: list[Profile], external_ids: list[str], emails: list[str]
 ) -> BatchResult:
     violations: list[FieldViolation] = []
-    existing = await uow.customers.get_by_external_ids(external_ids)
+    # The emails first: a customer of one of these external ids created between the two
+    # reads (by a request running at the same time) is then found as the one to update, not
+    # taken for another customer holding its email; one created after both is refused by
+    # the unique index, and the batch reads again.
     taken = await uow.customers.taken_emails(emails)
+    existing = await uow.customers.get_by_external_ids(external_ids)
     new: list[Customer] = []
     changed: list[Customer] = []
     result: list[Customer] = []
