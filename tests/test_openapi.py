@@ -392,3 +392,47 @@ def test_every_operation_answering_an_etag_declares_it() -> None:
     assert "get_order" in sending
     assert sending <= ETAG_OPERATIONS, sorted(sending - ETAG_OPERATIONS)
     assert operations >= ETAG_OPERATIONS, sorted(ETAG_OPERATIONS - operations)
+
+
+# The fields by which an answer names a customer (a profile's survivor is `merged_into`).
+_NAMING_A_CUSTOMER = {"customer_id", "customer_ids", "merged_into"}
+
+
+def _names_a_customer(schema: Any, document: dict[str, Any], seen: set[str]) -> bool:
+    if isinstance(schema, list):
+        return any(_names_a_customer(s, document, seen) for s in schema)
+    if not isinstance(schema, dict):
+        return False
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen:
+            return False
+        seen.add(name)
+        return _names_a_customer(document["components"]["schemas"][name], document, seen)
+    if _NAMING_A_CUSTOMER & set(schema.get("properties", {})):
+        return True
+    return any(_names_a_customer(v, document, seen) for v in schema.values())
+
+
+def test_every_post_whose_answer_can_name_a_customer_documents_the_410() -> None:
+    """An erasure replaces every answer stored under an Idempotency-Key that names the
+    customer, found by its id anywhere in the body (`idempotency.withdraw_answers_naming`), by
+    the 410 `customer_erased`, which the key replays from then on. So every POST whose answer
+    can name a customer (a field of it in its success answer, or a 409 `customer_merged`
+    naming the customer and the one it was merged into) answers that 410 and says so: a
+    points adjustment's and a group's new members' did not."""
+    document = _tool().current()
+    silent = []
+    for path, operations in document["paths"].items():
+        operation = operations.get("post")
+        if operation is None or not path.startswith("/v1/") or path.startswith("/v1/admin/"):
+            continue
+        answers = [_resolved(a, document) for s, a in operation["responses"].items() if s[0] == "2"]
+        named = _names_a_customer(answers, document, set())
+        merged = "`customer_merged`" in operation.get("description", "")
+        if (named or merged) and "410" not in operation["responses"]:
+            silent.append(f"POST {path}")
+    assert not silent, "\n".join(silent)
+    adjust = document["paths"]["/v1/customers/{customer_id}/points/adjustments"]["post"]
+    assert "customer_erased" in _resolved(adjust["responses"]["410"], document)["description"]

@@ -688,7 +688,7 @@ async def points_history(
 
 @router.post(
     "/customers/{customer_id}/points/adjustments",
-    **op("customers:write", "Adjust a customer's points by hand", (404, 409),
+    **op("customers:write", "Adjust a customer's points by hand", (404, 409, 410),
          example={"entry": ex.POINTS_ENTRY | {"kind": "adjusted", "points": -50,
                                               "balance_after": 10, "order_id": "",
                                               "reason": "Goodwill correction"},
@@ -702,7 +702,9 @@ async def adjust_points(
     `expiry_days`, counted from the credit's date; a debit spends the oldest points first,
     as a redemption does. At a register (points are money off a later sale) it takes the
     `refund` permission or a manager's override (403 `permission_required`) and is in the
-    audit log (`points.adjusted`, with the points and the reason)."""
+    audit log (`points.adjusted`, with the points and the reason). Once the customer is
+    erased, a retry with the same Idempotency-Key answers 410 `customer_erased` and adjusts
+    nothing."""
     async with guarded(request, "points.adjusted", "refund") as done:
         answer = await svc.customer.AdjustPoints(
             loyalty_pb2.AdjustPointsRequest(

@@ -340,13 +340,14 @@ class CodeIn(Body):
 
 @router.post(
     "/gift-cards/lookup",
-    **op("payments:read", "Find a gift card by its code", (404, 429), example=ex.GIFT_CARD),
+    **op("payments:read", "Find a gift card by its code", (404, 410, 429), example=ex.GIFT_CARD),
 )
 async def look_up_gift_card(body: CodeIn, svc: Svc, _: CodeBudget) -> GiftCard:
     """The balance check at a till. The code goes in the body, never in a URL. A code no card
     of yours has is a 404 `resource_missing` naming `code` and nothing more. Code look-ups
     (this and redemptions) are limited per credential: 20 at once, then one a second (429
-    `code_lookups_limited` with `Retry-After`)."""
+    `code_lookups_limited` with `Retry-After`). A card naming a customer: once that customer
+    is erased, a retry with the same Idempotency-Key answers 410 `customer_erased`."""
     answer = await svc.gift_cards.LookupGiftCard(G.LookupGiftCardRequest(code=body.code))
     return to_model(GiftCard, answer.gift_card)
 

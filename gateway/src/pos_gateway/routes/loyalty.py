@@ -250,12 +250,13 @@ async def delete_group(
 
 @router.post(
     "/customer-groups/{group_id}/members",
-    **op("customers:write", "Add customers to a group", (404, 409), example=ex.GROUP),
+    **op("customers:write", "Add customers to a group", (404, 409, 410), example=ex.GROUP),
 )
 async def add_members(group_id: PathId, body: MembersIn, svc: Svc, request: Request) -> Group:
     """Customers already in the group stay once; an unknown customer is a 404 naming its
     `customer_ids[i]`, and one merged into another a 409 `customer_merged` with `merged_into`
-    (add that one); either adds none.
+    (add that one); either adds none. That 409 names both customers: once either is erased,
+    a retry with the same Idempotency-Key answers 410 `customer_erased`.
     Each customer who joins gets a new `version` and a `customer.updated` event (promotions
     for the group apply to their next sale). Back office only: a register's credential is
     refused (403 `insufficient_scope`), whoever is signed in at it, since joining a group
