@@ -12,7 +12,7 @@ import grpc
 import psycopg
 import pytest
 
-from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2
+from pos.customer.v1 import customer_pb2, customer_pb2_grpc, events_pb2, loyalty_pb2
 from pos_customer.adapters.repository import SqlCustomerRepository
 from pos_devstack.testing import Infra, polled, serve_in_process, until
 from pos_kit.grpc_client import read_error
@@ -1029,6 +1029,80 @@ async def test_erasure_leaves_no_personal_data_and_answers_404(
     assert record == [("key_1",)]
     err = await _refused(merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=c.id)))
     assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_erasure_blanks_the_free_text_of_the_customers_points_history(
+    merchant: Caller, service: Service
+) -> None:
+    """A points adjustment's `reason` is free text (a clerk types "goodwill for <name>, <email>"):
+    the erasure blanks it in the customer's points ledger, in the loyalty events of the outbox
+    (still sent, or sent already) and withdraws the adjustment's stored answer, the duplicates
+    merged into the customer included; the entries themselves, their points and balances
+    stay. Before, the reason outlived the erasure everywhere."""
+    winner = await merchant.create(email="rsn@example.com", given_name="Reasonia")
+    loser = await merchant.create(email="rsn.dupe@example.com", given_name="Reasonia")
+    said = {winner.id: "goodwill for Reasonia Smith, rsn@example.com",
+            loser.id: "sorry Mr Dupont, rsn.dupe@example.com"}  # fmt: skip
+    adjustments = {}
+    for who, reason in said.items():
+        adjustments[who] = loyalty_pb2.AdjustPointsRequest(
+            request_id=f"k-adjust-{who}", customer_id=who, points=40, reason=reason
+        )
+        await merchant("AdjustPoints", adjustments[who])
+    await merchant(
+        "MergeCustomers", customer_pb2.MergeCustomersRequest(winner_id=winner.id, loser_id=loser.id)
+    )
+    survivor = await merchant.create(given_name="Stays")
+    kept = loyalty_pb2.AdjustPointsRequest(customer_id=survivor.id, points=5, reason="Stays here")
+    await merchant("AdjustPoints", kept)
+
+    async def ledger() -> list[tuple[str, str, int, int, str]]:
+        rows = await service.sql(
+            "SELECT customer_id, kind, points, balance_after, reason FROM points_ledger"
+            " WHERE merchant_id = :m ORDER BY seq",
+            m=merchant.merchant,
+        )
+        return [tuple(r) for r in rows]
+
+    before = await ledger()
+    assert {r[4] for r in before} >= {*said.values(), "Stays here"}
+    await merchant("EraseCustomer", customer_pb2.EraseCustomerRequest(id=winner.id))
+
+    after = await ledger()
+    erased = {winner.id, loser.id}
+    assert [r[:4] for r in after] == [r[:4] for r in before]  # the history stays
+    assert [r[4] for r in after if r[0] in erased] == ["" for r in after if r[0] in erased]
+    assert [r for r in after if r[0] == survivor.id] == [r for r in before if r[0] == survivor.id]
+    for text in ("Reasonia", "rsn@example", "Dupont", "rsn.dupe@"):
+        for table, column in (("processed_requests", "response"), ("outbox", "payload")):
+            left = await service.sql(
+                f"SELECT count(*) FROM {table} WHERE merchant_id = :m"  # noqa: S608 - ours
+                f" AND position(convert_to(:t, 'UTF8') IN {column}) > 0",
+                m=merchant.merchant,
+                t=text,
+            )
+            assert left == [(0,)], (table, text)
+    # The adjustments' events are still there, with their points and no reason.
+    rows = await service.sql(
+        "SELECT payload FROM outbox WHERE merchant_id = :m AND event_type = :t ORDER BY seq",
+        m=merchant.merchant,
+        t=events_pb2.LoyaltyPointsAdjusted.DESCRIPTOR.full_name,
+    )
+    sent = [events_pb2.LoyaltyPointsAdjusted.FromString(bytes(r[0])).entry for r in rows]
+    assert [(e.customer_id, e.points, e.reason) for e in sent if e.kind == "adjusted"] == [
+        (winner.id, 40, ""), (loser.id, 40, ""), (survivor.id, 5, "Stays here")
+    ]  # fmt: skip
+    # A retry of an adjustment is refused as the profile's requests are, and runs nothing.
+    for request in adjustments.values():
+        err = await _refused(merchant("AdjustPoints", request))
+        assert (err.code(), read_error(err).reason) == (
+            grpc.StatusCode.NOT_FOUND,
+            "customer_erased",
+        )
+    assert await ledger() == after
+    # Another customer's stored adjustment still replays.
+    again = await merchant("AdjustPoints", kept)
+    assert again.entry.reason == "Stays here"
 
 
 async def test_erasing_a_merged_duplicate_keeps_the_merges_answer(

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pos.common.v1 import money_pb2
-from pos.customer.v1 import customer_pb2
+from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos.customer.v1 import events_pb2 as customer_events
 from pos.dispatcher.v1 import dispatcher_pb2 as pb
 from pos.inventory.v1 import events_pb2 as inventory_events
@@ -264,6 +264,39 @@ async def test_an_erasure_redacts_the_customers_earlier_snapshots(dispatcher) ->
     assert objects[2]["email"] == "ckept@example.com"
     assert objects[3] == {"id": "cus_gone"}
     assert "gone@example.com" not in json.dumps(objects)
+
+
+def _adjusted(
+    entry_id: str, customer_id: str, reason: str
+) -> customer_events.LoyaltyPointsAdjusted:
+    return customer_events.LoyaltyPointsAdjusted(
+        entry=loyalty_pb2.PointsEntry(
+            id=entry_id, customer_id=customer_id, kind="adjusted", points=40, balance_after=40,
+            reason=reason, created_at=stamp(),
+        )
+    )  # fmt: skip
+
+
+async def test_an_erasure_blanks_the_reasons_of_the_customers_points_events(dispatcher) -> None:
+    """A points adjustment's `reason` is free text a person typed ("goodwill for <name>,
+    <email>"): the erased customer's loyalty.points_* events keep their entry (id, points,
+    balance) but lose the reason; another customer's keep theirs. Before, only the
+    customer.* snapshots were redacted and the reason stayed in the feed."""
+    said = "goodwill for Reasonia Smith, rsn@example.com"
+    await dispatcher.publish(_adjusted("pte_gone", "cus_gone5", said), "mer_r")
+    await dispatcher.publish(_adjusted("pte_kept", "cus_kept5", "kept reason"), "mer_r")
+    await until_async(lambda: _count(dispatcher, "mer_r", 2))
+    await dispatcher.publish(customer_events.CustomerErased(customer_id="cus_gone5"), "mer_r")
+    await until_async(lambda: _count(dispatcher, "mer_r", 3))
+    feed = await dispatcher.feed("mer_r")
+    assert [e.type for e in feed] == [
+        "loyalty.points_adjusted", "loyalty.points_adjusted", "customer.erased",
+    ]  # fmt: skip
+    gone, kept = (json.loads(e.data_json)["object"] for e in feed[:2])
+    assert (gone["id"], gone["customer_id"], gone["points"], gone["reason"]) == (
+        "pte_gone", "cus_gone5", 40, "")  # fmt: skip
+    assert (kept["id"], kept["reason"]) == ("pte_kept", "kept reason")
+    assert "Reasonia" not in json.dumps([e.data_json for e in feed])
 
 
 def _order(order_id: str, customer_id: str, address: str) -> order_pb2.Order:

@@ -96,3 +96,29 @@ def erased_in_event(event_type: str, payload: bytes, customer_id: str) -> bytes:
     held.CopyFrom(messages.erased_snapshot(held))
     rewritten: bytes = event.SerializeToString()
     return rewritten
+
+
+# The events that carry a points entry, whose `reason` may be free text a person typed.
+_ENTRY_EVENTS: dict[str, type[Message]] = {
+    kind.DESCRIPTOR.full_name: kind
+    for kind in (
+        events_pb2.LoyaltyPointsEarned,
+        events_pb2.LoyaltyPointsRedeemed,
+        events_pb2.LoyaltyPointsAdjusted,
+        events_pb2.LoyaltyPointsExpired,
+    )
+}
+ENTRY_EVENT_TYPES = tuple(_ENTRY_EVENTS)
+
+
+def reason_erased_in_event(event_type: str, payload: bytes, customer_id: str) -> bytes | None:
+    """A points event as an erasure of `customer_id` leaves it: the entry, its points and its
+    balance as they were, its free-text `reason` blank. None when there is nothing to blank
+    (another customer's entry, or one without a reason)."""
+    event = _ENTRY_EVENTS[event_type].FromString(payload)
+    entry = event.entry  # type: ignore[attr-defined]
+    if entry.customer_id != customer_id or not entry.reason:
+        return None
+    entry.reason = ""
+    rewritten: bytes = event.SerializeToString()
+    return rewritten

@@ -61,6 +61,9 @@ PROFILE_OPERATIONS = (
     "BatchUpsertCustomers",
     "MergeCustomers",
 )
+# A points adjustment's answer holds its `reason`, free text (a name, an email): withdrawn on
+# the customer's erasure as a profile's is (the entry itself stays, its reason blanked).
+POINTS_OPERATIONS = ("AdjustPoints",)
 # What a stored answer that held an erased customer becomes (a batch's whole answer, if it
 # held one): a retry under its request id gets this, NOT_FOUND `customer_erased`.
 ERASED_ANSWER = AnswerWithdrawn(
@@ -560,12 +563,13 @@ class SqlCustomerRepository:
         customer as the duplicate merged away holds the survivor, not the customer's profile:
         it is kept, the duplicate's snapshot emptied, and a retry of the merge replays it
         (until 2026-12-04 it was withdrawn, and the retry refused `customer_erased`)."""
-        # Only answers and events that carry a profile: loyalty's hold no personal data, and
-        # its events must still reach their readers.
+        # Only answers and events that carry a profile, and a points adjustment's answer (its
+        # free-text reason): the loyalty events must still reach their readers, so their
+        # reasons are blanked instead (SqlLoyaltyRepository.forget_reasons).
         params = {
             "m": self._merchant,
             "c": customer_id,
-            "ops": list(PROFILE_OPERATIONS),
+            "ops": [*PROFILE_OPERATIONS, *POINTS_OPERATIONS],
             "types": list(events.PROFILE_EVENT_TYPES),
             "withdrawn": ERASED_ANSWER.stored(),
         }
@@ -945,6 +949,37 @@ class SqlLoyaltyRepository:
         )
         # rowcount is not reliable here through the driver's pipeline: ask for the row.
         return result.first() is not None
+
+    async def forget_reasons(self, customer_id: str) -> None:
+        """What an erasure leaves of the customer's points history: every entry, its points and
+        balance, with its `reason` blank (free text: an adjustment's may name the person),
+        and the same in the points events of the outbox that carry its entries, sent already
+        or not (one not yet sent still is, without the reason). In the erasure's transaction."""
+        await self._conn.execute(
+            update(points_ledger)
+            .where(
+                points_ledger.c.merchant_id == self._merchant,
+                points_ledger.c.customer_id == customer_id,
+                points_ledger.c.reason != "",
+            )
+            .values(reason="")
+        )
+        # Locked first: a row the relay is publishing is waited for and rewritten after.
+        held = await self._conn.execute(
+            sql_text(
+                "SELECT seq, event_type, payload FROM outbox WHERE merchant_id = :m"
+                " AND event_type = ANY(:types) AND position(convert_to(:c, 'UTF8') IN payload) > 0"
+                " ORDER BY seq FOR UPDATE"
+            ),
+            {"m": self._merchant, "c": customer_id, "types": list(events.ENTRY_EVENT_TYPES)},
+        )
+        for seq, event_type, payload in held.all():
+            rewritten = events.reason_erased_in_event(event_type, bytes(payload), customer_id)
+            if rewritten is not None:
+                await self._conn.execute(
+                    sql_text("UPDATE outbox SET payload = :p WHERE seq = :s"),
+                    {"p": rewritten, "s": seq},
+                )
 
     async def append(self, entry: loyalty.Entry) -> loyalty.Entry:
         values = {

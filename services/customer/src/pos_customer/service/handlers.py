@@ -398,6 +398,7 @@ async def erase_customer(
         erased.version += 1
         await uow.customers.erase(erased, requested_by)
         await uow.groups.forget(gone)
+        await uow.loyalty.forget_reasons(gone)
         await uow.customers.purge_copies(gone)
         uow.publish(CustomerErased(gone))
     return await uow.customers.erased_at(customer_id), merged

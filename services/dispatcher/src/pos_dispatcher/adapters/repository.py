@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import ARRAY, Row, Text, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from pos_dispatcher.adapters import statements
@@ -132,6 +133,37 @@ class Feed:
                     events.c.type.in_(list(types)),
                 )
                 .values(data=kept)
+                .returning(events)
+            )
+        ).all()
+        for row in rows:
+            await self._conn.execute(
+                update(deliveries)
+                .where(deliveries.c.merchant_id == self._merchant, deliveries.c.event_id == row.id)
+                .values(body=_event(row).body())
+            )
+        return len(rows)
+
+    async def blank_reasons(self, customer_id: str, types: Sequence[str]) -> int:
+        """The customer's events of these types whose object (a points entry) has a `reason`
+        keep the entry and lose the reason (and so do their deliveries' bodies)."""
+        reason = events.c.data["object"]["reason"].astext
+        rows = (
+            await self._conn.execute(
+                update(events)
+                .where(
+                    events.c.merchant_id == self._merchant,
+                    events.c.resource_id == customer_id,
+                    events.c.type.in_(list(types)),
+                    reason != "",
+                )
+                .values(
+                    data=func.jsonb_set(
+                        events.c.data,
+                        cast(["object", "reason"], ARRAY(Text)),
+                        cast("", JSONB),
+                    )
+                )
                 .returning(events)
             )
         ).all()

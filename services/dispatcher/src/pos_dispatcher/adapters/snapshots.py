@@ -217,6 +217,13 @@ def _tier(m: customer_events.LoyaltyTierChanged) -> list[Part]:
 
 # Public events that carry a customer's personal data: an erasure redacts them in the feed.
 CUSTOMER_SNAPSHOTS = ("customer.created", "customer.updated", "customer.merged")
+# Public events whose object is a points entry of the customer: an erasure keeps the entry and
+# blanks its `reason`, free text (an adjustment's is typed by a person), as the customer
+# service blanks it in its ledger.
+POINTS_ENTRIES = (
+    "loyalty.points_earned", "loyalty.points_redeemed", "loyalty.points_adjusted",
+    "loyalty.points_expired",
+)  # fmt: skip
 
 
 MAPPERS: dict[type[Message], Callable[[Any], list[Part]]] = {

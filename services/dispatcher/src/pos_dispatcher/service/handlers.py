@@ -18,7 +18,12 @@ from pos_dispatcher.adapters.repository import (
     DispatcherUow,
     StoredEvent,
 )
-from pos_dispatcher.adapters.snapshots import CUSTOMER_SNAPSHOTS, PublicEvent, public_events
+from pos_dispatcher.adapters.snapshots import (
+    CUSTOMER_SNAPSHOTS,
+    POINTS_ENTRIES,
+    PublicEvent,
+    public_events,
+)
 from pos_dispatcher.domain import signing
 from pos_dispatcher.domain.model import (
     TEST_EVENT_TYPE,
@@ -64,9 +69,11 @@ async def record(uow: DispatcherUow, messages: list[Message]) -> list[StoredEven
     erasures = [m for m in messages if isinstance(m, customer_events.CustomerErased)]
     # The rows go with the COMMIT, unless an erasure must find this batch's own rows.
     stored = await append(uow, made, defer=not erasures)
-    # An erased customer's earlier snapshots go from the feed in the same transaction.
+    # An erased customer's earlier snapshots go from the feed in the same transaction, and
+    # the free-text reasons of their points entries.
     for message in erasures:
         await uow.feed.redact(message.customer_id, CUSTOMER_SNAPSHOTS)
+        await uow.feed.blank_reasons(message.customer_id, POINTS_ENTRIES)
         await uow.feed.erase_from_orders(message.customer_id)
     return stored
 
