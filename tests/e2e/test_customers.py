@@ -502,6 +502,37 @@ def test_a_retry_after_erasure_never_brings_the_customer_back(platform: Running)
     assert not [p for p in personal[:-1] if p in json.dumps(others)]
 
 
+def test_a_retry_after_erasure_is_a_410_only_where_an_idempotency_key_is_kept(
+    platform: Running,
+) -> None:
+    """What docs/problems.md says of `customer_erased`: only a POST keeps its answer under an
+    Idempotency-Key, so only a POST's retry is the 410 (a points adjustment's here, which
+    holds the customer). A PATCH or a DELETE keeps nothing under a key, sent or not: its
+    retry after the erasure runs again and is the 404 `resource_missing` of an erased
+    customer (the docs said a retry of an update or an erasure was a 410)."""
+    http = platform.new_merchant("Erased retries e2e")
+    made = _post(http, "/v1/customers", {"given_name": "Retria", "email": "retria@example.com"})
+    path = f"/v1/customers/{made['id']}"
+    adjust, patch, erase = _key(), _key(), _key()
+    reason = {"points": 40, "reason": "goodwill for Retria, retria@example.com"}
+    adjusted = http.post(f"{path}/points/adjustments", json=reason, headers=adjust)
+    assert adjusted.status_code == 201, adjusted.text
+    changed = http.patch(path, json={"family_name": "Gone"}, headers=patch)
+    assert changed.status_code == 200, changed.text
+    erased = http.delete(path, headers=erase)
+    assert erased.status_code == 200, erased.text
+
+    again = http.post(f"{path}/points/adjustments", json=reason, headers=adjust)
+    assert (again.status_code, again.json()["code"]) == (410, "customer_erased"), again.text
+    assert again.headers.get("Idempotent-Replayed") == "true" and "Retria" not in again.text
+    for retry in (
+        http.patch(path, json={"family_name": "Gone"}, headers=patch),
+        http.delete(path, headers=erase),
+    ):
+        assert (retry.status_code, retry.json()["code"]) == (404, "resource_missing"), retry.text
+        assert "Idempotent-Replayed" not in retry.headers
+
+
 def test_erasing_a_customer_withdraws_the_answers_of_its_merged_duplicates(
     platform: Running,
 ) -> None:
