@@ -339,6 +339,9 @@ class Scanner:
             for value in expr.values:
                 self.resolve(mod, value, at, where, depth + 1)
         elif isinstance(expr, ast.Subscript):
+            key = expr.slice
+            if isinstance(key, ast.Constant) and key.value in PASSED_ON:
+                return  # `stored["code"]`: a refusal kept and told again, as `.code` is
             self.resolve(mod, expr.value, at, where, depth + 1)
         elif isinstance(expr, ast.Call):
             self.resolve_call(mod, expr, at, where, depth)
