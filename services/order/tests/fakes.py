@@ -63,6 +63,7 @@ class Store:
     # What stamps a request's start (`now()` in the database's transaction).
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     settings: dict[str, OrderSettings] = field(default_factory=dict)
+    settings_leases: dict[str, str] = field(default_factory=dict)
     prices: dict[tuple[str, str], PricedItem] = field(default_factory=dict)
     locations: dict[tuple[str, str], SellingLocation] = field(default_factory=dict)
     published: list[object] = field(default_factory=list)
@@ -203,6 +204,18 @@ class FakeSettings:
             return False
         self._uow.store.settings[self._uow.merchant_id] = settings
         return True
+
+    # The lease as the table keeps it, without its lapse (no fake test waits one out).
+    async def lease(self, holder: str, seconds: float) -> bool:
+        held = self._uow.store.settings_leases.setdefault(self._uow.merchant_id, holder)
+        return held == holder
+
+    async def holds_lease(self, holder: str) -> bool:
+        return self._uow.store.settings_leases.get(self._uow.merchant_id) == holder
+
+    async def release(self, holder: str) -> None:
+        if self._uow.store.settings_leases.get(self._uow.merchant_id) == holder:
+            del self._uow.store.settings_leases[self._uow.merchant_id]
 
 
 class FakePriceBook:

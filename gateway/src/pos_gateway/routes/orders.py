@@ -67,6 +67,7 @@ from pos_gateway.schemas.orders import (
     OrderList,
     OrderSettings,
 )
+from pos_gateway.settings_lease import settings_leased
 from pos_kit.grpc_client import read_error
 
 log = logging.getLogger(__name__)
@@ -1295,7 +1296,10 @@ async def _settings_now(
 async def _stale(svc: Services) -> Problem:
     """The 412 of a change whose If-Match is not the version now (read again: either side may
     have been the one that moved)."""
-    current = _version(*await _settings_now(svc))
+    return _stale_at(_version(*await _settings_now(svc)))
+
+
+def _stale_at(current: int) -> Problem:
     return Problem(
         412,
         "version_mismatch",
@@ -1364,39 +1368,50 @@ async def update_order_settings(
     A change moves `version` on and is in the audit log (`settings.orders_changed`, each field
     from and to). Send `If-Match: "<version>"` to
     change only the version you saw (the version covers the window too): a stale one is a 412
-    `version_mismatch` with `current_version`, and nothing changes. The authorisation window
+    `version_mismatch` with `current_version`, and nothing changes, not even for a moment:
+    changes of the settings (and of the window) are made one at a time, so of two sent with
+    the same version one is made and the other is that 412. The authorisation window
     is the payment settings' (`PUT /v1/payment-settings`): set from here, it is their change
     (`settings.payments_changed`, their version), made first; should the order fields then
-    fail to change, it is set back and the error answered, so a failed change is never half
-    made. A pickup that would outlive the window captures at confirmation. A register's
-    credential is refused (403 `insufficient_scope`): settings are the back office's."""
+    fail to change (the order service failing), it is set back and the error answered, so a
+    failed change is never half made. A pickup that would outlive the window captures at
+    confirmation. A register's credential is refused (403 `insufficient_scope`): settings are
+    the back office's."""
     # A field set to null (but the limit, which null lifts), or none sent, is a 400: never a
     # silent no-op.
     sent = patched(body)
     version = expected_version(if_match)
     request = _order_change(body, sent)
     window = body.authorization_window_seconds
-    async with guarded(http, "settings.orders_changed", settings="the order settings") as done:
-        seen = await _settings_now(svc) if version else None
-        if seen is not None and _version(*seen) != version:
-            raise await _stale(svc)
-        # The payment side first: refused there (a stale version, the service down), nothing
-        # has changed yet; once it is set, the order side is conditional on it (below).
+    async with (
+        guarded(http, "settings.orders_changed", settings="the order settings") as done,
+        settings_leased(svc) as lease,
+    ):
+        # Under the lease no other change of either part comes in: the version checked here
+        # is the one the writes below replace, and a refusal has written nothing.
+        payment = (
+            await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
+        ).settings
+        if version and _version(lease.order, payment) != version:
+            raise _stale_at(_version(lease.order, payment))
+        # The payment side first: refused there (the service down), nothing has changed yet;
+        # once it is set, the order side cannot be refused for a change in between (the lease).
         written: payment_pb2.UpdatePaymentSettingsResponse | None = None
         if window is not None:
             try:
                 written = await change_payment_settings(
-                    http, svc, window, seen[1].version if seen else 0, f"{request_id()}/payment"
+                    http, svc, window, payment.version, f"{request_id()}/payment"
                 )
             except Problem as problem:
                 if problem.status == 412:
                     raise await _stale(svc) from None
                 raise
-        if seen is not None:
-            request.expected_version = seen[0].version
+        request.expected_version = lease.order.version
+        request.lease = lease.holder
         try:
             answer = await _write_order_fields(svc, request, again=written is not None)
         except grpc.aio.AioRpcError as exc:
+            # Only a lease lost (its holder stalled past it) or a failure of the service.
             if written is not None:
                 await _set_window_back(http, svc, written)
             if read_error(exc).reason == "version_mismatch":
@@ -1404,12 +1419,6 @@ async def update_order_settings(
             raise
         if written is not None:
             payment = written.settings
-        elif seen is not None:
-            payment = seen[1]
-        else:
-            payment = (
-                await svc.payment.GetPaymentSettings(payment_pb2.GetPaymentSettingsRequest())
-            ).settings
         settings = _shown(answer.settings, payment)
         settings_changed(
             done, _order_fields(answer.previous), _order_fields(answer.settings), settings.version

@@ -61,6 +61,7 @@ from pos_gateway.schemas.payments import (
     RefundsCreated,
     TerminalCheckout,
 )
+from pos_gateway.settings_lease import settings_leased
 
 router = APIRouter(prefix="/v1", tags=["payments"])
 Svc = Annotated[Services, Depends(services)]
@@ -805,9 +806,16 @@ async def put_payment_settings(
     you saw: a stale one is a 412 `version_mismatch` with `current_version`. The order
     settings show the window too: a change of it moves their version on as well. A register's
     credential is refused (403 `insufficient_scope`): settings are the back office's."""
-    answer = await change_payment_settings(
-        request, svc, body.authorization_window_seconds, expected_version(if_match), request_id()
-    )
+    # Under the order settings' lease: a change of those (which show the window) checks its
+    # version and writes both parts with no change of the window in between.
+    async with settings_leased(svc):
+        answer = await change_payment_settings(
+            request,
+            svc,
+            body.authorization_window_seconds,
+            expected_version(if_match),
+            request_id(),
+        )
     settings = answer.settings
     response.headers["ETag"] = f'"{settings.version}"'
     return to_model(PaymentSettings, settings)

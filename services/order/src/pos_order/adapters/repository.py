@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     Row,
     bindparam,
+    delete,
     exists,
     func,
     or_,
@@ -39,6 +40,7 @@ from pos_order.adapters.tables import (
     kit,
     known_customers,
     order_settings,
+    order_settings_leases,
     orders,
     selling_locations,
 )
@@ -1031,6 +1033,36 @@ class SqlOrderSettings:
             ).returning(t.c.merchant_id)
         )
         return written.first() is not None
+
+    async def lease(self, holder: str, seconds: float) -> bool:
+        t = order_settings_leases
+        statement = pg_insert(t).values(
+            merchant_id=self._merchant,
+            holder=holder,
+            expires_at=func.now() + timedelta(seconds=seconds),
+        )
+        written = await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="order_settings_leases_pkey",
+                set_={"holder": holder, "expires_at": statement.excluded.expires_at},
+                where=(t.c.holder == holder) | (t.c.expires_at < func.now()),
+            ).returning(t.c.holder)
+        )
+        return written.first() is not None
+
+    async def holds_lease(self, holder: str) -> bool:
+        t = order_settings_leases
+        found = await self._conn.execute(
+            select(t.c.holder).where(t.c.merchant_id == self._merchant).with_for_update(read=True)
+        )
+        row = found.first()
+        return row is not None and row.holder == holder
+
+    async def release(self, holder: str) -> None:
+        t = order_settings_leases
+        await self._conn.execute(
+            delete(t).where(t.c.merchant_id == self._merchant, t.c.holder == holder)
+        )
 
 
 # The stores whose rates this process found (or wrote) in the read model, and when: a sale at

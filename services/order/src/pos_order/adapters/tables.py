@@ -96,6 +96,18 @@ order_settings = Table(
     PrimaryKeyConstraint("merchant_id", name="order_settings_pkey"),
 )
 
+# The merchant's settings lease (one change of the settings at a time, the payment service's
+# authorisation window included, which the gateway shows with them): who holds it, until when.
+# A lapsed lease stays its holder's until another takes it.
+order_settings_leases = Table(
+    "order_settings_leases",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("merchant_id", name="order_settings_leases_pkey"),
+)
+
 # The customer ids each merchant has, learnt from the customer service's events (or from one
 # look-up of an id the events have not brought yet), so a checkout checks its customer_id
 # without a call. Only the id and its version: no profile data leaves the customer service.

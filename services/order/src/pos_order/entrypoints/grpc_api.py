@@ -900,11 +900,30 @@ class OrderApi(Servicer[OrderUow], order_pb2_grpc.OrderServiceServicer):
             clear_receiptless_limit=request.clear_receiptless_limit,
         )
         before, found = await settings.update_settings(
-            uow, self.policy, change, request.expected_version
+            uow, self.policy, change, request.expected_version, request.lease
         )
         return order_pb2.UpdateOrderSettingsResponse(
             settings=_settings(found), previous=_settings(before)
         )
+
+    async def LeaseOrderSettings(
+        self, request: order_pb2.LeaseOrderSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.LeaseOrderSettingsResponse:
+        # Not stored per request: asked again, the lease is taken (or extended) again.
+        async with self.bound_uow() as uow:
+            granted, found = await settings.lease_settings(
+                uow, self.policy, request.holder, request.lease_seconds
+            )
+            await uow.commit()
+        return order_pb2.LeaseOrderSettingsResponse(granted=granted, settings=_settings(found))
+
+    async def ReleaseOrderSettings(
+        self, request: order_pb2.ReleaseOrderSettingsRequest, context: grpc.aio.ServicerContext
+    ) -> order_pb2.ReleaseOrderSettingsResponse:
+        async with self.bound_uow() as uow:
+            await uow.settings.release(request.holder)
+            await uow.commit()
+        return order_pb2.ReleaseOrderSettingsResponse()
 
 
 def registrar(

@@ -151,6 +151,17 @@ class SettingsStore(Protocol):
         stored yet); False, and nothing written, when another change came first."""
         ...
 
+    async def lease(self, holder: str, seconds: float) -> bool:
+        """Take the settings' lease for `holder` for `seconds` (or extend its own): False, and
+        nothing taken, while another holder's stands."""
+        ...
+
+    async def holds_lease(self, holder: str) -> bool:
+        """The lease is still `holder`'s: lapsed or not, no other took it since."""
+        ...
+
+    async def release(self, holder: str) -> None: ...
+
 
 class PriceBook(Protocol):
     """The read model a register sale is priced from while inventory is down."""

@@ -1908,6 +1908,7 @@ class UpdateOrderSettingsRequest(_message.Message):
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
     RECEIPTLESS_LIMIT_FIELD_NUMBER: _builtins.int
     CLEAR_RECEIPTLESS_LIMIT_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     capture_pickup_at_order: _builtins.bool
     pickup_expiry_seconds: _builtins.int
@@ -1921,6 +1922,11 @@ class UpdateOrderSettingsRequest(_message.Message):
     clear_receiptless_limit: _builtins.bool
     """No limit on returns without a receipt any more (with receiptless_limit set as well: an
     INVALID_ARGUMENT).
+    """
+    lease: _builtins.str
+    """Set: made only while this holder's lease (LeaseOrderSettings) is still its own, lapsed
+    or not, but taken by no other since; otherwise FAILED_PRECONDITION `version_mismatch`
+    and nothing changes.
     """
     @_builtins.property
     def receiptless_limit(self) -> Global___ReceiptlessLimit:
@@ -1938,10 +1944,11 @@ class UpdateOrderSettingsRequest(_message.Message):
         expected_version: _builtins.int = ...,
         receiptless_limit: Global___ReceiptlessLimit | None = ...,
         clear_receiptless_limit: _builtins.bool = ...,
+        lease: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "clear_receiptless_limit", b"clear_receiptless_limit", "expected_version", b"expected_version", "hold_seconds", b"hold_seconds", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order", "_hold_seconds", b"_hold_seconds", "_pickup_expiry_seconds", b"_pickup_expiry_seconds", "_return_policy_text", b"_return_policy_text", "_return_window_days", b"_return_window_days", "capture_pickup_at_order", b"capture_pickup_at_order", "clear_receiptless_limit", b"clear_receiptless_limit", "expected_version", b"expected_version", "hold_seconds", b"hold_seconds", "lease", b"lease", "pickup_expiry_seconds", b"pickup_expiry_seconds", "receiptless_limit", b"receiptless_limit", "request_id", b"request_id", "return_policy_text", b"return_policy_text", "return_window_days", b"return_window_days"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__capture_pickup_at_order: _TypeAlias = _typing.Literal["capture_pickup_at_order"]  # noqa: Y015
     _WhichOneofArgType__capture_pickup_at_order: _TypeAlias = _typing.Literal["_capture_pickup_at_order", b"_capture_pickup_at_order"]  # noqa: Y015
@@ -1965,6 +1972,92 @@ class UpdateOrderSettingsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__return_window_days) -> _WhichOneofReturnType__return_window_days | None: ...
 
 Global___UpdateOrderSettingsRequest: _TypeAlias = UpdateOrderSettingsRequest  # noqa: Y015
+
+@_typing.final
+class LeaseOrderSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    LEASE_SECONDS_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    """Who takes it: one change, unique to it. Taken again by the same holder: extended."""
+    lease_seconds: _builtins.int
+    """It lapses after this long unless released (1 to 300 seconds)."""
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+        lease_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder", "lease_seconds", b"lease_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseOrderSettingsRequest: _TypeAlias = LeaseOrderSettingsRequest  # noqa: Y015
+
+@_typing.final
+class LeaseOrderSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    granted: _builtins.bool
+    """False: another holder's lease stands; nothing was taken (ask again)."""
+    @_builtins.property
+    def settings(self) -> Global___OrderSettings:
+        """The settings as they are, read under their row's lock as the lease was asked for (a
+        change being written finishes first).
+        """
+
+    def __init__(
+        self,
+        *,
+        granted: _builtins.bool = ...,
+        settings: Global___OrderSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseOrderSettingsResponse: _TypeAlias = LeaseOrderSettingsResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseOrderSettingsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDER_FIELD_NUMBER: _builtins.int
+    holder: _builtins.str
+    def __init__(
+        self,
+        *,
+        holder: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holder", b"holder"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseOrderSettingsRequest: _TypeAlias = ReleaseOrderSettingsRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseOrderSettingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseOrderSettingsResponse: _TypeAlias = ReleaseOrderSettingsResponse  # noqa: Y015
 
 @_typing.final
 class UpdateOrderSettingsResponse(_message.Message):

@@ -100,6 +100,16 @@ class OrderServiceStub:
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
                 response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
                 _registered_method=True)
+        self.LeaseOrderSettings = channel.unary_unary(
+                '/pos.order.v1.OrderService/LeaseOrderSettings',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsResponse.FromString,
+                _registered_method=True)
+        self.ReleaseOrderSettings = channel.unary_unary(
+                '/pos.order.v1.OrderService/ReleaseOrderSettings',
+                request_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsRequest.SerializeToString,
+                response_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsResponse.FromString,
+                _registered_method=True)
         self.CalculateCart = channel.unary_unary(
                 '/pos.order.v1.OrderService/CalculateCart',
                 request_serializer=pos_dot_order_dot_v1_dot_order__pb2.CalculateCartRequest.SerializeToString,
@@ -254,6 +264,20 @@ class OrderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateOrderSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LeaseOrderSettings(self, request, context):
+        """The merchant's settings lease: one change of the settings the gateway shows as one
+        resource (these and the payment service's authorisation window) at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseOrderSettings(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -429,6 +453,16 @@ def add_OrderServiceServicer_to_server(servicer, server):
                     servicer.UpdateOrderSettings,
                     request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.FromString,
                     response_serializer=pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.SerializeToString,
+            ),
+            'LeaseOrderSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaseOrderSettings,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsResponse.SerializeToString,
+            ),
+            'ReleaseOrderSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseOrderSettings,
+                    request_deserializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsRequest.FromString,
+                    response_serializer=pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsResponse.SerializeToString,
             ),
             'CalculateCart': grpc.unary_unary_rpc_method_handler(
                     servicer.CalculateCart,
@@ -838,6 +872,60 @@ class OrderService:
             '/pos.order.v1.OrderService/UpdateOrderSettings',
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsRequest.SerializeToString,
             pos_dot_order_dot_v1_dot_order__pb2.UpdateOrderSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaseOrderSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/LeaseOrderSettings',
+            pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.LeaseOrderSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseOrderSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pos.order.v1.OrderService/ReleaseOrderSettings',
+            pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsRequest.SerializeToString,
+            pos_dot_order_dot_v1_dot_order__pb2.ReleaseOrderSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

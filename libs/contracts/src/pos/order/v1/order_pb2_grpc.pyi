@@ -71,6 +71,11 @@ class OrderServiceStub:
     GetOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]
+    LeaseOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.LeaseOrderSettingsRequest, _order_pb2.LeaseOrderSettingsResponse]
+    """The merchant's settings lease: one change of the settings the gateway shows as one
+    resource (these and the payment service's authorisation window) at a time.
+    """
+    ReleaseOrderSettings: _grpc.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderSettingsRequest, _order_pb2.ReleaseOrderSettingsResponse]
     CalculateCart: _grpc.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]
     """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
@@ -171,6 +176,11 @@ class OrderServiceAsyncStub(OrderServiceStub):
     GetOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.GetOrderSettingsRequest, _order_pb2.GetOrderSettingsResponse]  # type: ignore[assignment]
     """The merchant's order settings (the service's defaults where the merchant set none)."""
     UpdateOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.UpdateOrderSettingsRequest, _order_pb2.UpdateOrderSettingsResponse]  # type: ignore[assignment]
+    LeaseOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.LeaseOrderSettingsRequest, _order_pb2.LeaseOrderSettingsResponse]  # type: ignore[assignment]
+    """The merchant's settings lease: one change of the settings the gateway shows as one
+    resource (these and the payment service's authorisation window) at a time.
+    """
+    ReleaseOrderSettings: _aio.UnaryUnaryMultiCallable[_order_pb2.ReleaseOrderSettingsRequest, _order_pb2.ReleaseOrderSettingsResponse]  # type: ignore[assignment]
     CalculateCart: _aio.UnaryUnaryMultiCallable[_order_pb2.CalculateCartRequest, _order_pb2.CalculateCartResponse]  # type: ignore[assignment]
     """The cart preview: the very pricing step a checkout runs (prices, discounts per line and
     per order with the offer and its reason, tax per line, totals), writing nothing. A coupon
@@ -346,6 +356,23 @@ class OrderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _order_pb2.UpdateOrderSettingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_order_pb2.UpdateOrderSettingsResponse, _abc.Awaitable[_order_pb2.UpdateOrderSettingsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def LeaseOrderSettings(
+        self,
+        request: _order_pb2.LeaseOrderSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.LeaseOrderSettingsResponse, _abc.Awaitable[_order_pb2.LeaseOrderSettingsResponse]]:
+        """The merchant's settings lease: one change of the settings the gateway shows as one
+        resource (these and the payment service's authorisation window) at a time.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseOrderSettings(
+        self,
+        request: _order_pb2.ReleaseOrderSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_order_pb2.ReleaseOrderSettingsResponse, _abc.Awaitable[_order_pb2.ReleaseOrderSettingsResponse]]: ...
 
     @_abc_1.abstractmethod
     def CalculateCart(

@@ -38,12 +38,37 @@ def _settings_changed(current_version: int) -> Conflict:
     )
 
 
+MAX_LEASE_SECONDS = 300
+
+
+async def lease_settings(
+    uow: OrderUnitOfWork, policy: Policy, holder: str, seconds: float
+) -> tuple[bool, OrderSettings]:
+    """Whether `holder` now holds the settings' lease, and the settings as they are: read under
+    their row's lock, so a change being written is in them (or waited for)."""
+    violations = []
+    if not holder:
+        violations.append(FieldViolation("holder", "is required"))
+    if not 1 <= seconds <= MAX_LEASE_SECONDS:
+        violations.append(
+            FieldViolation("lease_seconds", f"must be between 1 and {MAX_LEASE_SECONDS}")
+        )
+    raise_if(violations)
+    current = await uow.settings.get(lock=True) or policy.defaults
+    return await uow.settings.lease(holder, seconds), current
+
+
 async def update_settings(
-    uow: OrderUnitOfWork, policy: Policy, change_: SettingsChange, expected_version: int = 0
+    uow: OrderUnitOfWork,
+    policy: Policy,
+    change_: SettingsChange,
+    expected_version: int = 0,
+    lease: str = "",
 ) -> tuple[OrderSettings, OrderSettings]:
     """The settings before and after the change. With `expected_version`, a stale version
     changes nothing (`version_mismatch`); a change to what they already are is none (no new
-    version)."""
+    version). With `lease`, made only while that lease is still its holder's (else
+    `version_mismatch`, nothing changed)."""
     violations: list[FieldViolation] = []
     if change_.pickup_expiry_seconds is not None and not (
         3600 <= change_.pickup_expiry_seconds <= 90 * 86400
@@ -72,6 +97,8 @@ async def update_settings(
     # first change; without If-Match it is then applied on top of the winner's, as any later.
     for attempt in (1, 2):
         current, updated = await _settings_after(uow, policy, change_)
+        if lease and not await uow.settings.holds_lease(lease):
+            raise _settings_changed(current.version)
         if expected_version and expected_version != current.version:
             raise _settings_changed(current.version)
         if updated == current:
