@@ -70,6 +70,8 @@ class Store:
     buyers: dict[tuple[str, str], Buyer] = field(default_factory=dict)
     # (merchant, duplicate) -> the customer it was merged into.
     merges: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (merchant, customer) erased: never known again.
+    erased: set[tuple[str, str]] = field(default_factory=set)
     # The last touch of each order: how much of the resumer's window it counted as spent.
     touched: dict[tuple[str, str], timedelta] = field(default_factory=dict)
 
@@ -150,6 +152,8 @@ class FakeKnownCustomers:
 
     async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         key = (self._uow.merchant_id, customer_id)
+        if key in self._uow.store.erased:
+            return
         self._uow.store.customers[key] = max(version, self._uow.store.customers.get(key, 0))
         if buyer is not None:
             self._uow.store.buyers[key] = buyer
@@ -172,6 +176,13 @@ class FakeKnownCustomers:
 
     async def forget(self, customer_id: str) -> None:
         self._uow.store.customers.pop((self._uow.merchant_id, customer_id), None)
+        self._uow.store.erased.add((self._uow.merchant_id, customer_id))
+
+    async def erased(self, customer_id: str) -> bool | None:
+        key = (self._uow.merchant_id, customer_id)
+        if key in self._uow.store.erased:
+            return True
+        return False if key in self._uow.store.customers else None
 
 
 class FakeCheckoutStarts:

@@ -133,7 +133,8 @@ class Stack:
     def known(self, merchant: str, customer_id: str) -> bool:
         with psycopg.connect(self.order_db) as conn:
             row = conn.execute(
-                "SELECT 1 FROM known_customers WHERE merchant_id = %s AND customer_id = %s",
+                "SELECT 1 FROM known_customers WHERE merchant_id = %s AND customer_id = %s"
+                " AND NOT erased",
                 (merchant, customer_id),
             ).fetchone()
         return row is not None

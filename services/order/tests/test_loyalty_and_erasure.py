@@ -36,6 +36,7 @@ from pos_kit.db import make_engine
 from pos_kit.events import EVENT_TYPE_HEADER
 from pos_kit.grpc_client import read_error
 from pos_kit.streams import stream_name
+from pos_order.adapters import repository
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit
 from pos_order.entrypoints import consumers
@@ -589,3 +590,90 @@ def _answers(stack: Stack, order_id: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
+
+
+async def test_an_order_written_beside_the_erasure_is_blanked_with_the_others(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order naming the customer whose transaction is still open when the erasure comes
+    (saved, not committed: held there by hand) is not missed: the erasure waits on the
+    customer's row of the read model, which the order's transaction holds, and blanks the
+    order once it is committed. Before, the erasure did not see the uncommitted order, which
+    then kept its address, notes and metadata for good."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.receive(1)
+    tag = uuid.uuid4().hex[:8]
+    saved, go = asyncio.Event(), asyncio.Event()
+    add = repository.SqlOrderRepository.add
+
+    async def held(self: repository.SqlOrderRepository, order: Any) -> bool:
+        added = await add(self, order)
+        if order.notes == f"call {tag}":
+            saved.set()
+            await go.wait()  # the order's transaction stays open here
+        return added
+
+    monkeypatch.setattr(repository.SqlOrderRepository, "add", held)
+    made = asyncio.ensure_future(_shipped(stack, customer, tag))
+    engine = make_engine(stack.order_db)
+    try:
+        await asyncio.wait_for(saved.wait(), 10)
+        erasure = asyncio.ensure_future(_erase(engine, customer))
+        await _until_erased_or_waiting(stack, erasure, "known_customers")
+        go.set()
+        await asyncio.wait_for(erasure, 10)
+        order = (await asyncio.wait_for(made, 15)).id
+    finally:
+        go.set()
+        await engine.dispose()
+    kept = await stack.order.GetOrder(
+        order_pb2.GetOrderRequest(id=order), metadata=md(A), timeout=5
+    )
+    assert kept.order.customer_id == customer and kept.order.notes == ""
+    assert dict(kept.order.metadata) == {}
+    assert [f.ship_to for f in kept.order.fulfillments] == [""]
+
+
+async def test_an_order_written_after_the_erasure_began_is_refused(stack: Stack) -> None:
+    """The erasure's transaction holds the customer's row of the read model from its start:
+    an order naming the customer written meanwhile (its customer read as known before the
+    erasure committed) waits for it and is then refused as a customer the merchant does not
+    have (NOT_FOUND), nothing of it kept. Before, it was saved with its address, notes and
+    metadata once the erasure had blanked the others."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.receive(1)
+    tag = uuid.uuid4().hex[:8]
+    engine = make_engine(stack.order_db)
+    try:
+        async with OrderUow(engine, kit).bind(A) as uow:
+            await consumers.on_customer_erased(
+                uow, customer_events.CustomerErased(customer_id=customer)
+            )
+            made = asyncio.ensure_future(_shipped(stack, customer, tag))
+            await _until_erased_or_waiting(stack, made, "known_customers")
+            await uow.commit()
+    finally:
+        await engine.dispose()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await asyncio.wait_for(made, 15)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert read_error(refused.value).metadata.get("resource") == "customer"
+    assert tag not in _dump(stack)
+
+
+async def _until_erased_or_waiting(stack: Stack, task: asyncio.Future[Any], table: str) -> None:
+    """Until `task` is done or a transaction waits for a lock in a statement naming `table`."""
+    deadline = time.monotonic() + 10
+    while not task.done():
+        with psycopg.connect(stack.order_db) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE %s",
+                (f"%{table}%",),
+            ).fetchone()
+        if row is not None:
+            return
+        assert time.monotonic() < deadline, "neither done nor waiting"
+        await asyncio.sleep(0.02)

@@ -857,16 +857,45 @@ class SqlKnownCustomers:
     async def contains(self, customer_id: str) -> bool:
         t = known_customers
         query = select(
-            exists().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+            exists().where(
+                t.c.merchant_id == self._merchant,
+                t.c.customer_id == customer_id,
+                t.c.erased.is_(False),
+            )
         )
         return bool((await self._conn.execute(query)).scalar())
 
     async def forget(self, customer_id: str) -> None:
-        """Erased: a sale naming the id asks the customer service again (and is refused)."""
+        """Erased: a sale naming the id asks the customer service again (and is refused).
+        The row stays as a tombstone, locked FOR UPDATE until this transaction ends: taken
+        first in the erasure, so an order naming the id being written now (which holds the
+        row FOR KEY SHARE, see `erased`) commits before the erasure blanks the customer's
+        orders, or waits for it and finds the id erased."""
         t = known_customers
-        await self._conn.execute(
-            t.delete().where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+        where = (t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+        await self._conn.execute(select(t.c.customer_id).where(*where).with_for_update())
+        statement = pg_insert(t).values(
+            merchant_id=self._merchant, customer_id=customer_id, version=0, erased=True
         )
+        await self._conn.execute(
+            statement.on_conflict_do_update(
+                constraint="known_customers_pkey",
+                set_={"erased": True, "groups": [], "tax_exempt": False, "seen_at": func.now()},
+            )
+        )
+
+    async def erased(self, customer_id: str) -> bool | None:
+        """Whether the id is erased (None: not known here), its row locked FOR KEY SHARE until
+        this transaction ends: an erasure begun meanwhile is waited for, one beginning later
+        waits for this transaction (see `forget`)."""
+        t = known_customers
+        found = await self._conn.execute(
+            select(t.c.erased)
+            .where(t.c.merchant_id == self._merchant, t.c.customer_id == customer_id)
+            .with_for_update(read=True, key_share=True)
+        )
+        row = found.first()
+        return None if row is None else bool(row.erased)
 
     async def remember(self, customer_id: str, version: int, buyer: Buyer | None = None) -> None:
         # Events may arrive out of order and race a checkout's own look-up: keep the newest.
@@ -885,7 +914,8 @@ class SqlKnownCustomers:
                     **{k: statement.excluded[k] for k in values},
                     "seen_at": statement.excluded.seen_at,
                 },
-                where=t.c.version < statement.excluded.version,
+                # An erased id stays erased, whatever event of it comes late.
+                where=(t.c.version < statement.excluded.version) & t.c.erased.is_(False),
             )
         )
 
@@ -895,8 +925,8 @@ class SqlKnownCustomers:
         for _ in range(MAX_MERGE_HOPS):
             params = {"w_merchant_id": self._merchant, "w_customer_id": customer_id}
             row = (await BUYER.execute(self._conn, params)).first()
-            if row is None:
-                return None  # not known here (a survivor erased since: asked, then refused)
+            if row is None or row.erased:
+                return None  # not known here (or erased: asked, then refused)
             if not row.merged_into:
                 return KnownCustomer(customer_id, Buyer(tuple(row.groups), row.tax_exempt))
             if row.merged_into in seen:
@@ -922,7 +952,7 @@ class SqlKnownCustomers:
 
 def _buyer() -> Any:
     t = known_customers
-    return select(t.c.groups, t.c.tax_exempt, t.c.merged_into).where(
+    return select(t.c.groups, t.c.tax_exempt, t.c.merged_into, t.c.erased).where(
         keyed(t, "merchant_id", "customer_id")
     )
 

@@ -124,6 +124,10 @@ known_customers = Table(
     # Merged into another customer (`customer.merged`): the survivor's id. A sale naming this
     # id is the survivor's; NULL for a customer of its own.
     Column("merged_into", Text, nullable=True),
+    # Erased (`customer.erased`): a tombstone, never known again (a later event of the id
+    # leaves it so). Kept, not deleted, so that an order naming the id and the erasure lock
+    # the same row: the erasure holds it FOR UPDATE, an order's write FOR KEY SHARE.
+    Column("erased", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("merchant_id", "customer_id", name="known_customers_pkey"),
     # The duplicates merged into a customer: their returns without a receipt count as theirs.
     Index(

@@ -111,6 +111,10 @@ class KnownCustomers(Protocol):
         ...
 
     async def forget(self, customer_id: str) -> None: ...
+    async def erased(self, customer_id: str) -> bool | None:
+        """Whether the id was erased (None: not known here), held against an erasure until
+        this transaction ends."""
+        ...
 
 
 @dataclass(frozen=True)

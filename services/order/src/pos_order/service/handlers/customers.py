@@ -72,6 +72,19 @@ async def erase_customer(uow: OrderUnitOfWork, customer_id: str) -> None:
     notes, the metadata a partner set); the stored answers and published events of this
     service that hold those go too, its events not sent yet go out without them, and the id
     is no customer any more (a sale naming it asks the customer service: 404).
-    Idempotent: a redelivery finds nothing left to erase."""
-    await uow.orders.erase_customer(customer_id)
+    Idempotent: a redelivery finds nothing left to erase.
+
+    The id is marked erased first, its row of the read model locked until the commit: an order
+    naming it being written meanwhile (`refuse_if_erased`) is committed before the orders are
+    blanked here, so it is blanked with them, or waits for this and is refused."""
     await uow.customers.forget(customer_id)
+    await uow.orders.erase_customer(customer_id)
+
+
+async def refuse_if_erased(uow: OrderUnitOfWork, customer_id: str) -> None:
+    """In the transaction that writes an order naming `customer_id` (a new one, a draft's
+    edit): the customer erased, even since the request read them as known, is a customer the
+    merchant does not have (404), nothing written. The customer's row of the read model stays
+    locked until the commit, so an erasure coming now waits for the order and blanks it."""
+    if customer_id and await uow.customers.erased(customer_id):
+        raise NotFound("customer", customer_id, ["customer_id"])

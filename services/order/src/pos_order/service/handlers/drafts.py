@@ -33,6 +33,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, manual_off_bps, validate_manual
 from pos_order.service import saga
+from pos_order.service.handlers.customers import refuse_if_erased
 from pos_order.service.handlers.new_order import (
     Priced,
     Started,
@@ -297,6 +298,7 @@ async def _change_draft(
             await uow.prices.remember_location(priced.location)
         order.touched(now())
         apply(order)
+        await refuse_if_erased(uow, order.customer_id)
         await uow.orders.save(order)
         announce_change(uow, order)
         await uow.commit()

@@ -28,7 +28,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.pricing import Buyer, Manual
 from pos_order.service import pricing, saga
-from pos_order.service.handlers.customers import resolve_customer
+from pos_order.service.handlers.customers import refuse_if_erased, resolve_customer
 from pos_order.service.ports import (
     CartContext,
     CheckoutPorts,
@@ -247,6 +247,9 @@ async def save_new(new_uow: NewUow, priced: Priced, announce: bool = True) -> Or
     async with new_uow() as uow:
         if learnt is not None:
             await uow.customers.remember(order.customer_id, learnt)
+        # Erased since the request read the customer as known: refused, never saved with
+        # what the erasure would have blanked.
+        await refuse_if_erased(uow, order.customer_id)
         if priced.location is not None:
             await uow.prices.remember_location(priced.location)
         order.created_at = order.updated_at = now()
