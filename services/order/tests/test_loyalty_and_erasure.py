@@ -40,6 +40,7 @@ from pos_order.adapters import repository
 from pos_order.adapters.repository import OrderUow
 from pos_order.adapters.tables import kit
 from pos_order.entrypoints import consumers
+from pos_order.service.handlers import drafts
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 stack = test_customer_ids.stack  # the services, in this process, for each test
@@ -660,6 +661,45 @@ async def test_an_order_written_after_the_erasure_began_is_refused(stack: Stack)
         await asyncio.wait_for(made, 15)
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert read_error(refused.value).metadata.get("resource") == "customer"
+    assert tag not in _dump(stack)
+
+
+async def test_an_answer_recorded_after_the_erasure_holds_nothing_it_blanked(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order saved before the erasure whose request is answered after it (held by hand
+    between its calls and the transaction that stores its answer) answers the order as the
+    erasure left it, and its stored answer holds none of the address, notes and metadata.
+    Before, the answer was made from the order as the request had it in memory and stored
+    after the erasure had deleted the stored copies: the address and notes stayed in it, and
+    a retry of the request replayed them."""
+    customer = (await stack.customer(A)).id
+    await stack.wait_known(A, customer)
+    await stack.receive(1)
+    tag = uuid.uuid4().hex[:8]
+    called, go = asyncio.Event(), asyncio.Event()
+    call = drafts.CreateOrder.call
+
+    async def held(self: drafts.CreateOrder[Any], claim: Any, started: Any) -> Any:
+        order = await call(self, claim, started)
+        if order.notes == f"call {tag}":
+            called.set()
+            await go.wait()  # before the transaction that stores the answer
+        return order
+
+    monkeypatch.setattr(drafts.CreateOrder, "call", held)
+    made = asyncio.ensure_future(_shipped(stack, customer, tag))
+    engine = make_engine(stack.order_db)
+    try:
+        await asyncio.wait_for(called.wait(), 10)
+        await _erase(engine, customer)
+    finally:
+        go.set()
+        await engine.dispose()
+    answered = await asyncio.wait_for(made, 15)
+    assert answered.customer_id == customer and answered.notes == ""
+    assert dict(answered.metadata) == {}
+    assert [f.ship_to for f in answered.fulfillments] == [""]
     assert tag not in _dump(stack)
 
 

@@ -25,6 +25,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.pricing import ORDER_KINDS, validate_manual
 from pos_order.service import saga
+from pos_order.service.handlers.customers import as_answered
 from pos_order.service.handlers.drawer import CASH_NEEDS_SHIFT, drawer_open_for_cash
 from pos_order.service.handlers.new_order import (
     Started,
@@ -258,7 +259,7 @@ class Checkout(Generic[R]):
 
     async def record(self, uow: OrderUnitOfWork, sale: Sale) -> R:
         if sale.settle is None:
-            return self.answer(sale.order, sale.payment)
+            return self.answer(await as_answered(uow, sale.order), sale.payment)
         # The order as this request saved it: written back unless something changed it since.
         order, _ = await saga.change_in(uow, sale.order.id, sale.settle, known=sale.order)
         if order.saga.state is not SagaState.DONE or order.coupons_due:

@@ -9,6 +9,7 @@ from pos_kit.errors import Conflict, NotFound, Unavailable
 from pos_kit.idempotency import Claim
 from pos_order.domain.model import Order, OrderStatus, SagaState, TenderState
 from pos_order.service import saga
+from pos_order.service.handlers.customers import as_answered
 from pos_order.service.handlers.drawer import cancelled_at_drawer, shift_for_cash
 from pos_order.service.handlers.tenders import learn_payments
 from pos_order.service.ports import CheckoutPorts, NewUow, OrderUnitOfWork, PaymentResult
@@ -100,7 +101,7 @@ class ConfirmOrder(Generic[R]):
         )
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))
 
 
 class CancelOrder(Generic[R]):
@@ -209,4 +210,4 @@ class CancelOrder(Generic[R]):
         )  # fmt: skip
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order, self.refunded)
+        return self.answer(await as_answered(uow, order), self.refunded)

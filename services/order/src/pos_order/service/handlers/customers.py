@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pos_kit.errors import NotFound
+from pos_order.domain.model import Order
 from pos_order.domain.pricing import MAX_MERGE_HOPS, Buyer
 from pos_order.service.ports import CustomerLookup, NewUow, OrderUnitOfWork
 
@@ -88,3 +89,16 @@ async def refuse_if_erased(uow: OrderUnitOfWork, customer_id: str) -> None:
     locked until the commit, so an erasure coming now waits for the order and blanks it."""
     if customer_id and await uow.customers.erased(customer_id):
         raise NotFound("customer", customer_id, ["customer_id"])
+
+
+async def as_answered(uow: OrderUnitOfWork, order: Order) -> Order:
+    """The order as the answer stored with this transaction may hold it: as this request
+    last saw it, or, its customer erased since (the erasure blanked the order and deleted the
+    answers stored before it: one stored after must not bring back what it blanked), as it is
+    stored now. The customer's row of the read model stays locked until the answer is
+    committed: an erasure coming meanwhile waits, then finds the answer and deletes it."""
+    if order.customer_id and await uow.customers.erased(order.customer_id):
+        stored = await uow.orders.get(order.id)
+        if stored is not None:
+            return stored
+    return order

@@ -33,7 +33,7 @@ from pos_order.domain.model import (
 )
 from pos_order.domain.pricing import ORDER_KINDS, Buyer, Manual, manual_off_bps, validate_manual
 from pos_order.service import saga
-from pos_order.service.handlers.customers import refuse_if_erased
+from pos_order.service.handlers.customers import as_answered, refuse_if_erased
 from pos_order.service.handlers.new_order import (
     Priced,
     Started,
@@ -163,7 +163,7 @@ class CreateOrder(Generic[R]):
         await discard(self.new_uow, order.id, self.cmd.request_id)
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))
 
 
 def _no_printed_codes(lines: list[LineRequest]) -> list[FieldViolation]:
@@ -350,7 +350,7 @@ class AnnotateOrder(Generic[R]):
         return order
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))
 
 
 def _order_changed(current: int) -> Conflict:
@@ -469,7 +469,7 @@ class UpdateDraftOrder(Generic[R]):
         return await _change_draft(self.new_uow, priced, started.existing.version, revise)
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))
 
 
 class SubmitOrder(Generic[R]):
@@ -602,4 +602,4 @@ class SubmitOrder(Generic[R]):
         return order
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))

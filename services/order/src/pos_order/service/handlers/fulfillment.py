@@ -11,6 +11,7 @@ from pos_kit.idempotency import Claim
 from pos_order.domain.model import CAPTURES_AT, FulfillmentStatus, Order, SagaState, Tender
 from pos_order.domain.returns import UnitsRefund, adjusted_in_fulfillment, price_given_back
 from pos_order.service import saga
+from pos_order.service.handlers.customers import as_answered
 from pos_order.service.handlers.drawer import cancelled_at_drawer, shift_for_cash
 from pos_order.service.handlers.new_order import announce_change
 from pos_order.service.handlers.tenders import learn_payments
@@ -275,6 +276,7 @@ class CancelFulfillment(Generic[R]):
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
         # The fulfilment's refunds are planned and stored: read from the order, so a re-run
         # after a failure still names what an earlier run gave back.
+        order = await as_answered(uow, order)
         refunded = dict(self.refunded)
         for r in order.saga.refunds:
             if r.fulfillment_id == self.fulfillment_id and r.done:

@@ -20,6 +20,7 @@ from pos_kit.idempotency import Claim
 from pos_kit.money import Money
 from pos_order.domain.model import Order, OrderStatus, SagaState, Tender, TenderRecord, TenderState
 from pos_order.service import saga
+from pos_order.service.handlers.customers import as_answered
 from pos_order.service.handlers.drawer import CASH_NEEDS_SHIFT, drawer_open_for_cash
 from pos_order.service.handlers.new_order import announce_change, at_register
 from pos_order.service.ports import (
@@ -240,7 +241,7 @@ class RecordHeldTenders(Generic[R]):
         return await saga.record_held(self.new_uow, self.ports, order)
 
     async def record(self, uow: OrderUnitOfWork, order: Order) -> R:
-        return self.answer(order)
+        return self.answer(await as_answered(uow, order))
 
 
 def learn_payments(order: Order, payments: list[PaymentResult]) -> None:
