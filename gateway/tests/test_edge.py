@@ -18,9 +18,8 @@ from pos_devstack.testing import Infra
 from pos_gateway.admin import create_merchant, issue_key
 from pos_gateway.auth import KeyStore
 from pos_gateway.edge import EdgeMiddleware
-from pos_gateway.idempotency import IdempotencyStore, Stored, fingerprint
+from pos_gateway.idempotency import ERASED_ANSWER, IdempotencyStore, Stored, fingerprint
 from pos_gateway.ratelimit import TokenBuckets
-from pos_gateway.routes.customers import ERASED_ANSWER
 from pos_kit.db import make_engine
 
 SECRET = "edge-test-secret-0123456789abcdefghij"
@@ -310,6 +309,40 @@ async def test_an_answer_holding_an_erased_customer_is_withdrawn_and_its_key_sta
     # A new key is a new request.
     fresh = await post("gone.edge@example.com", "erased-3")
     assert fresh.status_code == 201 and h.person_calls == calls + 1
+
+
+async def test_an_answer_stored_after_its_customers_erasure_is_kept_as_the_410(
+    harness: Harness,
+) -> None:
+    """An answer naming a customer erased a moment before it is stored (an order the order
+    service accepted before it heard of the erasure): the erasure's withdrawal has run, so the
+    store keeps it as the 410 itself; an answer naming no erased customer is kept as it was."""
+    h = harness
+    assert h.store is not None
+    credentials = iter(h.person_keys * 2)
+
+    async def post(email: str, key: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {next(credentials)}", "Idempotency-Key": key}
+        return await h.client.post("/v1/person", json={"email": email}, headers=headers)
+
+    coming = f"cus_{h.person_calls + 1:026d}"  # the id the next person is made with
+    await h.store.record_erasures(h.merchant, [coming])
+    first = await post("late.edge@example.com", "late-1")
+    assert first.status_code == 201 and first.json()["id"] == coming
+    other = await post("kept.edge@example.com", "late-2")
+    calls = h.person_calls
+
+    again = await post("late.edge@example.com", "late-1")
+    assert (again.status_code, again.headers["idempotent-replayed"]) == (410, "true")
+    assert again.json()["code"] == "customer_erased" and "late.edge" not in again.text
+    assert "etag" not in again.headers
+    kept = await post("kept.edge@example.com", "late-2")
+    assert kept.content == other.content and kept.headers["idempotent-replayed"] == "true"
+    assert h.person_calls == calls
+    # Another merchant's erasure of the same id changes nothing here.
+    await h.store.record_erasures("mer_someone_else", [f"cus_{h.person_calls + 1:026d}"])
+    mine = await post("mine.edge@example.com", "late-3")
+    assert (await post("mine.edge@example.com", "late-3")).content == mine.content
 
 
 async def test_the_same_body_sent_again_in_other_json_form_is_the_same_request(

@@ -24,11 +24,27 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import psycopg
-from sqlalchemy import Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import (
+    Interval,
+    LargeBinary,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
+from pos_gateway.problems import PROBLEM_JSON, customer_erased, problem_response
+from pos_gateway.tables import customer_erasures
 from pos_gateway.tables import idempotency_keys as keys_table
 from pos_kit.uow import compiled_sql
 
@@ -47,6 +63,10 @@ class Stored:
     body: bytes
     # The answer's ETag, replayed with it: it feeds the client's next If-Match.
     etag: str = ""
+
+
+# What an answer stored under an Idempotency-Key becomes when a customer it holds is erased.
+ERASED_ANSWER = Stored(410, PROBLEM_JSON, bytes(problem_response(customer_erased()).body))
 
 
 @dataclass(frozen=True)
@@ -361,7 +381,10 @@ class IdempotencyStore:
     async def complete(
         self, merchant_id: str, key: str, answer: Stored, shown_once: Collection[str] = ()
     ) -> None:
-        """Keep the answer for replays, without the fields `shown_once` names."""
+        """Keep the answer for replays, without the fields `shown_once` names. One naming a
+        customer erased in the last day is kept as the erasure's 410 (`ERASED_ANSWER`), as
+        the erasure's withdrawal would have made it had it been stored before: an order the
+        order service accepted before it heard of the erasure, answered a moment later."""
         await self._one_statement(
             compiled_sql(keys_table, "complete", _answer),
             {
@@ -372,8 +395,29 @@ class IdempotencyStore:
                 "content_type": answer.content_type,
                 "body": redact(answer.body, shown_once),
                 "etag": answer.etag or None,
+                "retention": RETENTION,
+                "erased_status": ERASED_ANSWER.status_code,
+                "erased_type": ERASED_ANSWER.content_type,
+                "erased_body": ERASED_ANSWER.body,
             },
         )
+
+    async def record_erasures(self, merchant_id: str, customer_ids: Sequence[str]) -> None:
+        """These customers were erased: answers stored from now on naming them are kept as
+        the erasure's 410 (`complete`). Recorded before the withdrawal of the answers stored
+        so far, so that every answer is either withdrawn or kept so."""
+        if not customer_ids:
+            return
+        e = customer_erasures
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                pg_insert(e)
+                .values([{"merchant_id": merchant_id, "customer_id": c} for c in customer_ids])
+                .on_conflict_do_update(
+                    index_elements=[e.c.merchant_id, e.c.customer_id],
+                    set_={"erased_at": func.now()},
+                )
+            )
 
     async def release(self, merchant_id: str, key: str) -> None:
         """Forget a key whose attempt failed on our side (5xx), so the client may retry it."""
@@ -388,6 +432,8 @@ class IdempotencyStore:
         cutoff = datetime.now(UTC) - RETENTION
         async with self._engine.begin() as conn:
             result = await conn.execute(delete(keys_table).where(keys_table.c.created_at < cutoff))
+            e = customer_erasures
+            await conn.execute(delete(e).where(e.c.erased_at < cutoff))
         return int(result.rowcount or 0)
 
 
@@ -406,14 +452,27 @@ def _new_key(t: Table) -> ClauseElement:
 
 
 def _answer(t: Table) -> ClauseElement:
+    e = customer_erasures
+    body = bindparam("body", type_=LargeBinary)
+    # A customer erased in the last day that the answer names (its id in the body, as the
+    # erasure's withdrawal finds it): none at all for nearly every merchant, an index probe.
+    erased = exists().where(
+        e.c.merchant_id == bindparam("merchant_id"),
+        e.c.erased_at > func.now() - bindparam("retention", type_=Interval),
+        func.strpos(func.encode(body, literal_column("'escape'")), e.c.customer_id)
+        > literal_column("0"),
+    )
     return (
         update(t)
         .where(t.c.merchant_id == bindparam("merchant_id"), t.c.key == bindparam("key"))
         .values(
             state=bindparam("state"),
-            status_code=bindparam("status_code"),
-            content_type=bindparam("content_type"),
-            body=bindparam("body"),
-            etag=bindparam("etag"),
+            status_code=case((erased, bindparam("erased_status")), else_=bindparam("status_code")),
+            content_type=case(
+                (erased, bindparam("erased_type", type_=Text)),
+                else_=bindparam("content_type", type_=Text),
+            ),
+            body=case((erased, bindparam("erased_body", type_=LargeBinary)), else_=body),
+            etag=case((erased, None), else_=bindparam("etag", type_=Text)),
         )
     )

@@ -95,6 +95,20 @@ idempotency_keys = Table(
     CheckConstraint(NO_STORED_SECRETS, name="idempotency_keys_no_secrets"),
 )
 
+# Customers erased through this gateway, for a day (as long as a stored answer is kept): an
+# answer stored after an erasure's withdrawal (`IdempotencyStore.withdraw_answers_naming`) that
+# names one (an order the order service accepted before it heard of the erasure) is kept as
+# the erasure's 410 instead, as the withdrawal would have made it (`IdempotencyStore.complete`).
+customer_erasures = Table(
+    "customer_erasures",
+    metadata,
+    Column("merchant_id", Text, nullable=False),
+    Column("customer_id", Text, nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("merchant_id", "customer_id", name="customer_erasures_pkey"),
+    Index("customer_erasures_recent", "merchant_id", "erased_at"),
+)
+
 oauth_clients = Table(
     "oauth_clients",
     metadata,

@@ -19,14 +19,11 @@ from pos_gateway.actions import guarded
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
-from pos_gateway.idempotency import Stored
+from pos_gateway.idempotency import ERASED_ANSWER
 from pos_gateway.problems import (
     ERASED_IDS,
-    PROBLEM_JSON,
     Problem,
-    customer_erased,
     from_rpc_error,
-    problem_response,
 )
 from pos_gateway.routes.common import (
     COUNTRY_DESCRIPTION,
@@ -71,9 +68,6 @@ from pos_kit.grpc_client import read_error
 
 router = APIRouter(prefix="/v1", tags=["customers"])
 Svc = Annotated[Services, Depends(services)]
-
-# What an answer stored under an Idempotency-Key becomes when a customer it holds is erased.
-ERASED_ANSWER = Stored(410, PROBLEM_JSON, bytes(problem_response(customer_erased()).body))
 
 
 # The customer service's rule (no space, one @, a dot after it), stated in the document so a
@@ -485,7 +479,10 @@ async def _withdraw(request: Request, merchant_id: str, erased: list[str]) -> No
     """The answers stored under Idempotency-Keys that hold these erased customers become a 410
     `customer_erased`: their keys stay spent, so a retry cannot create a customer again. A
     merge's answer naming one as the duplicate merged away is kept (its retry replays it),
-    the duplicate's personal fields emptied: it holds the survivor's profile, not theirs."""
+    the duplicate's personal fields emptied: it holds the survivor's profile, not theirs.
+    Recorded first: an answer stored after this withdrawal that names one of them is kept as
+    the 410 too (`IdempotencyStore.complete`)."""
+    await request.app.state.idempotency.record_erasures(merchant_id, erased)
     for customer_id in erased:
         await request.app.state.idempotency.withdraw_answers_naming(
             merchant_id,
