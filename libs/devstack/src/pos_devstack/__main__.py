@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pos_devstack.platform import Platform, fresh
+from pos_devstack.platform import Platform, Ports, fresh
 
 
 def main() -> None:
@@ -20,10 +20,15 @@ def main() -> None:
     args = parser.parse_args()
 
     home = Path(os.environ.get("OMNITILL_HOME", ".omnitill"))
+    try:
+        ports = Ports.from_env(os.environ)
+    except ValueError as exc:
+        print(f"!! {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     if args.fresh:
         print(f"==> removing {home} (fresh start)")
         fresh(home)
-    platform = Platform(home, say=lambda line: print(line, flush=True))
+    platform = Platform(home, ports, say=lambda line: print(line, flush=True))
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:

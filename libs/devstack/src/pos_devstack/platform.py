@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,13 @@ STABLE_AFTER = 60.0
 # Settings the platform's processes take from the environment that starts them, to compare two
 # ways of running: GC_FREEZE=0 (pos_kit.heap), SQL_DIRECT=0 (pos_kit.db).
 PASSED_THROUGH = ("GC_FREEZE", "SQL_DIRECT", "DATABASE_POOL_SIZE", "DATABASE_POOL_OVERFLOW")
+# What `make up` listens on, each port from the environment when set there (README.md): the
+# services take OMNITILL_SERVICE_PORT_BASE and the next ones, in the order of PROCESSES.
+POSTGRES_PORT_VAR = "OMNITILL_POSTGRES_PORT"
+NATS_PORT_VAR = "OMNITILL_NATS_PORT"
+GATEWAY_PORT_VAR = "OMNITILL_GATEWAY_PORT"
+SERVICE_PORT_BASE_VAR = "OMNITILL_SERVICE_PORT_BASE"
+SERVICE_PORT_BASE = 50061
 
 
 @dataclass
@@ -50,10 +57,50 @@ class Ports:
     nats: int = 54222
     gateway: int = 8080
     services: dict[str, int] = field(
-        default_factory=lambda: {s: 50061 + i for i, s in enumerate(SERVICES)}
+        default_factory=lambda: {s: SERVICE_PORT_BASE + i for i, s in enumerate(SERVICES)}
     )
     # The delivering dispatcher's gRPC port (its health answers there).
-    deliverer: int = 50061 + len(SERVICES)
+    deliverer: int = SERVICE_PORT_BASE + len(SERVICES)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Ports:
+        """The defaults, each replaced by its variable where `environ` sets it (ValueError,
+        naming the variable, for a value that is not a usable port)."""
+        defaults = cls()
+
+        def read(name: str, default: int, count: int = 1) -> int:
+            raw = environ.get(name, "").strip()
+            if not raw:
+                return default
+            highest = 65535 - (count - 1)
+            if not raw.isdigit() or not 1 <= int(raw) <= highest:
+                raise ValueError(f"{name}={raw!r}: not a port number from 1 to {highest}")
+            return int(raw)
+
+        base = read(SERVICE_PORT_BASE_VAR, SERVICE_PORT_BASE, len(PROCESSES))
+        ports = cls(
+            postgres=read(POSTGRES_PORT_VAR, defaults.postgres),
+            nats=read(NATS_PORT_VAR, defaults.nats),
+            gateway=read(GATEWAY_PORT_VAR, defaults.gateway),
+            services={s: base + i for i, s in enumerate(SERVICES)},
+            deliverer=base + len(SERVICES),
+        )
+        seen: dict[int, str] = {}
+        for what, port, variable in ports.listed():
+            if port in seen:
+                raise ValueError(f"{variable}: port {port} is also {seen[port]}'s")
+            seen[port] = what
+        return ports
+
+    def listed(self) -> list[tuple[str, int, str]]:
+        """(what listens, its port, the variable that sets it), in the order of start-up."""
+        return [
+            ("PostgreSQL", self.postgres, POSTGRES_PORT_VAR),
+            ("NATS", self.nats, NATS_PORT_VAR),
+            *((f"the {s} service", self.services[s], SERVICE_PORT_BASE_VAR) for s in SERVICES),
+            (DELIVERER, self.deliverer, SERVICE_PORT_BASE_VAR),
+            ("the gateway", self.gateway, GATEWAY_PORT_VAR),
+        ]
 
 
 @dataclass
