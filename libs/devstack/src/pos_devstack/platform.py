@@ -22,6 +22,7 @@ from typing import IO
 
 import grpc
 import httpx
+import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pos_devstack.natsd import LocalNats
@@ -52,6 +53,9 @@ NATS_PORT_VAR = "OMNITILL_NATS_PORT"
 GATEWAY_PORT_VAR = "OMNITILL_GATEWAY_PORT"
 SERVICE_PORT_BASE_VAR = "OMNITILL_SERVICE_PORT_BASE"
 SERVICE_PORT_BASE = 50061
+# The names the supervisor gives the two servers under the services.
+POSTGRES = "PostgreSQL"
+NATS = "nats-server"
 
 
 @dataclass
@@ -148,6 +152,8 @@ class Platform:
         )
         self.nats = LocalNats(self.home / "nats", self.ports.nats, self.home / "logs" / "nats.log")
         self.procs: list[Proc] = []
+        # PostgreSQL and NATS, watched by supervise() as the services are.
+        self.servers: list[Proc] = []
         self.database_urls: dict[str, str] = {}
         self._lock: IO[str] | None = None
 
@@ -225,10 +231,10 @@ class Platform:
         self.nats.stop_leftover()
         self.check_ports()
         self.say(f"  starting PostgreSQL on 127.0.0.1:{self.ports.postgres} …")
-        self.pg.start(port_hint=self.ports.hint(self.ports.postgres))
+        self._start_server(POSTGRES)
         self.say("  ✓ PostgreSQL ready")
         self.say(f"  starting NATS JetStream on 127.0.0.1:{self.ports.nats} …")
-        self.nats.start(port_hint=self.ports.hint(self.ports.nats))
+        self._start_server(NATS)
         self.say("  ✓ NATS ready")
         creds = self._secrets()
         for name in (*SERVICES, "gateway"):
@@ -240,6 +246,22 @@ class Platform:
                 Path(package.__file__ or "").parent / "migrations", self.database_urls[name]
             )
         self.say("  ✓ a database and role per service, migrated")
+
+    def _start_server(self, name: str, timeout: float = 60.0) -> Proc:
+        """Start PostgreSQL or NATS (only on a free port, and ready only once it is ours that
+        answers), and watch it from then on."""
+        if name == POSTGRES:
+            self.pg.start(timeout, port_hint=self.ports.hint(self.ports.postgres))
+            assert self.pg.process is not None
+            popen, log = self.pg.process, self.pg.log_file
+        else:
+            self.nats.start(timeout, port_hint=self.ports.hint(self.ports.nats))
+            assert self.nats.process is not None
+            popen, log = self.nats.process, self.nats.log_file
+        self.servers = [s for s in self.servers if s.name != name]
+        server = Proc(name, popen, log)
+        self.servers.append(server)
+        return server
 
     def env_for(self, name: str) -> dict[str, str]:
         if name == DELIVERER:
@@ -296,7 +318,7 @@ class Platform:
         """
         now = time.monotonic() if now is None else now
         said: list[str] = []
-        for proc in list(self.procs):
+        for proc in [*self.servers, *self.procs]:
             code = proc.popen.poll()
             if code is None:
                 continue
@@ -311,8 +333,8 @@ class Platform:
                 proc.backoff = min(wait * 2, MAX_BACKOFF)
             elif now >= proc.restart_at:
                 try:
-                    again = self.spawn(proc.name)
-                except (OSError, RuntimeError) as exc:
+                    again = self._restart(proc)
+                except (OSError, RuntimeError, psycopg.Error) as exc:
                     # Its port taken meanwhile, say: tried again after the next wait.
                     wait = proc.backoff
                     proc.restart_at = now + wait
@@ -322,10 +344,17 @@ class Platform:
                         f"trying again in {wait:.0f} s (log: {proc.log})"
                     )
                     continue
-                self.procs.remove(proc)
                 again.backoff = proc.backoff
                 said.append(f"  ↻ {proc.name} restarted (pid {again.popen.pid})")
         return said
+
+    def _restart(self, proc: Proc) -> Proc:
+        if proc in self.servers:
+            # NATS keeps its streams on disk in the home, PostgreSQL its databases: the
+            # services' clients reconnect to the same data.
+            return self._start_server(proc.name, timeout=30.0)
+        self.procs.remove(proc)
+        return self.spawn(proc.name)
 
     def port_of(self, name: str) -> int:
         if name == "gateway":
@@ -436,6 +465,7 @@ class Platform:
         for proc in reversed(self.procs):
             _wait_or_kill(proc.popen, 20.0)
         self.procs.clear()
+        self.servers.clear()
         self.nats.stop()
         self.pg.stop()
         if self._lock is not None:
