@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,3 +103,42 @@ def test_a_server_is_not_started_on_a_port_another_holds(tmp_path: Path, infra: 
     with pytest.raises(PortInUse, match=f"port {pg_port} on 127.0.0.1, wanted for PostgreSQL"):
         pg.start()
     assert pg.process is None
+
+
+def test_ctrl_c_during_start_up_stops_promptly(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = _up_env(
+        home,
+        OMNITILL_POSTGRES_PORT=free_port(),
+        OMNITILL_NATS_PORT=free_port(),
+        OMNITILL_SERVICE_PORT_BASE=_port_base(),
+        OMNITILL_GATEWAY_PORT=free_port(),
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "pos_devstack", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        lines = []
+        for line in up.stdout:
+            lines.append(line)
+            if "✓ PostgreSQL ready" in line:
+                break
+        asked = time.monotonic()
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    out = "".join(lines) + rest
+    assert up.returncode == 130, out
+    assert "start-up interrupted" in out and "Omnitill is up" not in out, out
+    assert took < 10, (took, out)
+    # PostgreSQL and anything else started was stopped.
+    assert not (home / "postgres" / "postmaster.pid").exists(), out

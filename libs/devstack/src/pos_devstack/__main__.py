@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from pos_devstack.platform import Platform, Ports, fresh
+from pos_devstack.procs import Interrupted
 
 
 def main() -> None:
@@ -34,6 +35,8 @@ def main() -> None:
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
         stopping = True
+        # Start-up, if still under way, stops at its next step or wait (Interrupted).
+        platform.stop_requested = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -60,6 +63,13 @@ Press Ctrl-C to stop.""",
                 print(line, flush=True)
             time.sleep(0.5)
     except Exception as exc:
+        if isinstance(exc, Interrupted) or stopping:
+            # Ctrl-C during start-up (a tool it ran, in our process group, may have failed of
+            # the same signal first): stop what was started, as after start-up.
+            print("\n==> start-up interrupted; stopping …", flush=True)
+            platform.stop()
+            print("==> stopped; data kept in", home, flush=True)
+            raise SystemExit(130) from None
         print(f"!! {exc}", file=sys.stderr, flush=True)
         platform.stop()
         raise SystemExit(1) from None

@@ -11,9 +11,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from pos_devstack.procs import PortInUse, check_port_free, stop_pid_from
+from pos_devstack.procs import Interrupted, PortInUse, check_port_free, stop_pid_from
 
 
 def nats_server_binary() -> str:
@@ -70,11 +71,12 @@ class LocalNats:
     def start(
         self,
         timeout: float = 30.0,
+        abort: Callable[[], bool] = lambda: False,
         port_hint: str = "",
     ) -> None:
-        """Start the server and wait until it answers. A port already in use is PortInUse
-        (`port_hint`: what to do instead), and only this server answering on the port counts
-        as ready, never another."""
+        """Start the server and wait until it answers; `abort()` true ends the wait with
+        Interrupted. A port already in use is PortInUse (`port_hint`: what to do instead),
+        and only this server answering on the port counts as ready, never another."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.stop_leftover()
@@ -100,6 +102,8 @@ class LocalNats:
         while (info := _server_info(self.port)) is None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited at start; see {self.log_file}")
+            if abort():
+                raise Interrupted("NATS start-up stopped")
             if time.monotonic() > deadline:
                 raise TimeoutError("nats-server did not start listening")
             time.sleep(0.05)

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pos_devstack.natsd import LocalNats
 from pos_devstack.postgres import LocalPostgres
-from pos_devstack.procs import PortInUse, check_port_free, port_is_free
+from pos_devstack.procs import Interrupted, PortInUse, check_port_free, port_is_free
 from pos_kit import migrate as kit_migrate
 
 # The gRPC processes, each with its own database; the dispatcher (event feed and webhooks)
@@ -155,6 +155,8 @@ class Platform:
         # PostgreSQL and NATS, watched by supervise() as the services are.
         self.servers: list[Proc] = []
         self.database_urls: dict[str, str] = {}
+        # Set (by a signal handler) to stop start-up at its next step or wait: Interrupted.
+        self.stop_requested = False
         self._lock: IO[str] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -183,6 +185,10 @@ class Platform:
         path.write_text(json.dumps(data))
         path.chmod(0o600)
         return data
+
+    def _checkpoint(self) -> None:
+        if self.stop_requested:
+            raise Interrupted("start-up stopped")
 
     def _take_home(self) -> None:
         """One platform per home: a second would stop the first one's servers as leftovers."""
@@ -233,14 +239,17 @@ class Platform:
         self.say(f"  starting PostgreSQL on 127.0.0.1:{self.ports.postgres} …")
         self._start_server(POSTGRES)
         self.say("  ✓ PostgreSQL ready")
+        self._checkpoint()
         self.say(f"  starting NATS JetStream on 127.0.0.1:{self.ports.nats} …")
         self._start_server(NATS)
         self.say("  ✓ NATS ready")
         creds = self._secrets()
         for name in (*SERVICES, "gateway"):
+            self._checkpoint()
             self.database_urls[name] = self.pg.create_database(name, name, creds[name])
         self.say("  migrating databases …")
         for name in (*SERVICES, "gateway"):
+            self._checkpoint()
             package = __import__(f"pos_{name}")
             kit_migrate.upgrade(
                 Path(package.__file__ or "").parent / "migrations", self.database_urls[name]
@@ -250,12 +259,13 @@ class Platform:
     def _start_server(self, name: str, timeout: float = 60.0) -> Proc:
         """Start PostgreSQL or NATS (only on a free port, and ready only once it is ours that
         answers), and watch it from then on."""
+        abort = lambda: self.stop_requested  # noqa: E731
         if name == POSTGRES:
-            self.pg.start(timeout, port_hint=self.ports.hint(self.ports.postgres))
+            self.pg.start(timeout, abort, self.ports.hint(self.ports.postgres))
             assert self.pg.process is not None
             popen, log = self.pg.process, self.pg.log_file
         else:
-            self.nats.start(timeout, port_hint=self.ports.hint(self.ports.nats))
+            self.nats.start(timeout, abort, self.ports.hint(self.ports.nats))
             assert self.nats.process is not None
             popen, log = self.nats.process, self.nats.log_file
         self.servers = [s for s in self.servers if s.name != name]
@@ -382,6 +392,7 @@ class Platform:
 
     def start_services(self, timeout: float = 60.0) -> None:
         for name in SERVICES:
+            self._checkpoint()
             self.say(f"  starting {name} service on 127.0.0.1:{self.ports.services[name]} …")
             self.spawn(name)
         self.say(f"  starting {DELIVERER} on 127.0.0.1:{self.ports.deliverer} …")
@@ -389,12 +400,14 @@ class Platform:
         for name in PROCESSES:
             self._wait_grpc(name, timeout)
             self.say(f"  ✓ {name} serving")
+        self._checkpoint()
         self.say(f"  starting gateway on {self.gateway_url} …")
         self.spawn("gateway")
         self._wait_http(timeout)
         self.say("  ✓ gateway ready")
 
     def _check_alive(self) -> None:
+        self._checkpoint()
         for proc in self.procs:
             if proc.popen.poll() is not None:
                 tail = proc.log.read_text(errors="replace")[-2000:]
@@ -479,6 +492,7 @@ class Platform:
         key_file = self.home / "sandbox-key"
         if key_file.exists():
             return key_file.read_text().strip()
+        self._checkpoint()
         out = subprocess.run(
             [sys.executable, "-m", "pos_gateway", "create-merchant", "Demo Store"],
             env=self.env_for("gateway"),

