@@ -264,6 +264,134 @@ async def test_a_price_adjustment_of_other_units_takes_nothing_off_a_cancel(
     assert await _refunded(shop, order.id) == {first_card: 2500, second_card: 2500}
 
 
+async def _one_sku_at_two_prices(shop: Shop) -> order_pb2.Order:
+    """An open-price item sold at 5.00 in one pickup, two at 25.00 in the other (one SKU on two
+    lines at different prices), one card: confirmed, 55.00 captured at once."""
+    assert shop.inventory is not None
+    await shop.inventory.CreateProduct(
+        inventory_pb2.CreateProductRequest(
+            request_id=f"{MERCHANT[0][1]}-open",
+            sku="OPEN",
+            name="Open",
+            price=usd(2500),
+            open_price=True,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    await shop.inventory.AdjustStock(
+        inventory_pb2.AdjustStockRequest(
+            request_id=f"{MERCHANT[0][1]}-opens-received",
+            sku="OPEN",
+            location_id=shop.location,
+            delta=1000,
+            reason=inventory_pb2.ADJUSTMENT_REASON_RECEIVED,
+        ),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    pickup = order_pb2.FulfillmentRequest(type=KINDS["pickup"], location_id=shop.location)
+    created = await shop.orders.CreateOrder(
+        order_pb2.CreateOrderRequest(
+            request_id=str(uuid.uuid4()),
+            channel="web",
+            location_id=shop.location,
+            lines=[
+                order_pb2.OrderLineRequest(
+                    sku="OPEN", quantity=1, fulfillment=0, unit_price=usd(500)
+                ),
+                order_pb2.OrderLineRequest(
+                    sku="OPEN", quantity=2, fulfillment=1, unit_price=usd(2500)
+                ),
+            ],
+            fulfillments=[pickup, pickup],
+        ),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    await shop.tender(created.order.id, tender_type=CARD, card_token="tok_visa")
+    order = await _confirmed(shop, created.order.id)
+    assert [f.captured.amount for f in order.fulfillments] == [500, 5000]
+    return order
+
+
+async def _picked_up(shop: Shop, order_id: str, fulfillment_id: str) -> order_pb2.Order:
+    for status in (
+        order_pb2.FULFILLMENT_STATUS_READY_FOR_PICKUP,
+        order_pb2.FULFILLMENT_STATUS_PICKED_UP,
+    ):
+        answer = await shop.orders.UpdateFulfillment(
+            order_pb2.UpdateFulfillmentRequest(
+                request_id=str(uuid.uuid4()),
+                order_id=order_id,
+                fulfillment_id=fulfillment_id,
+                status=status,
+            ),
+            metadata=MERCHANT,
+            timeout=10,
+        )
+    return answer.order
+
+
+async def test_a_cancel_of_cheap_units_of_a_sku_adjusted_at_its_dear_price_gives_them_back(
+    captured_shop: Shop,
+) -> None:
+    """One SKU at 5.00 in one pickup and twice at 25.00 in the other, one card. 25.00 goes
+    back naming one unit: the most one may take, a dear unit's price, so a dear unit is the
+    adjusted one. The cheap unit's pickup cancelled gives back its whole 5.00, and the other
+    pickup is still handed over: the card holds 25.00, what is left of its price once the
+    adjustment is taken off. Before, the cheap unit was taken to be the adjusted one: its
+    cancel gave back nothing, the 20.00 it could not take was lost, and the hand-over was
+    refused for 20.00 "refunded"."""
+    shop = captured_shop
+    order = await _one_sku_at_two_prices(shop)
+    (card,) = order.payment_ids
+    cheap, dear = order.fulfillments
+    await _adjust(shop, card, "OPEN", 2500)
+
+    assert await _cancel(shop, order.id, cheap.id) == {card: 500}
+    assert await _refunded(shop, order.id) == {card: 3000}
+    after = await _picked_up(shop, order.id, dear.id)
+    assert after.fulfillments[1].status == order_pb2.FULFILLMENT_STATUS_PICKED_UP
+
+
+@pytest.mark.parametrize("together", [False, True])
+async def test_returns_of_a_sku_adjusted_at_its_dear_price_take_it_once_however_batched(
+    captured_shop: Shop, together: bool
+) -> None:
+    """The same sale, both pickups handed over, 25.00 back naming one unit (a dear one). The
+    cheap unit and a dear one returned, in two returns or in one, refund 5.00 and nothing:
+    30.00 back in all with the adjustment, what the two units were paid. Before, the cheap
+    unit was taken to be the adjusted one: returned first on its own it refunded nothing and
+    the dear one its whole 25.00 (55.00 back for 30.00 of goods); in one return they
+    refunded 5.00."""
+    shop = captured_shop
+    order = await _one_sku_at_two_prices(shop)
+    (card,) = order.payment_ids
+    for f in order.fulfillments:
+        await _picked_up(shop, order.id, f.id)
+    await _adjust(shop, card, "OPEN", 2500)
+    cheap, dear = order.lines
+
+    def ask(*lines: tuple[str, int]) -> order_pb2.CreateReturnRequest:
+        return order_pb2.CreateReturnRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id=i, quantity=q, restock=True)
+                   for i, q in lines],
+            reason="unwanted",
+        )  # fmt: skip
+
+    asks = [[(cheap.id, 1), (dear.id, 1)]] if together else [[(cheap.id, 1)], [(dear.id, 1)]]
+    back: dict[str, int] = {}
+    for lines in asks:
+        made = await shop.orders.CreateReturn(ask(*lines), metadata=MERCHANT, timeout=20)
+        for ln in made.order_return.lines:
+            back[ln.line_id] = ln.amount.amount
+    assert back == {cheap.id: 500, dear.id: 0}
+    assert await _refunded(shop, order.id) == {card: 3000}
+
+
 async def test_a_pickup_cancelled_after_an_adjustment_and_goodwill_takes_only_the_goodwill(
     captured_shop: Shop,
 ) -> None:
@@ -818,3 +946,34 @@ async def test_a_pickup_adjusted_in_part_still_needs_the_refund_permission(
     assert [f.status for f in kept.fulfillments] == [order_pb2.FULFILLMENT_STATUS_RESERVED] * 2
 
     assert await _cancel(shop, order.id, mug.id) == {second_card: 1500}
+
+
+async def test_an_exchange_of_the_cheap_unit_of_a_sku_adjusted_at_its_dear_price_credits_it(
+    captured_shop: Shop,
+) -> None:
+    """The same sale, handed over, 25.00 back naming one unit (a dear one). The cheap unit
+    exchanged for a T-shirt (25.00) is credited its whole 5.00 (20.00 to pay). Before, it was
+    taken to be the adjusted unit and credited nothing."""
+    shop = captured_shop
+    order = await _one_sku_at_two_prices(shop)
+    (card,) = order.payment_ids
+    for f in order.fulfillments:
+        await _picked_up(shop, order.id, f.id)
+    await _adjust(shop, card, "OPEN", 2500)
+    cheap = order.lines[0]
+
+    made = await shop.orders.CreateExchange(
+        order_pb2.CreateExchangeRequest(
+            request_id=str(uuid.uuid4()),
+            order_id=order.id,
+            lines=[order_pb2.ReturnLineRequest(line_id=cheap.id, quantity=1, restock=True)],
+            new_lines=[order_pb2.ExchangeLine(sku="TEE", quantity=1)],
+            reason="unwanted",
+            tenders=[order_pb2.ExchangeTender(tender_type=CARD, card_token="tok_visa")],
+        ),
+        metadata=MERCHANT,
+        timeout=30,
+    )
+
+    assert made.order_return.amount.amount == 500
+    assert made.order.total.amount == 2500

@@ -38,8 +38,9 @@ from pos_order.domain.returns import (
     SoldLine,
     TenderRefund,
     UnitsRefund,
-    adjustments,
+    adjusted_in_fulfillment,
     allocate,
+    attributed,
     lowest_sold,
     order_paid_per_line,
     plan_return,
@@ -410,7 +411,7 @@ def _adjusted_return(
     )
     ret = plan_return(
         order, done, req, f"ret_{len(done)}", at, 30, tenders_left(order, done),
-        adjusted=adjustments(order, refunds, done),
+        adjusted=attributed(order, refunds, done),
     )  # fmt: skip
     ret.created_at, ret.status = at, ReturnStatus.COMPLETED
     done.append(ret)
@@ -456,6 +457,62 @@ def test_a_unit_returned_before_the_refund_naming_its_sku_keeps_its_whole_refund
     first = _adjusted_return(order, done, [("L1", 1)], [])
     second = _adjusted_return(order, done, [("L1", 1)], [_named(300, 60, ("SKU0", 1))])
     assert (first.amount, second.amount) == (2000, 1700)
+
+
+def _one_sku_two_prices() -> Order:
+    """One unit of SKU0 at 16.91 (80 % off) and five at 84.49, on two lines: the same SKU
+    sold at two prices (168.96 and 422.45 for six units: 439.36)."""
+    order = sold_order([(1691, 1), (8449, 5)], 0, 0, [1])
+    order.lines[1] = replace(order.lines[1], sku="SKU0")
+    return order
+
+
+@pytest.mark.parametrize(
+    "asks",
+    [
+        [[("L1", 1)], [("L2", 1)]],
+        [[("L1", 1), ("L2", 1)]],
+        [[("L2", 1)], [("L1", 1)]],
+        [[("L1", 1)], [("L2", 5)]],
+    ],
+)
+def test_an_adjustment_of_a_sku_at_two_prices_is_taken_once_off_its_dear_units(
+    asks: list[list[tuple[str, int]]],
+) -> None:
+    """84.49 given back naming one SKU0 (the most a unit of it may take: a dear unit's
+    price). The adjusted unit is a dear one (L2), as the refund's check took it: the cheap
+    unit (L1) comes back for its whole 16.91 and the first dear unit back for nothing,
+    however the returns are batched. Before, the cheap unit was taken to be the adjusted one:
+    returned alone it refunded nothing, and what it could not take was lost by the next
+    return (84.49 refunded for the two units in two returns, 16.91 in one)."""
+    order = _one_sku_two_prices()
+    refunds = [_named(8449, 0, ("SKU0", 1))]
+    done: list[Return] = []
+    for step in asks:
+        _adjusted_return(order, done, step, refunds)
+    back = {ln.line_id: 0 for r in done for ln in r.lines}
+    for r in done:
+        for ln in r.lines:
+            back[ln.line_id] += ln.amount
+    assert back["L1"] == 1691
+    returned_l2 = sum(ln.quantity for r in done for ln in r.lines if ln.line_id == "L2")
+    assert back["L2"] == 8449 * (returned_l2 - 1)
+
+
+def test_a_cancel_of_the_cheap_units_of_an_adjusted_sku_takes_nothing_off() -> None:
+    """The same SKU at two prices in two pickups, 84.49 given back naming one unit: a cancel
+    of the cheap unit's pickup gives back its whole 16.91 (nothing of the adjustment is taken
+    off it); a cancel of the dear units' pickup takes the 84.49 off them."""
+    order = _one_sku_two_prices()
+    order.status = OrderStatus.CONFIRMED
+    order.fulfillments = [
+        Fulfillment("f1", FulfillmentType.PICKUP, "loc_1", FulfillmentStatus.RESERVED),
+        Fulfillment("f2", FulfillmentType.PICKUP, "loc_1", FulfillmentStatus.RESERVED),
+    ]
+    order.lines[1] = replace(order.lines[1], fulfillment_id="f2")
+    refunds = [_named(8449, 0, ("SKU0", 1))]
+    assert adjusted_in_fulfillment(order, "f1", refunds, []) == {}
+    assert adjusted_in_fulfillment(order, "f2", refunds, []) == {"SKU0": (1, 8449)}
 
 
 def test_a_pending_returns_own_refund_is_no_adjustment() -> None:

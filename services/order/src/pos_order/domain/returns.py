@@ -468,13 +468,11 @@ class Adjusted:
         return self.amount * min(units, self.units) // self.units
 
 
-def adjustments(
+def _named_per_sku(
     order: Order, refunds: list[UnitsRefund], earlier: list[Return]
 ) -> dict[str, Adjusted]:
     """Per SKU, what refunds of the order made outside its returns gave back for the units
-    they named: a return of such a unit refunds what it was paid less that, or a price
-    adjustment would be paid back on top of the unit's whole price. A refund naming several
-    SKUs is shared among them by the units' paid value."""
+    they named, before anything a cancel took of it (see `adjustments`)."""
     of_returns = {x.refund_id for r in earlier for x in r.refunds}
     # A pending return's refunds may be made and not recorded on it yet: they name its lines
     # under its reason, as a return's refunds do.
@@ -507,6 +505,20 @@ def adjustments(
             units[sku] = units.get(sku, 0) + q
             amounts[sku] = amounts.get(sku, 0) + share
             since[sku] = min(since.get(sku, at), at)
+    return {sku: Adjusted(units[sku], amounts[sku], since[sku]) for sku in units}
+
+
+def adjustments(
+    order: Order, refunds: list[UnitsRefund], earlier: list[Return]
+) -> dict[str, Adjusted]:
+    """Per SKU, what refunds of the order made outside its returns gave back for the units
+    they named, less what cancels took of it: a return of such a unit refunds what it was
+    paid less that, or a price adjustment would be paid back on top of the unit's whole price.
+    A refund naming several SKUs is shared among them by the units' paid value. Which units
+    it stands for: `attributed`."""
+    named = _named_per_sku(order, refunds, earlier)
+    units = {sku: a.units for sku, a in named.items()}
+    amounts = {sku: a.amount for sku, a in named.items()}
     # What cancelled fulfilments' units took of it went with them (`adjusted_in_fulfillment`).
     for by_sku in order.saga.cancel_adjusted.values():
         for sku, (gone, amount) in by_sku.items():
@@ -514,36 +526,141 @@ def adjustments(
                 units[sku] -= gone
                 amounts[sku] -= amount
     return {
-        sku: Adjusted(units[sku], max(0, amounts[sku]), since[sku])
+        sku: Adjusted(units[sku], max(0, amounts[sku]), named[sku].since)
         for sku in units
         if units[sku] > 0
     }
 
 
+# A price tier of a SKU: its lines whose units were paid the same (the SKU, a unit's price).
+Tier = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Attributed:
+    """Which units refunds naming units (price adjustments) stand for, per price tier of a
+    SKU (`tiers`, less what cancels took of them), and the tier of each goods line
+    (`tier_of`). See `attributed`."""
+
+    tiers: dict[Tier, Adjusted]
+    tier_of: dict[str, Tier]
+
+    def of_line(self, line_id: str) -> tuple[Tier, Adjusted] | None:
+        tier = self.tier_of.get(line_id)
+        if tier is None or tier not in self.tiers:
+            return None
+        return tier, self.tiers[tier]
+
+
+def _unit_price(line: LinePaid) -> int:
+    return line.paid // line.quantity if line.quantity > 0 else 0
+
+
+def attributed(order: Order, refunds: list[UnitsRefund], earlier: list[Return]) -> Attributed:
+    """The units refunds naming a SKU (`adjustments`) were given back for: the dearest units
+    of the SKU kept when the first of them was made, as the check of such a refund takes them
+    (`units_refund_at_most`), its amount shared among their price tiers by their paid value.
+    A SKU on two lines at different prices thus has its adjustment charged once, against the
+    dear units, whatever is cancelled, returned or exchanged after, and however batched;
+    before, the check took the dearest units and returns and cancels the first units back,
+    and what a cheap unit could not take was lost between requests. Within one tier (units
+    paid the same) which units were adjusted makes no difference: the first back after the
+    adjustment (returned, or cancelled) are taken to be them (`less_adjustments`)."""
+    paid = order_paid_per_line(order)
+    tier_of: dict[str, Tier] = {}
+    for ln in order.lines:
+        if ln.sku and not ln.gift_card and ln.id in paid:
+            tier_of[ln.id] = (ln.sku, _unit_price(paid[ln.id]))
+    named = _named_per_sku(order, refunds, earlier)
+    if not named:
+        return Attributed({}, tier_of)
+    # Units of a fulfilment cancelled or expired were gone before the adjustment, unless its
+    # cancel took part of one (it came after).
+    gone = {
+        f.id
+        for f in order.fulfillments
+        if f.status in (F.CANCELLED, F.EXPIRED) and f.id not in order.saga.cancel_adjusted
+    }
+    tiers: dict[Tier, Adjusted] = {}
+    for sku, a in named.items():
+        kept: dict[Tier, int] = {}
+        for ln in order.lines:
+            if tier_of.get(ln.id, ("", 0))[0] != sku or ln.fulfillment_id in gone:
+                continue
+            before = sum(
+                back.quantity
+                for r in earlier
+                if r.created_at is not None and r.created_at < a.since
+                for back in r.lines
+                if back.line_id == ln.id
+            )
+            tier = tier_of[ln.id]
+            kept[tier] = kept.get(tier, 0) + max(0, ln.quantity - before)
+        dearest = sorted(kept, key=lambda t: -t[1])
+        if not dearest:
+            continue
+        left = a.units
+        units: dict[Tier, int] = {}
+        for tier in dearest:
+            units[tier] = min(left, kept[tier])
+            left -= units[tier]
+        # More units named than were kept: the rest taken as the dearest's.
+        units[dearest[0]] += left
+        charged = [t for t in dearest if units[t] > 0]
+        shares = allocate(a.amount, [units[t] * t[1] for t in charged])
+        for tier, share in zip(charged, shares, strict=True):
+            tiers[tier] = Adjusted(units[tier], share, a.since)
+    # What cancelled fulfilments' units took of it went with them, dearest tier first.
+    for fid, by_sku in order.saga.cancel_adjusted.items():
+        for sku, (units_gone, amount) in by_sku.items():
+            mine = sorted(
+                {tier_of[ln.id] for ln in order.lines
+                 if ln.fulfillment_id == fid and tier_of.get(ln.id, ("", 0))[0] == sku},
+                key=lambda t: -t[1],
+            )  # fmt: skip
+            for tier in mine:
+                t_adj = tiers.get(tier)
+                if t_adj is None or units_gone <= 0:
+                    continue
+                took_units = min(units_gone, t_adj.units)
+                took = amount if took_units == units_gone else min(amount, t_adj.worth(took_units))
+                tiers[tier] = Adjusted(
+                    t_adj.units - took_units, max(0, t_adj.amount - took), t_adj.since
+                )
+                units_gone -= took_units
+                amount -= took
+    return Attributed({t: a for t, a in tiers.items() if a.units > 0}, tier_of)
+
+
 def adjusted_in_fulfillment(
     order: Order, fulfillment_id: str, refunds: list[UnitsRefund], earlier: list[Return]
 ) -> dict[str, tuple[int, int]]:
-    """Per SKU, what refunds naming units (`adjustments`, less what earlier cancels took)
+    """Per SKU, what refunds naming units (`attributed`, less what earlier cancels took)
     gave back for the units of a fulfilment being cancelled, and how many of them are taken to
-    be adjusted: its cancel gives back what they were paid less that, as a return does. Which
-    units of a SKU were adjusted is not known: as for a return (`less_adjustments`), the first
-    units to come back after the adjustment (returned, or cancelled) are taken to be them."""
-    adjusted = adjustments(order, refunds, earlier)
-    if not adjusted:
+    be adjusted: its cancel gives back what they were paid less that, as a return does. The
+    adjusted units are the dearest of the SKU (`attributed`); within their price tier, the
+    first units to come back after the adjustment (returned, or cancelled) are taken to be
+    them, as for a return (`less_adjustments`)."""
+    adjusted = attributed(order, refunds, earlier)
+    if not adjusted.tiers:
         return {}
-    seen: dict[str, int] = {}
+    seen: dict[Tier, int] = {}
     for r in earlier:
         for back in r.lines:
-            a = adjusted.get(back.sku)
-            if a is not None and r.created_at is not None and r.created_at >= a.since:
-                seen[back.sku] = seen.get(back.sku, 0) + back.quantity
+            found = adjusted.of_line(back.line_id)
+            if found is None:
+                continue
+            tier, a = found
+            if r.created_at is not None and r.created_at >= a.since:
+                seen[tier] = seen.get(tier, 0) + back.quantity
     out: dict[str, tuple[int, int]] = {}
     for ln in order.lines:
-        a = adjusted.get(ln.sku)
-        if ln.fulfillment_id != fulfillment_id or ln.gift_card or a is None:
+        found = adjusted.of_line(ln.id)
+        if ln.fulfillment_id != fulfillment_id or ln.gift_card or found is None:
             continue
-        before = seen.get(ln.sku, 0)
-        seen[ln.sku] = before + ln.quantity
+        tier, a = found
+        before = seen.get(tier, 0)
+        seen[tier] = before + ln.quantity
         units = min(before + ln.quantity, a.units) - min(before, a.units)
         if units <= 0:
             continue
@@ -642,32 +759,36 @@ def at_most(lines: list[ReturnLine], held: int) -> int:
 
 
 def less_adjustments(
-    made: list[ReturnLine], earlier: list[Return], adjusted: dict[str, Adjusted]
+    made: list[ReturnLine], earlier: list[Return], adjusted: Attributed
 ) -> list[ReturnLine]:
     """The returned lines' refunds less what refunds outside the returns gave back for their
-    units already. Which units of a SKU were adjusted is not known: the first ones returned
-    after the adjustment are taken to be them (so no unit ever gets more back than it was
-    paid); units returned before it were not."""
-    seen: dict[str, int] = {}
+    units already (`attributed`: the dearest units of the SKU). Within a price tier which
+    units were adjusted makes no difference: the first ones returned after the adjustment are
+    taken to be them (so no unit ever gets more back than it was paid); units returned before
+    it were not."""
+    seen: dict[Tier, int] = {}
     for r in earlier:
         for ln in r.lines:
-            a = adjusted.get(ln.sku)
-            if a is not None and r.created_at is not None and r.created_at >= a.since:
-                seen[ln.sku] = seen.get(ln.sku, 0) + ln.quantity
+            found = adjusted.of_line(ln.line_id)
+            if found is None:
+                continue
+            tier, a = found
+            if r.created_at is not None and r.created_at >= a.since:
+                seen[tier] = seen.get(tier, 0) + ln.quantity
     out = []
-    # What a line could not take (its units worth less than their share of the adjustment:
-    # the SKU on two lines at different prices) is taken off the next line of the SKU.
-    carried: dict[str, int] = {}
+    # What a line could not take (a remainder of a cent) is taken off the next of its tier.
+    carried: dict[Tier, int] = {}
     for ln in made:
-        a = adjusted.get(ln.sku)
-        if a is None:
+        found = adjusted.of_line(ln.line_id)
+        if found is None:
             out.append(ln)
             continue
-        before = seen.get(ln.sku, 0)
-        seen[ln.sku] = before + ln.quantity
-        taken = a.worth(before + ln.quantity) - a.worth(before) + carried.pop(ln.sku, 0)
+        tier, a = found
+        before = seen.get(tier, 0)
+        seen[tier] = before + ln.quantity
+        taken = a.worth(before + ln.quantity) - a.worth(before) + carried.pop(tier, 0)
         if taken > ln.amount:
-            carried[ln.sku] = taken - ln.amount
+            carried[tier] = taken - ln.amount
         out.append(replace(ln, amount=max(0, ln.amount - taken)))
     return out
 
@@ -682,7 +803,7 @@ def plan_return(
     tenders: list[tuple[str, int]],
     gift_card_balances: dict[str, int] | None = None,
     spread: bool = True,
-    adjusted: dict[str, Adjusted] | None = None,
+    adjusted: Attributed | None = None,
 ) -> Return:
     """The return the request asks for, against the order and every earlier return of it
     (pending ones included: their units are spoken for). Every rule is checked before anything
@@ -697,7 +818,7 @@ def plan_return(
     the return before any refund is asked, so a retry asks the same amounts under the same ids.
     `spread` False: no refund planned here (an exchange plans only the difference it owes).
     `adjusted`: what refunds outside the returns gave back for units they named
-    (`adjustments`), taken off the refund of those units. The return that brings the order's
+    (`attributed`), taken off the refund of those units. The return that brings the order's
     last units back refunds at most what the payments still hold (`the_last`); any other
     worth more than that is refused (409 `amount_exceeds_refundable`).
     """
@@ -796,7 +917,7 @@ def plan_return(
         )
         busy.violations = in_flight
         raise busy
-    if adjusted:
+    if adjusted is not None and adjusted.tiers:
         made = less_adjustments(made, earlier, adjusted)
     total = sum(ln.amount for ln in made)
     captured = dict(tenders)

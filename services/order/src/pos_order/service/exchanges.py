@@ -89,7 +89,7 @@ from pos_order.domain.returns import (
     ReturnRequest,
     ReturnStatus,
     UnitsRefund,
-    adjustments,
+    attributed,
     cash_payments,
     credit_refunded,
     exceeds_refundable,
@@ -388,7 +388,7 @@ class CreateExchange(Generic[R]):
             [],
             self.balances,
             spread=False,
-            adjusted=adjustments(source, self.unit_refunds, earlier),
+            adjusted=attributed(source, self.unit_refunds, earlier),
         )
         _backed(source, earlier, ret.amount)
         new_total = priced.cart.totals.total.amount

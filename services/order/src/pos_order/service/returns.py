@@ -57,8 +57,8 @@ from pos_order.domain.returns import (
     SettleRequest,
     TenderRefund,
     UnitsRefund,
-    adjustments,
     at_most,
+    attributed,
     cash_payments,
     credit_left,
     credit_refunded,
@@ -313,7 +313,7 @@ class CreateReturn(Generic[R]):
             own,
             self.gift_card_balances,
             spread=not credit,
-            adjusted=adjustments(order, self.refunds, earlier),
+            adjusted=attributed(order, self.refunds, earlier),
         )
         if credit:
             await _plan_with_credit(uow, order, earlier, own, ret)
@@ -533,7 +533,7 @@ async def give_up(
 
 async def refunds_naming_units(ports: ReturnPorts, order: Order) -> list[UnitsRefund]:
     """The order's refunds that named units (read with no connection held, before the claim):
-    what they gave back is taken off a return of those units (`adjustments`)."""
+    what they gave back is taken off a return of those units (`attributed`)."""
     if not order.payment_ids:
         return []
     return [f for f in await ports.payments.refunds_of(order.id) if f.lines]
