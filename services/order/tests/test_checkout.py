@@ -4,7 +4,7 @@ saga's order saved before any payment."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -594,8 +594,11 @@ async def test_a_sale_beyond_the_largest_total_is_refused_and_nothing_is_charged
         await checkout(shop, _cmd(lines=[LineRequest("GOLD", 2)]))
     assert [v.field for v in err.value.violations] == ["lines"]
     assert shop.payments.charges == [] and shop.saved == {}
+    # The largest total itself is a sale: at a store with no tax (8.25 % would take its total
+    # past it, `test_a_sale_whose_tax_takes_it_past_the_largest_total_is_refused_as_its_preview`).
+    shop.catalog.location = replace(shop.catalog.location, tax_rate_bps=0)
     order, _ = await checkout(shop, _cmd(request_id="req-2", lines=[LineRequest("GOLD", 1)]))
-    assert order.totals.subtotal == Money(10**12, USD)  # the largest total itself is a sale
+    assert order.totals.total == Money(10**12, USD)
 
 
 def test_a_cancelled_order_refuses_confirmation_in_words_about_confirming() -> None:
@@ -697,3 +700,28 @@ def test_a_sku_repeated_in_one_fulfilment_names_the_repeat() -> None:
     assert "line 0" in refused[0].description
     split = [LineRequest("TEE", 1), LineRequest("TEE", 2, fulfillment=1)]
     assert validate_lines(split, fulfillments=2) == []
+
+
+async def test_a_sale_whose_tax_takes_it_past_the_largest_total_is_refused_as_its_preview() -> None:
+    """A bar of gold at the largest order total (10^12 minor units), taxed at 8.25 %: its
+    goods are within the limit, its total is not. The preview, the checkout and an order
+    refuse it alike, a 400 naming `lines`, before anything is charged or saved. Before, the
+    limit was on the goods alone: the preview answered the total, an order was made, and the
+    checkout's payment was refused naming the payment's `amount.amount`, a field the request
+    does not have."""
+    shop = Shop()
+    shop.catalog.items["GOLD"] = PricedItem("GOLD", "Gold bar", Money(10**12, USD))
+    lines = [LineRequest("GOLD", 1)]
+    with pytest.raises(InvalidArgument) as previewed:
+        await calculate_cart(
+            CartCommand("loc_1", "register", "", lines, []), shop.ports, uow_factory(shop.store)
+        )
+    with pytest.raises(InvalidArgument) as sold:
+        await checkout(shop, _cmd(lines=lines, customer_id=""))
+    assert [v.field for v in previewed.value.violations] == ["lines"]
+    assert [v.field for v in sold.value.violations] == ["lines"]
+    assert shop.payments.charges == [] and shop.saved == {}
+    # Just within it, tax and all: sold.
+    shop.catalog.items["GOLD"] = PricedItem("GOLD", "Gold bar", Money(923_787_528_868, USD))
+    order, _ = await checkout(shop, _cmd(request_id="req-2", lines=lines, customer_id=""))
+    assert order.totals.total.amount <= 10**12

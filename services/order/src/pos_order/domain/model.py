@@ -2534,8 +2534,13 @@ def price_lines(
 
 
 def validate_total(totals: Totals) -> list[FieldViolation]:
+    """The one rule on what a sale comes to, checked alike by the cart preview, the checkout
+    and an order: its total after tax (and its goods before any discount) within the largest
+    order total. Until 2026-12-05 only the goods were checked: tax could take the total past
+    it, the preview answered it, an order was made, and the checkout's payment was refused
+    naming the payment's own `amount.amount`."""
     return require(
-        totals.subtotal.amount <= MAX_TOTAL,
+        max(totals.subtotal.amount, totals.total.amount) <= MAX_TOTAL,
         "lines",
         f"come to more than the largest order total ({MAX_TOTAL} minor units)",
     )
