@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from psycopg import sql
 
 from pos.customer.v1 import customer_pb2, customer_pb2_grpc
-from pos_devstack.http_checks import polled
-from pos_devstack.platform import PROCESSES, SERVICES
+from pos_devstack.http_checks import open_till, polled
+from pos_devstack.platform import PROCESSES, SERVICES, seed_demo_data
 from pos_devstack.testing import Running
 
 pytestmark = pytest.mark.e2e
@@ -1003,3 +1004,53 @@ def test_a_search_the_service_refuses_names_the_q_parameter(platform: Running) -
         assert answer.status_code == 400, answer.text
         assert [e["field"] for e in answer.json()["errors"]] == ["q"], answer.text
         assert "query" not in answer.json()["detail"] + answer.text.split('"errors"')[1]
+
+
+def test_a_register_reads_only_its_own_stores_purchases_of_a_customer(platform: Running) -> None:
+    """A customer's purchase history at a register is narrowed to its location, the summary
+    too, as every list of sales is; the export, which holds every store's sales in full, is
+    the back office's only (403 `insufficient_scope`)."""
+    with platform.new_merchant("Customers Confined") as http:
+        seed_demo_data(platform.platform.gateway_url, http.headers["Authorization"][7:])
+        here, there = [loc["id"] for loc in http.get("/v1/locations").json()["data"][:2]]
+        sku = f"CC-{uuid.uuid4().hex[:8].upper()}"
+        _post(http, "/v1/products", {"sku": sku, "name": "Confined",
+              "price": {"amount": 1200, "currency": "USD"}})  # fmt: skip
+        for at in (here, there):
+            _post(http, "/v1/inventory/adjustments", {"sku": sku, "location_id": at,
+                  "delta": 5, "reason": "received"})  # fmt: skip
+        buyer = _post(http, "/v1/customers", {"given_name": "Ines"})
+        sold = {}
+        for at, quantity in ((here, 1), (there, 3)):
+            sale = {"location_id": at, "customer_id": buyer["id"], "tender_type": "card",
+                    "card_token": "tok_visa",
+                    "lines": [{"sku": sku, "quantity": quantity}]}  # fmt: skip
+            sold[at] = _post(http, "/v1/checkouts", sale)["order"]
+        path = f"/v1/customers/{buyer['id']}/orders"
+        everything = polled(
+            lambda: http.get(path).json(), lambda got: len(got.get("data", [])) == 2
+        )
+        assert everything["summary"]["visit_count"] == 2
+        assert everything["summary"]["favourite_location_id"] == there
+        till = open_till(platform.platform.gateway_url, http, here)
+        with closing(till.device) as device:
+            answer = device.get(path)
+            assert answer.status_code == 200, answer.text
+            history = answer.json()
+            assert [o["order_id"] for o in history["data"]] == [sold[here]["id"]]
+            assert {o["location_id"] for o in history["data"]} == {here}
+            spent = sold[here]["total"]
+            assert history["summary"]["visit_count"] == 1
+            assert history["summary"]["lifetime_spend"] == spent
+            assert history["summary"]["lifetime_spend_by_currency"] == [spent]
+            assert history["summary"]["favourite_location_id"] == here
+            # As /v1/orders?customer_id= is.
+            listed = device.get("/v1/orders", params={"customer_id": buyer["id"]}).json()
+            assert [o["id"] for o in listed["data"]] == [sold[here]["id"]]
+            export = device.get(f"/v1/customers/{buyer['id']}/export")
+            assert export.status_code == 403, export.text
+            assert export.json()["code"] == "insufficient_scope"
+        # The merchant's own credential exports both stores' sales.
+        exported = http.get(f"/v1/customers/{buyer['id']}/export")
+        assert exported.status_code == 200, exported.text
+        assert {o["id"] for o in exported.json()["sales"]} == {o["id"] for o in sold.values()}

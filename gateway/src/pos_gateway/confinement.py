@@ -6,6 +6,8 @@ checkout, in the path or as a body's `order_id`/`payment_id`) must belong to the
 location, and lists of them are narrowed to it when the request names no location (gift cards
 too: a till lists the cards its store sold, though any card is spent anywhere). Anything
 elsewhere answers the same 404 as a made-up id, so a till learns nothing of other stores.
+A customer's purchase history is narrowed by its route (`routes.customers`), and what holds
+every store's sales (the list of returns, a customer's export) is refused there (403).
 
 A location's order is one sold there or fulfilled from there (a web order picked up at this
 store is handed over by its register). A payment, a terminal checkout and a refund (through

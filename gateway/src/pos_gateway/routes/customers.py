@@ -15,7 +15,7 @@ from pos.customer.v1 import customer_pb2, loyalty_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded
+from pos_gateway.actions import guarded, principal_of
 from pos_gateway.auth import Principal
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
@@ -591,7 +591,7 @@ async def merge_customers(
                   "merged_customer_ids": []},
          also=("orders:read", "payments:read")),
 )  # fmt: skip
-async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
+async def export_customer(customer_id: PathId, request: Request, svc: Svc) -> CustomerExport:
     """What every service holds about the customer, as JSON: the profile, groups, points and
     purchase history (customer service), the orders with their addresses and notes (order
     service) and the gift cards issued to them (payment service): so it takes the scopes that
@@ -599,7 +599,10 @@ async def export_customer(customer_id: PathId, svc: Svc) -> CustomerExport:
     person: their points history, orders and gift cards are in it (`merged_customer_ids`).
     An erased customer is a 404: nothing of them is left to export. One merged into another is a
     409 `customer_merged` with `merged_into`: what it held moved there, and that customer's
-    export has it."""
+    export has it. Back office only (a data subject's request): a register's credential is
+    refused (403 `insufficient_scope`), as every store's sales are in it."""
+    if principal_of(request).register_id is not None:
+        raise Problem(403, "insufficient_scope", "a register's credential cannot export a customer")
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
     # The duplicates merged into it are the same person: their orders and cards are theirs.
     ids = [customer_id, *answer.merged_customer_ids]
@@ -646,16 +649,25 @@ async def _cards_of(svc: Services, customer_id: str) -> list[gift_cards_pb2.Gift
          example=ex.PURCHASE_HISTORY),
 )  # fmt: skip
 async def customer_orders(
-    customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
+    customer_id: PathId,
+    request: Request,
+    svc: Svc,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> PurchaseHistory:
     """Newest first, with lifetime spend, visits, last visit and favourite location. A
     customer merged into another is a 409 `customer_merged` with `merged_into`: its purchases
-    moved there."""
+    moved there. For a register's credential, as every list of sales is, it is narrowed to the
+    register's location: the purchases made there, and a summary of those only (the spend,
+    visits and last visit at that store; its favourite location that store, or empty when
+    they bought nothing there)."""
+    own = principal_of(request).location_id if principal_of(request).register_id else None
     answer = await svc.customer.ListCustomerOrders(
         customer_pb2.ListCustomerOrdersRequest(
-            customer_id=customer_id, page_size=limit, page_token=cursor or ""
+            customer_id=customer_id, page_size=limit, page_token=cursor or "",
+            location_id=own or "",
         )
-    )
+    )  # fmt: skip
     return PurchaseHistory.model_validate(
         {
             "data": [to_json(o) for o in answer.orders],
@@ -674,7 +686,10 @@ async def points_history(
     customer_id: PathId, svc: Svc, limit: Limit = 50, cursor: Cursor = None
 ) -> PointsHistory:
     """Newest first; each entry carries the balance after it. A customer merged into another
-    keeps its history (its newest entry moves the balance there); an erased one is a 404."""
+    keeps its history (its newest entry moves the balance there); an erased one is a 404.
+    It is not narrowed for a register's credential: the points are one balance redeemed at
+    any store, as a gift card is spent anywhere, and an entry names its order by id only (one
+    of another store is a 404 to that register, as a made-up id is)."""
     answer = await svc.customer.ListPointsHistory(
         loyalty_pb2.ListPointsHistoryRequest(
             customer_id=customer_id, page_size=limit, page_token=cursor or ""

@@ -1304,11 +1304,16 @@ class SqlPurchaseRepository:
             .values(status="reversed")
         )
 
-    async def list(self, customer_id: str, page: PageRequest) -> Sequence[Row[Any]]:
-        """Newest first; the page token is the last order's id within the same time order."""
+    async def list(
+        self, customer_id: str, page: PageRequest, location_id: str = ""
+    ) -> Sequence[Row[Any]]:
+        """Newest first; the page token is the last order's id within the same time order.
+        `location_id`: only the purchases made there."""
         query = select(purchases, self._returned().label("returned")).where(
             self._mine(), purchases.c.customer_id == customer_id
         )
+        if location_id:
+            query = query.where(purchases.c.location_id == location_id)
         if page.after:
             at, _, order_id = page.after.partition("|")
             query = query.where(
@@ -1326,12 +1331,16 @@ class SqlPurchaseRepository:
             )
         ).all()
 
-    async def summary(self, customer_id: str) -> tuple[dict[str, int], int, Any, str]:
+    async def summary(
+        self, customer_id: str, location_id: str = ""
+    ) -> tuple[dict[str, int], int, Any, str]:
         """(lifetime spend per currency, net of returns; visits, last visit, favourite
-        location)."""
+        location). `location_id`: of the purchases made there only."""
         mine = and_(
             self._mine(), purchases.c.customer_id == customer_id, purchases.c.status == "confirmed"
         )
+        if location_id:
+            mine = and_(mine, purchases.c.location_id == location_id)
         spend = {
             c: int(t)
             for c, t in await self._conn.execute(

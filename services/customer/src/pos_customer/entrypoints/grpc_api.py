@@ -209,13 +209,15 @@ class CustomerApi(Servicer[CustomerUow], customer_pb2_grpc.CustomerServiceServic
     ) -> customer_pb2.ListCustomerOrdersResponse:
         customer = await handlers.active_customer(uow, request.customer_id)
         page = page_request(request)
-        rows = await uow.purchases.list(customer.id, page)
+        rows = await uow.purchases.list(customer.id, page, request.location_id)
         items = rows[: page.limit]
         token = ""
         if len(rows) > page.limit:
             last = items[-1]
             token = encode_token(f"{last.ordered_at.isoformat()}|{last.order_id}", page.scope)
-        spend, visits, last_visit, favourite = await uow.purchases.summary(customer.id)
+        spend, visits, last_visit, favourite = await uow.purchases.summary(
+            customer.id, request.location_id
+        )
         summary = loyalty_pb2.PurchaseSummary(visit_count=visits, favourite_location_id=favourite)
         if spend:
             # One currency per merchant in practice; the largest if a merchant has several.
