@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -219,6 +220,35 @@ async def test_a_credential_revokes_only_credentials_within_its_own_scopes(
     for path, ident in (("api-keys", wide_key["id"]), ("oauth-clients", wide_client["id"])):
         done = await gateway.http.delete(f"/v1/{path}/{ident}")
         assert done.status_code == 200, done.text
+
+
+async def test_the_scopes_a_refusal_names_fit_the_published_header(gateway: Gateway) -> None:
+    """Revoking or rolling a key that holds every scope, with a credential holding only
+    `credentials:manage` and `catalog:read`, names all the others in `WWW-Authenticate`: the
+    longest such header the gateway sends fits the schema it publishes for it."""
+    made = await gateway.post(
+        "/v1/api-keys", {"name": "manager", "scopes": ["credentials:manage", "catalog:read"]}
+    )
+    assert made.status_code == 201, made.text
+    manager = _bearer(made.json()["key"])
+    every = await gateway.post("/v1/api-keys", {"name": "every", "scopes": list(ALL_SCOPES)})
+    assert every.status_code == 201, every.text
+    ident = every.json()["id"]
+    schema = gateway.app.openapi()["components"]["headers"]["WWW-Authenticate-Scope"]["schema"]
+    beyond = " ".join(s for s in ALL_SCOPES if s not in ("credentials:manage", "catalog:read"))
+    for refused in (
+        await gateway.http.delete(f"/v1/api-keys/{ident}", headers=manager),
+        await gateway.http.post(
+            f"/v1/api-keys/{ident}/roll", json={},
+            headers={**manager, "Idempotency-Key": str(uuid.uuid4())},
+        ),
+    ):  # fmt: skip
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["code"] == "insufficient_scope"
+        header = refused.headers["www-authenticate"]
+        assert header == f'Bearer error="insufficient_scope", scope="{beyond}"'
+        assert len(header) <= schema["maxLength"], (len(header), schema["maxLength"])
+        assert re.fullmatch(schema["pattern"], header)
 
 
 async def test_a_credentials_own_entries_say_what_the_platforms_do(gateway: Gateway) -> None:

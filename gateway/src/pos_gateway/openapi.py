@@ -98,6 +98,9 @@ SCOPES = {
 }
 
 RATE_LIMIT = {"type": "string", "maxLength": 64}
+# The longest `WWW-Authenticate` an insufficient_scope refusal sends: every scope named.
+_SCOPE_HEADER_MAX = len(f'Bearer error="insufficient_scope", scope="{" ".join(ALL_SCOPES)}"')
+
 HEADERS: dict[str, dict[str, Any]] = {
     "X-Request-Id": {
         "description": "The request's own `X-Request-Id` when it sent one of 1 to "
@@ -158,9 +161,10 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "WWW-Authenticate-Scope": {
         "description": "The scope the credential lacks: "
-        '`Bearer error="insufficient_scope", scope="<scope>"` (not on a replayed answer)',
+        '`Bearer error="insufficient_scope", scope="<scope>"` (not on a replayed answer); '
+        "the scopes, space-separated, when it acts on a credential holding several it lacks",
         "required": False,
-        "schema": {"type": "string", "maxLength": 200, "pattern": r"^Bearer [ -~]+$"},
+        "schema": {"type": "string", "maxLength": _SCOPE_HEADER_MAX, "pattern": r"^Bearer [ -~]+$"},
     },
     "WWW-Authenticate-Basic": {
         "description": "Sent when the client authenticated with HTTP Basic: "
