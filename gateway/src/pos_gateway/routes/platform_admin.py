@@ -97,7 +97,10 @@ class MerchantKeyIn(Body):
 
     name: Name
     mode: Literal["test", "live"] = Field(
-        "live", description="`live` to take the merchant live: no merchant credential makes one"
+        "live",
+        description="`live` to take the merchant live: a merchant's own credentials are test "
+        "ones until then, and a test credential makes no live key (a live key, once issued, "
+        "may make more)",
     )
 
 
