@@ -69,6 +69,7 @@ from pos_gateway.routes.gift_cards import CODE_LOOKUP_BURST, CODE_LOOKUP_RATE
 from pos_gateway.schemas.platform import Health, Readiness
 from pos_gateway.settings import GatewaySettings
 from pos_gateway.shared_ratelimit import SharedBuckets, purge_idle_buckets
+from pos_kit.cancel import stop_if_cancelled
 from pos_kit.db import make_engine, reads
 
 DESCRIPTION = """
@@ -99,8 +100,10 @@ async def _purge_hourly(store: IdempotencyStore, engine: AsyncEngine) -> None:
     while True:
         with contextlib.suppress(Exception):
             await store.purge_expired()
+        stop_if_cancelled()
         with contextlib.suppress(Exception):
             await audit.purge_expired(engine)
+        stop_if_cancelled()
         await asyncio.sleep(3600)
 
 
@@ -177,6 +180,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 await asyncio.wait_for(relaying, 5)
             purger.cancel()
             bucket_purger.cancel()
+            # Awaited, so neither outlives the app (an event loop closing after it waits for
+            # every task it still has).
+            await asyncio.wait({purger, bucket_purger}, timeout=5)
             await app.state.services.close()
             await app.state.jetstream.close()
             await limits.close()

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from psycopg_pool import AsyncConnectionPool
 
 from pos_gateway.ratelimit import Decision, TokenBuckets, decision, header, policy
+from pos_kit.cancel import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -197,4 +198,5 @@ async def purge_idle_buckets(
         except Exception as exc:
             # The exception's type only, as above.
             log.warning("could not purge idle rate-limit buckets (%s)", type(exc).__name__)
+        stop_if_cancelled()
         await asyncio.sleep(every)
