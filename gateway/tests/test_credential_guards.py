@@ -367,6 +367,61 @@ async def test_a_pairing_code_needs_every_scope_its_register_will_carry(gateway:
     assert all(f"`{s}`" in described["description"] for s in REGISTER_SCOPES)
 
 
+async def _paired(gateway: Gateway) -> str:
+    """The credential of a register paired at the fixture's store."""
+    register = await _register(gateway)
+    issued = await gateway.http.post(
+        f"/v1/registers/{register}/pairing-codes", headers={"Idempotency-Key": str(uuid.uuid4())}
+    )
+    assert issued.status_code == 201, issued.text
+    paired = await gateway.http.post(
+        "/v1/registers/pair", json={"code": issued.json()["code"]}, headers={"Authorization": ""}
+    )
+    assert paired.status_code == 201, paired.text
+    return str(paired.json()["credential"])
+
+
+# What only the back office does, asked with a body each that is valid (so the refusal is
+# what answers): every store's settings, groups, returns and a customer's export.
+BACK_OFFICE_ONLY = [
+    ("PUT", "/v1/payment-settings", "/v1/payment-settings",
+     {"authorization_window_seconds": 7200}),
+    ("PUT", "/v1/gift-card-settings", "/v1/gift-card-settings", {"max_balance": 90_000}),
+    ("PATCH", "/v1/order-settings", "/v1/order-settings", {"return_window_days": 365}),
+    ("PUT", "/v1/loyalty-program", "/v1/loyalty-program",
+     {"enabled": True, "points_per_unit": 1, "point_value_minor": 1000}),
+    ("POST", "/v1/customer-groups", "/v1/customer-groups", {"name": "Staff"}),
+    ("PATCH", "/v1/customer-groups/{group_id}", "/v1/customer-groups/grp_x", {"name": "Gold"}),
+    ("DELETE", "/v1/customer-groups/{group_id}", "/v1/customer-groups/grp_x", None),
+    ("POST", "/v1/customer-groups/{group_id}/members", "/v1/customer-groups/grp_x/members",
+     {"customer_ids": ["cus_x"]}),
+    ("POST", "/v1/customer-groups/{group_id}/members/remove",
+     "/v1/customer-groups/grp_x/members/remove", {"customer_ids": ["cus_x"]}),
+    ("GET", "/v1/returns", "/v1/returns", None),
+    ("GET", "/v1/customers/{customer_id}/export", "/v1/customers/cus_x/export", None),
+]  # fmt: skip
+
+
+async def test_a_register_refused_the_back_office_s_operations_is_told_the_scope(
+    gateway: Gateway,
+) -> None:
+    """A register's credential holds the scopes these operations ask for, but what they reach
+    is every store's: each is a 403 `insufficient_scope` with the RFC 6750 challenge every
+    other such refusal carries, naming the scopes the operation requires (as its document
+    does)."""
+    device = _bearer(await _paired(gateway))
+    document = gateway.app.openapi()
+    for method, template, path, body in BACK_OFFICE_ONLY:
+        required = document["paths"][template][method.lower()]["x-required-scopes"]
+        headers = {**device, "Idempotency-Key": str(uuid.uuid4())}
+        refused = await gateway.http.request(method, path, json=body, headers=headers)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json()["code"] == "insufficient_scope", (path, refused.text)
+        assert refused.headers.get("www-authenticate") == (
+            f'Bearer error="insufficient_scope", scope="{" ".join(required)}"'
+        ), path
+
+
 async def _live_key(gateway: Gateway, scopes: tuple[str, ...]) -> str:
     """A live key of the fixture's merchant, made as the platform would (nothing on /v1 may
     make the first one)."""

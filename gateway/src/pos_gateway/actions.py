@@ -22,7 +22,7 @@ import grpc
 from fastapi import Request
 
 from pos_gateway import audit, staff
-from pos_gateway.auth import Principal
+from pos_gateway.auth import Principal, not_for_a_register
 from pos_gateway.problems import Problem, from_rpc_error
 from pos_kit.context import request_id_var
 
@@ -88,13 +88,13 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def back_office_only(principal: Principal, what: str) -> None:
+def back_office_only(request: Request, what: str) -> None:
     """Merchant-wide settings are the back office's (an API key, an OAuth client): a till's
     credential carries the scopes their routes ask for (it sells), but what they change is
     every store's, so a register's is refused whoever is signed in at it, as it is for
-    managing registers and staff."""
-    if principal.register_id is not None:
-        raise Problem(403, "insufficient_scope", f"a register's credential cannot change {what}")
+    managing registers and staff (`auth.not_for_a_register`: with the scope challenge)."""
+    if principal_of(request).register_id is not None:
+        raise not_for_a_register(request, f"a register's credential cannot change {what}")
 
 
 def signed_in(principal: Principal) -> Principal:
@@ -123,7 +123,7 @@ async def guarded(
     `done.permitted` is False, for an action that needs it only in some cases. `settings`:
     the merchant-wide settings the action changes, refused to a register (`back_office_only`)."""
     if settings is not None:
-        back_office_only(principal_of(request), settings)
+        back_office_only(request, settings)
     principal = signed_in(principal_of(request))
     engine = request.app.state.engine
     request_id = request_id_var.get() or ""

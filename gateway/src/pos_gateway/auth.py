@@ -174,13 +174,28 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+def scope_challenge(scope: str) -> dict[str, str]:
+    """The RFC 6750 challenge of a 403 `insufficient_scope`: `scope` is what the request
+    needs (several space-separated)."""
+    return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'}
+
+
 def insufficient_scope(scope: str) -> Problem:
     return Problem(
-        403,
-        "insufficient_scope",
-        f"this credential lacks the {scope} scope",
-        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
-    )
+        403, "insufficient_scope", f"this credential lacks the {scope} scope",
+        headers=scope_challenge(scope),
+    )  # fmt: skip
+
+
+def not_for_a_register(request: Request, detail: str) -> Problem:
+    """The 403 `insufficient_scope` of an operation only the back office may ask (what it
+    reaches is every store's), to a register's credential: the same challenge as any such
+    refusal, naming the scopes the operation requires (`x-required-scopes`, as its document
+    says); a register holds them, but no register credential is enough."""
+    route = request.scope.get("route")
+    scopes = (getattr(route, "openapi_extra", None) or {}).get("x-required-scopes", [])
+    headers = scope_challenge(" ".join(scopes)) if scopes else None
+    return Problem(403, "insufficient_scope", detail, headers=headers)
 
 
 def require(scope: str) -> Any:

@@ -16,7 +16,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import gift_cards_pb2
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded, principal_of
-from pos_gateway.auth import Principal
+from pos_gateway.auth import Principal, not_for_a_register
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_json, to_model, to_page
 from pos_gateway.idempotency import ERASED_ANSWER
@@ -602,7 +602,7 @@ async def export_customer(customer_id: PathId, request: Request, svc: Svc) -> Cu
     export has it. Back office only (a data subject's request): a register's credential is
     refused (403 `insufficient_scope`), as every store's sales are in it."""
     if principal_of(request).register_id is not None:
-        raise Problem(403, "insufficient_scope", "a register's credential cannot export a customer")
+        raise not_for_a_register(request, "a register's credential cannot export a customer")
     answer = await svc.customer.ExportCustomer(customer_pb2.ExportCustomerRequest(id=customer_id))
     # The duplicates merged into it are the same person: their orders and cards are theirs.
     ids = [customer_id, *answer.merged_customer_ids]

@@ -17,7 +17,7 @@ from pos.common.v1 import money_pb2
 from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
-from pos_gateway.actions import guarded, principal_of, settings_changed
+from pos_gateway.actions import back_office_only, guarded, principal_of, settings_changed
 from pos_gateway.clients import Services
 from pos_gateway.confinement import elsewhere
 from pos_gateway.convert import to_json, to_model, to_page
@@ -806,6 +806,8 @@ async def put_payment_settings(
     you saw: a stale one is a 412 `version_mismatch` with `current_version`. The order
     settings show the window too: a change of it moves their version on as well. A register's
     credential is refused (403 `insufficient_scope`): settings are the back office's."""
+    # Refused before the lease is asked for: a register's request waits on no service.
+    back_office_only(request, "the payment settings")
     # Under the order settings' lease: a change of those (which show the window) checks its
     # version and writes both parts with no change of the window in between.
     async with settings_leased(svc):

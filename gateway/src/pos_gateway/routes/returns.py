@@ -13,6 +13,7 @@ from pos.order.v1 import order_pb2
 from pos.payment.v1 import payment_pb2
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded, permission_refused, principal_of
+from pos_gateway.auth import not_for_a_register
 from pos_gateway.clients import Services
 from pos_gateway.convert import to_model, to_page
 from pos_gateway.problems import Problem, from_rpc_error
@@ -490,8 +491,8 @@ async def list_all_returns(
     refused (403 `insufficient_scope`), as every store's returns are in it; a till reads an
     order's returns through the order."""
     if principal_of(request).register_id is not None:
-        raise Problem(
-            403, "insufficient_scope", "a register's credential cannot list every store's returns"
+        raise not_for_a_register(
+            request, "a register's credential cannot list every store's returns"
         )
     if register_id:
         await known_register(request, register_id)
