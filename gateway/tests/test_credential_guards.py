@@ -422,6 +422,27 @@ async def test_a_register_refused_the_back_office_s_operations_is_told_the_scope
         ), path
 
 
+async def test_a_register_naming_another_store_in_a_filter_is_answered_as_a_made_up_one(
+    gateway: Gateway,
+) -> None:
+    """A register's list filter naming another of the merchant's stores is the 404 the
+    merchant's key gets for a location it does not have, word for word: `errors[]` naming the
+    parameter, so nothing tells another store from a made-up id."""
+    device = _bearer(await _paired(gateway))
+    made = await gateway.post(
+        "/v1/locations", {"name": "Elsewhere St", "currency": "USD", "tax_rate_bps": 0}
+    )
+    assert made.status_code == 201, made.text
+    other, made_up = made.json()["id"], "loc_made_up_0123456789"
+    for path in ("/v1/orders", "/v1/inventory", "/v1/shifts", "/v1/payments", "/v1/registers"):
+        key = await gateway.http.get(path, params={"location_id": made_up})
+        assert key.status_code == 404, (path, key.text)
+        assert key.json()["errors"] == [{"field": "location_id", "reason": "no such location"}]
+        till = await gateway.http.get(path, params={"location_id": other}, headers=device)
+        assert till.status_code == 404, (path, till.text)
+        assert till.json() == json.loads(key.text.replace(made_up, other)), path
+
+
 async def _live_key(gateway: Gateway, scopes: tuple[str, ...]) -> str:
     """A live key of the fixture's merchant, made as the platform would (nothing on /v1 may
     make the first one)."""

@@ -38,6 +38,7 @@ from pos_gateway.idempotency import (
 from pos_gateway.problems import (
     IDEMPOTENCY_KEY_REUSED,
     Problem,
+    filter_named,
     from_rpc_error,
     problem_response,
 )
@@ -247,7 +248,9 @@ class EdgeMiddleware:
             # as if it did not exist, whether named in the path, the query or the body.
             receive, elsewhere = await _other_location(scope, receive, principal.location_id)
             if elsewhere is not None:
-                await problem_response(_location_missing(*elsewhere))(scope, receive, send)
+                # A read's filter is named as the route's 404 for a made-up id names it.
+                unknown = filter_named(request, _location_missing(*elsewhere))
+                await problem_response(unknown)(scope, receive, send)
                 return
             receive, outside = await _confined(scope, receive, principal.location_id)
             if outside is not None:
@@ -495,8 +498,8 @@ async def _other_location(
 ) -> tuple[Receive, tuple[str, str] | None]:
     """The first location other than `own` the request names (in its path, a query
     parameter or a body field ending in `location_id`, at any depth) with the body field
-    naming it (empty for the path and the query, whose 404s name no field), and the body to
-    read on."""
+    naming it (empty for the path and the query: a read's query parameter is named as
+    `problems.filter_named` names it for a made-up id), and the body to read on."""
     named: list[tuple[str, str]] = []
     path = _LOCATION_PATH.match(scope["path"])
     if path is not None:
