@@ -201,6 +201,10 @@ class FakeCheckoutStarts:
     async def forget(self, request_id: str) -> None:
         self._uow.store.starts.pop((self._uow.merchant_id, request_id), None)
 
+    async def earlier(self, request_id: str) -> Start | None:
+        found = self._uow.store.starts.get((self._uow.merchant_id, request_id))
+        return Start(found[0], found[2]) if found is not None else None
+
 
 class FakeSettings:
     def __init__(self, uow: FakeUow) -> None:

@@ -771,6 +771,56 @@ async def test_a_refused_exchange_sent_again_answers_as_it_first_did(shop: Shop)
     assert answers[0][1] == "gift_card_inactive"
 
 
+async def test_an_exchange_refused_as_it_came_is_made_when_sent_corrected_under_its_request_id(
+    shop: Shop,
+) -> None:
+    """An exchange refused with a 404 once its new order was made (a gift card code no card
+    has: the order cancelled, its hold released, the return dropped) is kept nothing of by the
+    gateway, so the client sends the corrected body under the same Idempotency-Key: the
+    exchange is made once, with ids of its own, and the refused attempt left nothing charged
+    or held. The refused body sent again still answers its refusal. Until 2026-12-05 the
+    corrected body was refused as the request id reused (422 `idempotency_key_reused`)."""
+    order = await shop.sale(TEE=1)
+    card = await shop.cards.IssueGiftCard(
+        G.IssueGiftCardRequest(request_id=str(uuid.uuid4()), amount=usd(10_000)),
+        metadata=MERCHANT,
+        timeout=10,
+    )
+    gift = payment_pb2.TENDER_TYPE_GIFT_CARD
+    caps = await shop.on_hand("CAP")
+    ask = shop.ask(order.id, [("L1", 1)], [("CAP", 2)], card=False)
+    ask.tenders.add(tender_type=gift, gift_card_code="NOSUCH-CARD-0000")
+    refused = await shop.refused(ask)
+    assert refused.code() == grpc.StatusCode.NOT_FOUND
+    assert [v.field for v in read_error(refused).violations] == ["tenders[0].gift_card_code"]
+
+    corrected = order_pb2.CreateExchangeRequest()
+    corrected.CopyFrom(ask)
+    corrected.tenders[0].gift_card_code = card.code
+    made = await shop.exchange(corrected)
+    again = await shop.exchange(corrected)  # a retry of the corrected body: the same exchange
+    assert again.order.id == made.order.id
+    assert again.order_return.id == made.order_return.id
+    # The refused body, sent after: its key now names the corrected request.
+    reused = await shop.refused(ask)
+    assert read_error(reused).reason == "idempotency_key_reused"
+
+    assert [r.id for r in await shop.returns_of(order.id)] == [made.order_return.id]
+    captured, refunded = await shop.money(made.order.id)
+    assert captured > 0 and refunded == 0
+    now = await shop.cards.GetGiftCard(
+        G.GetGiftCardRequest(id=card.gift_card.id), metadata=MERCHANT, timeout=5
+    )
+    assert now.gift_card.balance.amount == 10_000 - captured  # taken once
+    assert await shop.on_hand("CAP") == caps - 2  # sold once
+    available = await shop.catalog.GetStockLevels(
+        inventory_pb2.GetStockLevelsRequest(skus=["CAP"], location_id=shop.store),
+        metadata=MERCHANT,
+        timeout=5,
+    )
+    assert sum(level.reserved for level in available.levels) == 0  # nothing left held
+
+
 async def test_a_gift_card_code_tendered_enters_the_stored_fingerprint_keyed() -> None:
     request = order_pb2.CreateExchangeRequest(
         request_id="x",

@@ -1015,6 +1015,17 @@ class SqlCheckoutStarts:
             t.delete().where(t.c.merchant_id == self._merchant, t.c.request_id == request_id)
         )
 
+    async def earlier(self, request_id: str) -> Start | None:
+        t = checkout_starts
+        row = (
+            await self._conn.execute(
+                select(t.c.started_at, t.c.nonce).where(
+                    t.c.merchant_id == self._merchant, t.c.request_id == request_id
+                )
+            )
+        ).first()
+        return Start(row.started_at, row.nonce or "") if row is not None else None
+
 
 class SqlOrderSettings:
     def __init__(self, conn: AsyncConnection, merchant_id: str) -> None:

@@ -58,6 +58,7 @@ from pos_kit.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    RequestIdReused,
     Unavailable,
     named_by,
     raise_if,
@@ -104,7 +105,7 @@ from pos_order.service import pricing, saga
 from pos_order.service.handlers.drawer import drawer_open_for_cash
 from pos_order.service.handlers.new_order import at_register, discard
 from pos_order.service.handlers.tenders import tender_ask
-from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult
+from pos_order.service.ports import CheckoutPorts, OrderSettings, PaymentResult, Start
 from pos_order.service.returns import (
     RefundRefused,
     ReturnPorts,
@@ -357,7 +358,11 @@ class CreateExchange(Generic[R]):
             raise NotFound("order", req.order_id)
         # Another body under the request id of an exchange begun already is refused: it would
         # go on with the first body's return and new order, and pay with this body's tenders.
-        start = await uow.checkouts.start(req.request_id, req.fingerprint)
+        # Unless that exchange was refused as it came (see `_anew`).
+        try:
+            start = await uow.checkouts.start(req.request_id, req.fingerprint)
+        except RequestIdReused:
+            start = await _anew(uow, req)
         claim = start.claim(uow.merchant_id, req.request_id)
         return_id, order_id = claim.derived_id("ret"), claim.derived_id("ord")
         found = await uow.returns.get(return_id)
@@ -593,6 +598,17 @@ class CreateExchange(Generic[R]):
                 if exc.kind in saga.TRANSIENT:
                     raise
                 # Refused before anything was taken (a bad token, a spent gift card).
+                if (
+                    exc.kind in (ErrorKind.INVALID, ErrorKind.NOT_FOUND)
+                    and exc.code != "idempotency_key_reused"
+                ):
+                    # As a checkout's tender (`Order.tender_refused`): awaited no more, so the
+                    # cancel ends with nothing left to give back (not compensating until the
+                    # resumer gives it up), and the request may come again corrected (`_anew`).
+                    def gone(o: Order, n: int = record.n) -> None:
+                        o.tender_refused(n)
+
+                    await change(self.new_uow, order.id, gone)
                 refused = _about_tender(exc, i)
                 await saga.cancel(self.new_uow, self.ports, order.id, self.policy,
                                   "payment_declined", refusal=refused)  # fmt: skip
@@ -706,6 +722,40 @@ def _declined(order: Order) -> dict[str, str]:
     failed = [t.payment_id for t in order.saga.tenders
               if t.state is TenderState.FAILED and t.payment_id]  # fmt: skip
     return {"order_id": order.id, **({"payment_id": failed[-1]} if failed else {})}
+
+
+# The refusals the gateway keeps nothing of under an Idempotency-Key (400, 403, 404: the
+# request refused as it came), so the client may send the corrected request under the same key.
+_REFUSED_AS_IT_CAME = (ErrorKind.INVALID, ErrorKind.FORBIDDEN, ErrorKind.NOT_FOUND)
+
+
+async def _anew(uow: ReturnsUnitOfWork, req: ExchangeRequest) -> Start:
+    """Another body under the request id of an exchange begun already. Its first attempt
+    refused as it came once its new order was made (a gift card code no card has: a 404), the
+    gateway kept nothing of the answer and the client may send a corrected body under the same
+    key (gateway/README.md): it runs as a new attempt, its start made anew (a new nonce, so its
+    return, new order and their step ids are its own, never the refused attempt's). Only once
+    that attempt is wholly undone: its new order cancelled with everything given back
+    (`SagaState.DONE`: holds released, any difference taken refunded) and its return dropped
+    (its credit released). Otherwise, or for any other refusal (kept by the gateway and
+    replayed), the request id reused, as before."""
+    earlier = await uow.checkouts.earlier(req.request_id)
+    if earlier is None:
+        raise RequestIdReused()
+    claim = earlier.claim(uow.merchant_id, req.request_id)
+    made = await uow.orders.get(claim.derived_id("ord"))
+    refusal = made.saga.refusal if made is not None else None
+    if (
+        made is None
+        or refusal is None
+        or refusal.kind not in _REFUSED_AS_IT_CAME
+        or made.status is not OrderStatus.CANCELLED
+        or made.saga.state is not SagaState.DONE
+        or await uow.returns.get(claim.derived_id("ret")) is not None
+    ):
+        raise RequestIdReused()
+    await uow.checkouts.forget(req.request_id)
+    return await uow.checkouts.start(req.request_id, req.fingerprint)
 
 
 def _not_made(order: Order) -> DomainError:

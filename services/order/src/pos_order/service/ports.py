@@ -147,6 +147,10 @@ class CheckoutStarts(Protocol):
         """Its order was withdrawn: a retry of the request starts anew (a new order id)."""
         ...
 
+    async def earlier(self, request_id: str) -> Start | None:
+        """The request id's start as it stands, whatever body made it (None: none yet)."""
+        ...
+
 
 class SettingsStore(Protocol):
     async def get(self, *, lock: bool = False) -> OrderSettings | None: ...
