@@ -3,7 +3,8 @@ a register's member without the `refund` permission gives no money back by a ret
 exchange (nor overrides the return window) nor by store credit for a return without a
 receipt, and all of them are in the audit log; a return's
 amounts per tender are in the order's currency; a refund's lines are units of its order not
-refunded or returned yet; an exchange's declined tender answers the order and the payment."""
+refunded or returned yet; an exchange's declined tender answers the order and the payment; an
+exchange refused with a 404 is made once when sent corrected under the same key."""
 
 from __future__ import annotations
 
@@ -373,3 +374,32 @@ def test_a_refused_exchange_sent_again_with_its_key_answers_the_same(
     again = http.post(path, json=body, headers=key)
     assert (again.status_code, again.content) == (404, first.content)
     assert _returns(http, order["id"]) == []
+
+
+def test_a_refused_exchange_corrected_under_its_key_is_made_once(shop: httpx.Client) -> None:
+    """The gateway keeps nothing of an exchange's 404 (a gift card code no card has), so the
+    corrected body may use the same Idempotency-Key: the order service runs it as a new
+    attempt, the exchange is made once, and the refused attempt left nothing charged or held
+    (until 2026-12-05 the corrected body was a 422 `idempotency_key_reused`)."""
+    http = shop
+    order = _sale(http, _store(http), [{"sku": "MUG-LOGO", "quantity": 1}])["order"]
+    issued = _ok(
+        _post(http, "/v1/gift-cards", {"amount": {"amount": 10_000, "currency": "USD"}}), 201
+    )
+    tender = {"tender_type": "gift_card", "gift_card_code": "NOSUCH-CARD-0000"}
+    body = {"lines": [{"line_id": "L1", "quantity": 1}], "reason": "wrong_size",
+            "new_lines": [{"sku": "CAP-NAVY", "quantity": 1}], "tenders": [tender]}  # fmt: skip
+    path, key = f"/v1/orders/{order['id']}/exchanges", {"Idempotency-Key": str(uuid.uuid4())}
+    refused = http.post(path, json=body, headers=key)
+    assert refused.status_code == 404, refused.text
+    corrected = {**body, "tenders": [{**tender, "gift_card_code": issued["code"]}]}
+    made = _ok(http.post(path, json=corrected, headers=key), 201)
+    again = http.post(path, json=corrected, headers=key)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.json()["order"]["id"] == made["order"]["id"]
+    assert [r["id"] for r in _returns(http, order["id"])] == [made["order_return"]["id"]]
+    # Taken once from the card: what the new order's payments captured, nothing more.
+    card = _ok(http.get(f"/v1/gift-cards/{issued['gift_card']['id']}"))
+    payments = _ok(http.get("/v1/payments", params={"order_id": made["order"]["id"]}))["data"]
+    taken = sum(p["amount"]["amount"] for p in payments)
+    assert taken > 0 and card["balance"]["amount"] == 10_000 - taken
