@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 from pos_gateway import admin, audit, keys, tokens
 from pos_gateway import examples as ex
 from pos_gateway.actions import guarded
-from pos_gateway.auth import Principal
+from pos_gateway.auth import Principal, scope_challenge
 from pos_gateway.idempotency import REDACTED
 from pos_gateway.problems import Problem
 from pos_gateway.ratelimit import address_key
@@ -196,9 +196,7 @@ async def within_scopes(
         "insufficient_scope",
         f"this credential cannot act on {_ARTICLED[kind]} holding scopes it lacks: "
         + ", ".join(beyond),
-        headers={
-            "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{" ".join(beyond)}"'
-        },
+        headers=scope_challenge(" ".join(beyond)),
     )
 
 
